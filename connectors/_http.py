@@ -1,0 +1,207 @@
+"""HTTP for connectors: bounded retries with backoff, timeouts, credentials bound to
+their own host, JSON that must be JSON, and bodies streamed with their length checked.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+import requests
+
+from .base import AuthError, SourceError
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_RETRY_AFTER = 60.0  # s: longest a Retry-After header may make us wait
+
+
+def origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def where(url: str) -> str:
+    """The part of a URL safe to show: no query (signed download URLs carry tokens), no userinfo."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class HostBoundAuth(requests.auth.AuthBase):
+    """Adds credentials only to requests for one origin, so a redirect to a files host never gets them."""
+
+    def __init__(self, base_url: str, inner: requests.auth.AuthBase | Callable | None = None,
+                 headers: Mapping[str, str] | None = None):
+        self.origin = origin(base_url)
+        self.inner = inner
+        self.headers = dict(headers or {})
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if origin(request.url) != self.origin:
+            return request
+        request.headers.update(self.headers)
+        return self.inner(request) if self.inner else request
+
+
+def _is_throttled(response: requests.Response) -> bool:
+    if response.status_code == 429:
+        return True
+    # Canvas answers throttling with 403 and this text.
+    return response.status_code == 403 and "rate limit exceeded" in response.text[:500].lower()
+
+
+class SourceSession:
+    """A requests session for one source. Every failure surfaces as SourceError/AuthError."""
+
+    def __init__(self, label: str, base_url: str, *, auth: requests.auth.AuthBase | None = None,
+                 headers: Mapping[str, str] | None = None, timeout: tuple[float, float] = (10.0, 60.0),
+                 retries: int = 4, backoff: float = 0.5, secrets: tuple[str, ...] = (),
+                 sleep: Callable[[float], None] = time.sleep):
+        self.label = label
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.secrets = tuple(s for s in secrets if s)
+        self.sleep = sleep
+        self.requests_made = 0
+        self.session = requests.Session()
+        self.session.auth = HostBoundAuth(base_url, auth, headers)
+        self.session.max_redirects = 10
+        self.session.headers["User-Agent"] = "f2git"
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def fail(self, message: str, cls: type[SourceError] = SourceError) -> SourceError:
+        return cls(self.redact(f"{self.label}: {message}"))
+
+    def request(self, method: str, url: str, *, ok: tuple[int, ...] = (200,), stream: bool = False,
+                **kwargs: Any) -> requests.Response:
+        """One request with bounded retries on network errors, 5xx and throttling."""
+        kwargs.setdefault("timeout", self.timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests_made += 1
+            try:
+                response = self.session.request(method, url, stream=stream, **kwargs)
+            except requests.TooManyRedirects:
+                raise self.fail(f"too many redirects from {where(url)}") from None
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if attempt > self.retries:
+                    kind = "timed out" if isinstance(error, requests.Timeout) else "could not be reached"
+                    raise self.fail(f"{where(url)} {kind} after {attempt} tries") from None
+                self.sleep(self.backoff * 2 ** (attempt - 1))
+                continue
+            except requests.RequestException as error:
+                raise self.fail(f"request to {where(url)} failed: {type(error).__name__}") from None
+            if response.status_code in ok:
+                return response
+            retryable = response.status_code in RETRY_STATUSES or _is_throttled(response)
+            if retryable and attempt <= self.retries:
+                delay = self.backoff * 2 ** (attempt - 1)
+                retry_after = response.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER))
+                response.close()
+                self.sleep(delay)
+                continue
+            raise self.status_error(response)
+
+    def status_error(self, response: requests.Response) -> SourceError:
+        status = response.status_code
+        at = where(response.url)
+        response.close()
+        if status == 401:
+            return self.fail("rejected the credentials (401)", AuthError)
+        if _is_throttled(response):
+            return self.fail(f"kept throttling requests ({status}) at {at}; try again later")
+        if status == 403:
+            return self.fail(f"refused access (403) to {at}", AuthError)
+        if status == 404:
+            return self.fail(f"not found (404): {at}")
+        return self.fail(f"answered {status} {response.reason or ''} at {at}".replace("  ", " "))
+
+    def get_json(self, url: str, **kwargs: Any) -> tuple[Any, requests.Response]:
+        """GET a JSON document; an HTML login page or malformed body is an error, not data."""
+        response = self.request("GET", url, **kwargs)
+        content_type = response.headers.get("Content-Type", "")
+        if "html" in content_type.lower():
+            raise self.fail(f"answered with an HTML page instead of JSON at {where(response.url)}"
+                            " (a login page? check the URL and credentials)")
+        try:
+            return response.json(), response
+        except ValueError:
+            raise self.fail(f"answered with malformed JSON at {where(response.url)}") from None
+
+    def link_pages(self, url: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        """Follow RFC 5988 `Link: <…>; rel="next"` pagination (Canvas); links are opaque."""
+        seen: set[str] = set()
+        while url:
+            data, response = self.get_json(url, params=params)
+            yield data
+            params = None  # the next link carries its own query
+            url = response.links.get("next", {}).get("url", "")
+            if url in seen:
+                raise self.fail(f"pagination loops at {where(url)}")
+            seen.add(url)
+
+    def open_stream(self, url: str, *, expected_size: int | None = None,
+                    md5: str | None = None, **kwargs: Any) -> "BodyStream":
+        response = self.request("GET", url, stream=True, **kwargs)
+        return BodyStream(response, self, expected_size=expected_size, md5=md5)
+
+
+class BodyStream(io.RawIOBase):
+    """A response body as a file: checks the length (and md5) and turns transport errors into SourceError."""
+
+    def __init__(self, response: requests.Response, session: SourceSession, *,
+                 expected_size: int | None = None, md5: str | None = None):
+        self.response = response
+        self.session = session
+        header = response.headers.get("Content-Length")
+        encoded = response.headers.get("Content-Encoding", "identity") not in ("", "identity")
+        self.expected = int(header) if header and header.isdigit() and not encoded else expected_size
+        self.md5 = hashlib.md5() if md5 else None
+        self.md5_expected = (md5 or "").lower()
+        self.received = 0
+        self.finished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.finished:
+            return 0
+        try:
+            chunk = self.response.raw.read(len(buffer), decode_content=True)
+        except Exception:  # urllib3's IncompleteRead, ProtocolError, ReadTimeoutError…
+            raise self.session.fail(f"the download of {where(self.response.url)} broke off after"
+                                    f" {self.received} bytes") from None
+        if not chunk:
+            self._finish()
+            return 0
+        self.received += len(chunk)
+        if self.md5:
+            self.md5.update(chunk)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def _finish(self) -> None:
+        self.finished = True
+        at = where(self.response.url)
+        if self.expected is not None and self.received != self.expected:
+            raise self.session.fail(f"the download of {at} sent {self.received} bytes, expected {self.expected}")
+        if self.md5 and self.md5.hexdigest() != self.md5_expected:
+            raise self.session.fail(f"the download of {at} does not match its md5 checksum")
+
+    def close(self) -> None:
+        self.response.close()
+        super().close()

@@ -1,0 +1,236 @@
+"""The TOML configuration: typed sections whose errors name the file, the table and the key."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import connectors
+
+COURSE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+AUTH_MODES = ("none", "token", "jupyterhub")
+DEFAULT_CONFIG = Path("config/f2git.toml")
+
+
+class ConfigError(Exception):
+    """Exit status 2: one line naming the file, the course and the key."""
+
+
+def path_field(default: Any = dataclasses.MISSING) -> Any:
+    """A path resolved relative to the config file's folder."""
+    return field(default=default, metadata={"path": True})
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = path_field(Path("../var"))
+    public_url: str = ""
+    refresh_ttl: float = 30.0
+    refresh_wait: float = 10.0
+    auth: str = "none"
+    tokens_env: str = ""  # with auth = "token": names a variable holding comma-separated bearer tokens
+    service_name: str = "f2git"  # with auth = "jupyterhub": the service's name on the hub
+
+    def validate(self, where: str) -> None:
+        if self.auth not in AUTH_MODES:
+            raise ConfigError(f"{where} key 'auth': must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"{where} key 'port': {self.port} is not a TCP port")
+        for key in ("refresh_ttl", "refresh_wait"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where} key '{key}': must not be negative")
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        self.public_url = self.public_url.rstrip("/")
+
+
+@dataclass
+class HubConfig:
+    url: str = "http://127.0.0.1:8000"
+
+    def validate(self, where: str) -> None:
+        self.url = self.url.rstrip("/")
+
+
+@dataclass
+class CourseConfig:
+    """The keys every course takes; the source's own keys live in `options`."""
+
+    source: str
+    schedule: float = 600.0
+    include: list[str] = field(default_factory=lambda: ["**"])
+    exclude: list[str] = field(default_factory=list)
+    max_file_size: int = 100 * 1024 * 1024
+    allow_mass_delete: bool = False
+    groups: list[str] = field(default_factory=list)
+    mirror: str = ""
+    mirror_token_env: str = ""
+    name: str = field(default="", metadata={"internal": True})
+    options: Any = field(default=None, metadata={"internal": True})
+
+    def connector(self, env: Mapping[str, str] | None = None) -> connectors.Connector:
+        return connectors.connector_class(self.source)(self.options, course=self.name, env=env)
+
+
+@dataclass
+class Config:
+    path: Path
+    server: ServerConfig
+    hub: HubConfig
+    courses: dict[str, CourseConfig]
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.server.data_dir / "repos"
+
+    def course(self, name: str) -> CourseConfig:
+        try:
+            return self.courses[name]
+        except KeyError:
+            raise ConfigError(f"{self.path}: no course named {name!r}"
+                              f" (configured: {', '.join(self.courses) or 'none'})") from None
+
+
+def _type_name(annotation: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            Path: "a path string"}.get(annotation, str(annotation).replace("typing.", ""))
+
+
+def _coerce(value: Any, annotation: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option, where, key)
+            except ConfigError:
+                continue
+        names = " or ".join(_type_name(a) for a in typing.get_args(annotation))
+        raise ConfigError(f"{where} key '{key}': expected {names}, got {value!r}")
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} key '{key}': expected a list, got {value!r}")
+        return [_coerce(item, item_type, where, key) for item in value]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+        Path: isinstance(value, str) and value != "",
+    }.get(annotation)
+    if ok is None:
+        raise TypeError(f"config field type {annotation!r} is not supported")
+    if not ok:
+        raise ConfigError(f"{where} key '{key}': expected {_type_name(annotation)}, got {value!r}")
+    return float(value) if annotation is float else value
+
+
+def build(cls: type, table: Mapping[str, Any], where: str, base_dir: Path,
+          env: Mapping[str, str], extra_keys: tuple[str, ...] = ()) -> Any:
+    """An instance of dataclass `cls` from a TOML table; unknown keys and wrong types are errors."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in extra_keys:
+            continue
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{where} unknown key '{key}' (known keys: {known})")
+        value = _coerce(value, hints[key], where, key)
+        if fields[key].metadata.get("path"):
+            value = (base_dir / value).resolve()
+        if key.endswith("_env") and value and value not in env:
+            raise ConfigError(f"{where} key '{key}': environment variable {value} is not set")
+        values[key] = value
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in values:
+            raise ConfigError(f"{where} missing key '{name}'")
+        if name not in values and f.metadata.get("path") and isinstance(f.default, Path):
+            values[name] = (base_dir / f.default).resolve()
+    return cls(**values)
+
+
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the config from `path`, else $F2GIT_CONFIG, else config/f2git.toml."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("F2GIT_CONFIG") or DEFAULT_CONFIG)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    return parse(data, path, env)
+
+
+def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Config:
+    base_dir = path.resolve().parent
+    unknown = set(data) - {"server", "hub", "courses"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table [{sorted(unknown)[0]}] (known: server, hub, courses)")
+    tables = {}
+    for name in ("server", "hub", "courses"):
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: '{name}' must be a table")
+        tables[name] = table
+    server = build(ServerConfig, tables["server"], f"{path}: [server]", base_dir, env)
+    server.validate(f"{path}: [server]")
+    hub = build(HubConfig, tables["hub"], f"{path}: [hub]", base_dir, env)
+    hub.validate(f"{path}: [hub]")
+    courses = {}
+    for name, table in tables["courses"].items():
+        courses[name] = parse_course(name, table, path, base_dir, env)
+    return Config(path=path, server=server, hub=hub, courses=courses)
+
+
+def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping[str, str]) -> CourseConfig:
+    where = f"{path}: [courses.{name}]"
+    if not COURSE_NAME.match(name):
+        raise ConfigError(f"{where} course name must match [a-z0-9][a-z0-9._-]*")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    source = table.get("source")
+    if not isinstance(source, str):
+        raise ConfigError(f"{where} missing key 'source' (one of {', '.join(connectors.SOURCES)})")
+    try:
+        connector = connectors.connector_class(source)
+    except connectors.UnknownSource as error:
+        raise ConfigError(f"{where} key 'source': {error}") from None
+    except connectors.MissingDependency as error:
+        raise ConfigError(f"{where} key 'source': {error}") from None
+    common = {f.name for f in dataclasses.fields(CourseConfig)}
+    source_keys = {f.name for f in dataclasses.fields(connector.Options)}
+    course_table = {k: v for k, v in table.items() if k in common}
+    course = build(CourseConfig, course_table, where, base_dir, env)
+    unknown = [k for k in table if k not in common and k not in source_keys]
+    if unknown:
+        known = ", ".join(sorted((common | source_keys) - {"name", "options"}))
+        raise ConfigError(f"{where} unknown key '{unknown[0]}' for source {source!r} (known keys: {known})")
+    options_table = {k: v for k, v in table.items() if k in source_keys}
+    course.options = build(connector.Options, options_table, where, base_dir, env)
+    validate = getattr(course.options, "validate", None)
+    if validate:
+        try:
+            validate()
+        except ValueError as error:  # connectors name the key: "key 'course_id': …"
+            raise ConfigError(f"{where} {error}") from None
+    if course.schedule < 0:
+        raise ConfigError(f"{where} key 'schedule': must not be negative")
+    if course.max_file_size <= 0:
+        raise ConfigError(f"{where} key 'max_file_size': must be positive")
+    course.name = name
+    return course
