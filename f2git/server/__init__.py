@@ -1,0 +1,1 @@
+"""The tornado server: git smart HTTP, refresh on click, JSON API, dashboard."""
