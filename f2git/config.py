@@ -107,6 +107,10 @@ def _type_name(annotation: Any) -> str:
 def _coerce(value: Any, annotation: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
+        # `bool | None`: None is only ever the default (TOML has no null), never a value to check.
+        annotation = typing.Union[tuple(a for a in typing.get_args(annotation) if a is not type(None))]
+        if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+            return _coerce(value, annotation, where, key)
         for option in typing.get_args(annotation):
             try:
                 return _coerce(value, option, where, key)
