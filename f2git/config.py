@@ -55,6 +55,8 @@ class ServerConfig:
 @dataclass
 class HubConfig:
     url: str = "http://127.0.0.1:8000"
+    pullhook: bool = False  # links use f2git:: URLs, fetched through pullhook's git-remote-f2git
+    instructors_group: str = ""  # with auth = "jupyterhub": members (and hub admins) may manage
 
     def validate(self, where: str) -> None:
         self.url = self.url.rstrip("/")

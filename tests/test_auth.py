@@ -1,0 +1,123 @@
+"""Server auth policies: who may start the server how, and which requests identify whom."""
+import asyncio
+import base64
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+from f2git.config import ConfigError, parse
+from f2git.server.auth import HubAuth, Identity, NoAuth, TokenAuth, make_auth, request_token
+
+SECRET = "tok-7f3Qz9-distinctive"
+
+
+def config(server=None, hub=None, courses=None, env=None):
+    data = {"server": server or {}, "hub": hub or {}, "courses": courses or {}}
+    return parse(data, Path("/etc/f2git/f2git.toml"), env or {})
+
+
+def handler(authorization=None):
+    headers = HTTPHeaders({"Host": "127.0.0.1:8765"})
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return SimpleNamespace(request=HTTPServerRequest(start_line=RequestStartLine("GET", "/git/demo/info/refs", "HTTP/1.1"),
+                                                    headers=headers))
+
+
+def identify(auth, authorization=None):
+    return asyncio.run(auth.identify(handler(authorization)))
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.5"])
+def test_none_is_allowed_on_loopback(host):
+    assert isinstance(make_auth(config({"host": host})), NoAuth)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "f2git.example.edu"])
+def test_none_refuses_a_public_address_naming_the_key(host):
+    with pytest.raises(ConfigError) as error:
+        make_auth(config({"host": host}))
+    assert "key 'auth'" in str(error.value) and repr(host) in str(error.value)
+
+
+def test_token_mode_needs_tokens_env():
+    with pytest.raises(ConfigError, match="key 'tokens_env'"):
+        make_auth(config({"auth": "token"}))
+
+
+def test_token_mode_refuses_an_empty_variable():
+    env = {"F2GIT_TOKENS": " , "}
+    with pytest.raises(ConfigError, match="F2GIT_TOKENS holds no tokens"):
+        make_auth(config({"auth": "token", "tokens_env": "F2GIT_TOKENS"}, env=env), env=env)
+
+
+def test_token_mode_accepts_each_token_as_bearer_token_or_basic_password():
+    env = {"F2GIT_TOKENS": f"other-token, {SECRET}"}
+    auth = make_auth(config({"auth": "token", "tokens_env": "F2GIT_TOKENS", "host": "0.0.0.0"}, env=env), env=env)
+    assert isinstance(auth, TokenAuth)
+    for header in (f"Bearer {SECRET}", f"token {SECRET}", f"TOKEN {SECRET}", basic("git", SECRET),
+                   basic("", "other-token")):
+        identity = identify(auth, header)
+        assert identity is not None and identity.kind == "token", header
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer wrong", f"Bearer {SECRET}x",
+                                    basic(SECRET, "wrong"), "Basic !!notbase64", f"Digest {SECRET}"])
+def test_token_mode_rejects_missing_or_wrong_credentials(header):
+    env = {"F2GIT_TOKENS": SECRET}
+    auth = make_auth(config({"auth": "token", "tokens_env": "F2GIT_TOKENS"}, env=env), env=env)
+    assert identify(auth, header) is None
+
+
+def test_request_token_reads_basic_password_with_colons():
+    assert request_token(handler(basic("x", "a:b:c"))) == "a:b:c"
+
+
+def test_jupyterhub_mode_names_the_missing_hub_variables():
+    with pytest.raises(ConfigError) as error:
+        make_auth(config({"auth": "jupyterhub"}), env={"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api"})
+    assert "JUPYTERHUB_API_TOKEN" in str(error.value) and "JUPYTERHUB_API_URL" not in str(error.value)
+
+
+def hub_auth(instructors_group=""):
+    env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api", "JUPYTERHUB_API_TOKEN": SECRET,
+           "JUPYTERHUB_SERVICE_NAME": "courses"}
+    cfg = config({"auth": "jupyterhub", "host": "0.0.0.0"}, {"instructors_group": instructors_group},
+                 {"open": {"source": "local", "path": "/tmp"},
+                  "ml": {"source": "local", "path": "/tmp", "groups": ["ml-students", "ml-tutors"]}})
+    return make_auth(cfg, env=env), cfg
+
+
+def test_jupyterhub_groups_restrict_fetching():
+    auth, cfg = hub_auth()
+    assert isinstance(auth, HubAuth) and auth.access_scope == "access:services!service=courses"
+    student = Identity("ana", kind="user", groups=frozenset({"ml-tutors"}))
+    outsider = Identity("bob", kind="user", groups=frozenset({"bio"}))
+    admin = Identity("root", kind="user", admin=True)
+    assert auth.may_fetch(student, cfg.courses["ml"]) and auth.may_fetch(outsider, cfg.courses["open"])
+    assert not auth.may_fetch(outsider, cfg.courses["ml"])
+    assert auth.may_fetch(admin, cfg.courses["ml"])
+
+
+def test_jupyterhub_token_without_service_access_may_do_nothing():
+    auth, cfg = hub_auth("teachers")
+    no_access = Identity("ana", kind="user", groups=frozenset({"ml-students", "teachers"}), admin=True,
+                         service_access=False)
+    assert not auth.may_fetch(no_access, cfg.courses["open"])
+    assert not auth.may_manage(no_access, None)
+
+
+def test_jupyterhub_instructors_group_and_admins_manage():
+    auth, cfg = hub_auth("teachers")
+    assert auth.may_manage(Identity("t", kind="user", groups=frozenset({"teachers"})), cfg.courses["ml"])
+    assert auth.may_manage(Identity("root", kind="user", admin=True), None)
+    assert not auth.may_manage(Identity("s", kind="user", groups=frozenset({"ml-students"})), cfg.courses["ml"])
+    assert not auth.may_manage(Identity("grader", kind="service"), None)
+    no_group, _ = hub_auth("")
+    assert not no_group.may_manage(Identity("s", kind="user", groups=frozenset({""})), None)
