@@ -22,16 +22,11 @@ class ConfigError(Exception):
     """Exit status 2: one line naming the file, the course and the key."""
 
 
-def path_field(default: Any = dataclasses.MISSING) -> Any:
-    """A path resolved relative to the config file's folder."""
-    return field(default=default, metadata={"path": True})
-
-
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
-    data_dir: Path = path_field(Path("../var"))
+    data_dir: Path = Path("../var")  # Path fields resolve against the config file's folder
     public_url: str = ""
     refresh_ttl: float = 30.0
     refresh_wait: float = 10.0
@@ -152,7 +147,7 @@ def build(cls: type, table: Mapping[str, Any], where: str, base_dir: Path,
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{where} unknown key '{key}' (known keys: {known})")
         value = _coerce(value, hints[key], where, key)
-        if fields[key].metadata.get("path"):
+        if hints[key] is Path:
             value = (base_dir / value).resolve()
         if key.endswith("_env") and value and value not in env:
             raise ConfigError(f"{where} key '{key}': environment variable {value} is not set")
@@ -161,7 +156,7 @@ def build(cls: type, table: Mapping[str, Any], where: str, base_dir: Path,
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and name not in values:
             raise ConfigError(f"{where} missing key '{name}'")
-        if name not in values and f.metadata.get("path") and isinstance(f.default, Path):
+        if name not in values and hints[name] is Path and isinstance(f.default, Path):
             values[name] = (base_dir / f.default).resolve()
     return cls(**values)
 

@@ -1,0 +1,98 @@
+"""What each course's syncs did: last check, last change, last error, recent history.
+
+One JSON file per course in <data_dir>/status/, replaced atomically and written under the
+course's sync lock. The repo stays the truth for the commit; this file is the story.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .snapshot import SyncResult
+
+HISTORY = 50  # sync outcomes kept per course
+
+
+@dataclass
+class CourseStatus:
+    course: str
+    commit: str | None = None
+    last_check: float | None = None  # last time the source was read completely
+    last_attempt: float | None = None
+    last_success: float | None = None
+    last_change: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    auth_failed: bool = False
+    next_release: str | None = None
+    skipped: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # newest first
+
+    @property
+    def failing(self) -> bool:
+        return self.last_error is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _path(config: "Config", name: str):
+    return config.server.data_dir / "status" / f"{name}.json"
+
+
+def read(config: "Config", name: str) -> CourseStatus:
+    from .store import CourseRepo
+
+    try:
+        data = json.loads(_path(config, name).read_text())
+        fields = CourseStatus.__dataclass_fields__
+        record = CourseStatus(**{k: v for k, v in data.items() if k in fields})
+    except (OSError, ValueError, TypeError):
+        record = CourseStatus(course=name)
+    record.course = name
+    record.commit = CourseRepo.for_course(config, name).head()
+    return record
+
+
+def _write(config: "Config", record: CourseStatus) -> None:
+    target = _path(config, record.course)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(prefix=f".{record.course}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record.to_json(), handle, indent=1)
+        os.replace(scratch, target)
+    except BaseException:
+        os.unlink(scratch)
+        raise
+
+
+def record(config: "Config", result: "SyncResult", started: float) -> None:
+    """Add one sync outcome; a failure keeps the last success and change times."""
+    current = read(config, result.course)
+    current.last_attempt = started
+    event: dict[str, Any] = {"time": started, "ok": result.ok, "duration": round(result.duration, 3)}
+    if result.ok:
+        current.last_check = current.last_success = started
+        current.last_error = current.last_error_at = None
+        current.auth_failed = False
+        current.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
+        current.next_release = result.next_release.isoformat() if result.next_release else None
+        if result.changed:
+            current.last_change = started
+        event.update(changed=result.changed, commit=result.commit, added=result.added,
+                     modified=result.modified, deleted=result.deleted, paths=result.paths)
+    else:
+        current.last_error, current.last_error_at = result.error, started
+        current.auth_failed = result.auth_failed
+        event["error"] = result.error
+    current.history = [event, *current.history][:HISTORY]
+    try:
+        _write(config, current)
+    except OSError:
+        pass  # a full disk must not turn a finished sync into a crash; the repo holds the truth

@@ -1,0 +1,290 @@
+"""The bare repository of one course: objects go in through `git fast-import`, refs move
+by one compare-and-swap transaction, and the sync state rides along under a hidden ref.
+
+Only short-lived git processes: the server is long-running, and GitPython's persistent
+`cat-file` processes leak there (its README says so).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from .config import Config
+
+BRANCH = "refs/heads/main"
+STATE_REF = "refs/f2git/state"
+INCOMING = "refs/f2git/incoming"  # fast-import's scratch refs; dropped in the same transaction
+ZERO = "0" * 40
+IDENTITY = "f2git <f2git@localhost>"
+COPY_CHUNK = 1 << 16
+
+# Written into every course repo. hideRefs keeps the sync state out of clients' sight;
+# gc.auto=0 because we repack ourselves, right after each snapshot.
+REPO_CONFIG = {
+    "uploadpack.hideRefs": "refs/f2git",
+    "http.receivepack": "false",
+    "receive.denyNonFastForwards": "true",
+    "gc.auto": "0",
+    "core.fsync": "committed",
+    "core.logAllRefUpdates": "false",
+}
+
+
+class GitError(Exception):
+    """A git command failed; the message is safe to show."""
+
+
+def git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    # No user or system config may change how snapshots are written.
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0",
+               LC_ALL="C")
+    return env
+
+
+def git_blob_id(size: int, chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % size)
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _quote(path: str) -> str:
+    """fast-import's C-style quoting; paths were checked free of control characters."""
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class SyncState:
+    """What the last sync knew: the commit it describes, each file's version token and blob."""
+
+    commit: str | None
+    files: dict[str, dict]  # path -> {"version": str, "blob": str}
+    source: dict  # the connector's Listing.state
+    next_release: str | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps({"commit": self.commit, "files": self.files, "source": self.source,
+                           "next_release": self.next_release}, sort_keys=True,
+                          separators=(",", ":")).encode()
+
+
+class CourseRepo:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def for_course(cls, config: "Config", name: str) -> "CourseRepo":
+        return cls(config.repos_dir / f"{name}.git")
+
+    def git(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
+        process = subprocess.run(["git", "--git-dir", str(self.path), *args], input=input,
+                                 capture_output=True, env=git_env())
+        if check and process.returncode != 0:
+            message = process.stderr.decode(errors="replace").strip().splitlines()
+            raise GitError(f"git {args[0]} failed: {message[-1] if message else process.returncode}")
+        return process.stdout.decode(errors="surrogateescape")
+
+    def exists(self) -> bool:
+        return (self.path / "HEAD").is_file()
+
+    def ensure(self) -> None:
+        """Create the bare repo if missing; built aside and renamed, so a crash leaves none half-made."""
+        if self.exists():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        try:
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(scratch)], check=True,
+                           capture_output=True, env=git_env())
+            for key, value in REPO_CONFIG.items():
+                subprocess.run(["git", "--git-dir", str(scratch), "config", key, value], check=True,
+                               capture_output=True, env=git_env())
+            (scratch / "description").write_text("f2git course snapshot\n")
+            shutil.rmtree(scratch / "hooks", ignore_errors=True)
+            os.rename(scratch, self.path)
+        except OSError:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if not self.exists():
+                raise
+        except subprocess.CalledProcessError as error:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise GitError(f"git init failed: {error.stderr.decode(errors='replace').strip()}") from None
+
+    def resolve(self, ref: str) -> str | None:
+        out = self.git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False).strip()
+        return out or None
+
+    def head(self) -> str | None:
+        return self.resolve(BRANCH) if self.exists() else None
+
+    def files(self, commit: str | None) -> dict[str, str]:
+        """path -> blob id of every file in `commit`."""
+        if commit is None:
+            return {}
+        out = self.git("ls-tree", "-r", "-z", "--full-tree", commit)
+        files = {}
+        for record in out.split("\0"):
+            if record:
+                meta, path = record.split("\t", 1)
+                files[path] = meta.split()[2]
+        return files
+
+    def read_state(self) -> tuple[SyncState | None, str | None]:
+        """The stored sync state and the id of the commit holding it."""
+        holder = self.resolve(STATE_REF)
+        if holder is None:
+            return None, None
+        try:
+            data = json.loads(self.git("cat-file", "blob", f"{holder}:state.json"))
+            state = SyncState(commit=data.get("commit"), files=dict(data.get("files", {})),
+                              source=dict(data.get("source", {})), next_release=data.get("next_release"))
+        except (GitError, ValueError, TypeError, AttributeError):
+            return None, holder  # unreadable: start over, the content is re-verified
+        return state, holder
+
+    def log(self, limit: int = 50) -> list[dict]:
+        """Recent snapshots, newest first."""
+        if self.head() is None:
+            return []
+        out = self.git("log", f"-{limit}", "--format=%H%x00%ct%x00%s", BRANCH)
+        entries = []
+        for line in out.splitlines():
+            sha, when, subject = line.split("\0", 2)
+            entries.append({"commit": sha, "time": int(when), "message": subject})
+        return entries
+
+    def writer(self, base: str | None) -> "SnapshotWriter":
+        return SnapshotWriter(self, base)
+
+    def repack(self) -> None:
+        """Fold fast-import's packs geometrically so a herd of clones reuses one pack."""
+        self.git("repack", "-d", "-q", "--geometric=2")
+
+    def drop_incoming(self) -> None:
+        """Remove scratch refs left by a sync that was killed."""
+        out = self.git("for-each-ref", "--format=%(refname)", INCOMING, check=False)
+        refs = [ref for ref in out.split() if ref]
+        if refs:
+            self.git("update-ref", "--stdin", input="".join(f"delete {r}\n" for r in refs).encode())
+
+
+class SnapshotWriter:
+    """One `git fast-import` run: blobs streamed in, then the commit and the state, then one CAS.
+
+    Nothing becomes visible until `publish()`: fast-import writes only objects and scratch
+    refs, and a stream cut short (no `done`) makes it abort without updating any ref.
+    """
+
+    def __init__(self, repo: CourseRepo, base: str | None):
+        self.repo = repo
+        self.base = base
+        self.run_id = uuid.uuid4().hex[:12]
+        self.marks_file = Path(tempfile.mkstemp(prefix="f2git-marks-", dir=repo.path)[1])
+        self.next_mark = 1
+        self.scratch_refs: list[str] = []
+        self.process = subprocess.Popen(
+            ["git", "--git-dir", str(repo.path), "fast-import", "--quiet", "--done",
+             f"--export-marks={self.marks_file}"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=git_env())
+        self.stdin: IO[bytes] = self.process.stdin
+        self._send(b"feature done\n")
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.stdin.write(data)
+        except BrokenPipeError:
+            raise self._failure() from None
+
+    def _failure(self) -> GitError:
+        self.process.kill()
+        err = self.process.stderr.read().decode(errors="replace").strip().splitlines()
+        return GitError(f"git fast-import failed: {err[-1] if err else 'stopped'}")
+
+    def blob(self, source: IO[bytes], size: int) -> str:
+        """Stream `size` bytes from `source` into a blob; returns its mark."""
+        mark = f":{self.next_mark}"
+        self.next_mark += 1
+        self._send(b"blob\nmark %s\ndata %d\n" % (mark.encode(), size))
+        remaining = size
+        while remaining:
+            chunk = source.read(min(COPY_CHUNK, remaining))
+            if not chunk:
+                raise GitError("a spooled file ended early")
+            self._send(chunk)
+            remaining -= len(chunk)
+        self._send(b"\n")
+        return mark
+
+    def _commit(self, ref: str, message: str, parent: str | None, lines: list[str]) -> str:
+        mark = f":{self.next_mark}"
+        self.next_mark += 1
+        self.scratch_refs.append(ref)
+        body = message.encode()
+        header = f"commit {ref}\nmark {mark}\ncommitter {IDENTITY} {int(time.time())} +0000\n"
+        self._send(header.encode() + b"data %d\n" % len(body) + body + b"\n")
+        if parent:
+            self._send(f"from {parent}\n".encode())
+        for line in lines:
+            self._send(line.encode() + b"\n")
+        self._send(b"\n")
+        return mark
+
+    def commit(self, message: str, changes: dict[str, str], deletions: Iterable[str],
+               empty_tree: bool = False) -> str:
+        """A commit on top of `base`: `changes` maps path -> blob id or mark; returns its mark."""
+        lines = [f"D {_quote(path)}" for path in sorted(deletions)]
+        if empty_tree:
+            lines.insert(0, "deleteall")
+        lines += [f"M 100644 {blob} {_quote(path)}" for path, blob in sorted(changes.items())]
+        return self._commit(f"{INCOMING}/{self.run_id}/main", message, self.base, lines)
+
+    def state(self, state: SyncState) -> str:
+        """The sync state as a parentless commit holding state.json; returns its mark."""
+        data = state.to_json()
+        inline = f"M 100644 inline state.json\ndata {len(data)}\n".encode() + data
+        return self._commit(f"{INCOMING}/{self.run_id}/state", "f2git sync state", None,
+                            [inline.decode(errors="surrogateescape")])
+
+    def finish(self) -> dict[str, str]:
+        """Close the stream; returns mark -> object id."""
+        self._send(b"done\n")
+        self.stdin.close()
+        if self.process.wait() != 0:
+            raise self._failure()
+        marks = {}
+        for line in self.marks_file.read_text().splitlines():
+            mark, sha = line.split()
+            marks[mark] = sha
+        self.marks_file.unlink(missing_ok=True)
+        return marks
+
+    def abort(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.marks_file.unlink(missing_ok=True)
+
+    def publish(self, new_main: str | None, old_main: str | None, new_state: str,
+                old_state: str | None) -> None:
+        """Move main and the state in one transaction, each only if still where we found it."""
+        lines = ["start"]
+        if new_main and new_main != old_main:
+            lines.append(f"update {BRANCH} {new_main} {old_main or ZERO}")
+        lines.append(f"update {STATE_REF} {new_state} {old_state or ZERO}")
+        lines += [f"delete {ref}" for ref in self.scratch_refs]
+        lines += ["prepare", "commit"]
+        try:
+            self.repo.git("update-ref", "--stdin", input=("\n".join(lines) + "\n").encode())
+        except GitError as error:
+            raise GitError(f"the snapshot could not be published (did the branch move?): {error}") from None
