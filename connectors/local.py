@@ -35,8 +35,10 @@ class LocalConnector(Connector):
             raise SourceError(f"cannot read {error.filename}: {error.strerror}")
 
         for folder, dirs, files in os.walk(root, onerror=failed):
-            dirs.sort()
-            for name in sorted(files):
+            # os.walk lists a link to a folder among `dirs` and does not follow it: report it as skipped.
+            links = [name for name in dirs if os.path.islink(os.path.join(folder, name))]
+            dirs[:] = sorted(name for name in dirs if name not in links)
+            for name in sorted(files + links):
                 full = os.path.join(folder, name)
                 relative = os.path.relpath(full, root).replace(os.sep, "/")
                 try:

@@ -1,0 +1,151 @@
+"""The `local` connector: a folder on the server's disk."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from connectors import SourceError
+from connectors.local import LocalConnector, LocalOptions
+from tests.conformance import ConnectorConformance, by_path, read_all
+
+NOBODY = 65534
+
+
+class TestLocalConformance(ConnectorConformance):
+    @pytest.fixture(autouse=True)
+    def _root(self, tmp_path):
+        self.root = tmp_path / "course"
+        self.root.mkdir()
+
+    def publish(self, files):
+        # Like an instructor: only changed files are written, so untouched ones keep their mtime.
+        for path in sorted(self.root.rglob("*"), reverse=True):
+            relative = path.relative_to(self.root).as_posix()
+            if path.is_file() and relative not in files:
+                path.unlink()
+        for relative, content in files.items():
+            target = self.root / relative
+            if not target.is_file() or target.read_bytes() != content:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+        return LocalConnector(LocalOptions(path=self.root))
+
+
+@pytest.fixture
+def root(tmp_path):
+    folder = tmp_path / "course"
+    (folder / "week1").mkdir(parents=True)
+    (folder / "week1" / "intro.ipynb").write_text("{}")
+    (folder / "README.md").write_text("# Course\n")
+    return folder
+
+
+def listing_of(folder):
+    with LocalConnector(LocalOptions(path=folder)) as connector:
+        return connector.list({})
+
+
+def test_links_and_special_files_are_skipped_and_reported(root, tmp_path):
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not course material")
+    outside_dir = tmp_path / "outside-dir"
+    outside_dir.mkdir()
+    (outside_dir / "private.txt").write_text("private")
+    (root / "link-to-file").symlink_to(secret)
+    (root / "link-to-dir").symlink_to(outside_dir)
+    (root / "dangling").symlink_to(tmp_path / "missing")
+    os.mkfifo(root / "pipe")
+
+    listing = listing_of(root)
+
+    assert set(by_path(listing)) == {"README.md", "week1/intro.ipynb"}
+    skipped = {s.path: s.reason for s in listing.skipped}
+    assert set(skipped) == {"link-to-file", "link-to-dir", "dangling", "pipe"}
+    assert "link" in skipped["link-to-dir"]
+    assert "not a regular file" in skipped["pipe"]
+
+
+def test_missing_folder_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        listing_of(tmp_path / "nope")
+
+
+def test_unreadable_folder_fails_the_listing_instead_of_dropping_files():
+    """An incomplete listing must never look like deletions."""
+    base = Path(tempfile.mkdtemp(prefix="f2git-local-"))
+    try:
+        base.chmod(0o755)  # reachable by the unprivileged child below
+        (base / "locked").mkdir()
+        (base / "locked" / "solutions.ipynb").write_text("{}")
+        (base / "open.txt").write_text("x")
+        (base / "locked").chmod(0o000)
+        outcome = _list_as_unprivileged_user(base)
+    finally:
+        (base / "locked").chmod(0o755)
+        shutil.rmtree(base)
+    assert outcome["error"] == "SourceError"
+    assert "locked" in outcome["message"] and "Permission denied" in outcome["message"]
+
+
+def _list_as_unprivileged_user(folder: Path) -> dict:
+    """List in a child process without root's power to read anything."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_end)
+        result = {"error": None, "message": ""}
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            listing_of(folder)
+        except SourceError as error:
+            result = {"error": "SourceError", "message": str(error)}
+        except BaseException as error:  # report, never let the child run pytest on
+            result = {"error": type(error).__name__, "message": str(error)}
+        finally:
+            os.write(write_end, json.dumps(result).encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def test_version_is_mtime_and_size(root):
+    file = root / "README.md"
+    first = by_path(listing_of(root))["README.md"].version
+    assert by_path(listing_of(root))["README.md"].version == first
+
+    info = file.stat()
+    os.utime(file, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))  # touched, same size
+    touched = by_path(listing_of(root))["README.md"].version
+    assert touched != first
+
+    file.write_text("# Course, longer\n")
+    os.utime(file, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))  # same mtime, new size
+    assert by_path(listing_of(root))["README.md"].version != touched
+    assert by_path(listing_of(root))["week1/intro.ipynb"].size == 2
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_not_followed(root, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not publish")
+    with LocalConnector(LocalOptions(path=root)) as connector:
+        entry = by_path(connector.list({}))["README.md"]
+        (root / "README.md").unlink()
+        (root / "README.md").symlink_to(secret)
+        with pytest.raises(SourceError, match="README.md"):
+            read_all(connector, entry)
+
+
+def test_options_require_a_path():
+    with pytest.raises(ValueError, match="'path'"):
+        LocalOptions().validate()
