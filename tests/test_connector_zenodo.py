@@ -1,0 +1,289 @@
+"""Zenodo: `responses` fixtures shaped like zenodo.org's REST answers (the `application/json`
+record with a `files` list, and InvenioRDM's `files.entries` shape)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import zipfile
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
+
+import pytest
+import responses
+
+from connectors import AuthError, SourceError
+from connectors.zenodo import EmbargoedError, ZenodoConnector, ZenodoOptions
+from tests.conformance import ConnectorConformance, by_path, read_all
+
+API = "https://zenodo.org/api"
+TOKEN = "zenodo-token-Distinctive-4c1e"
+_ids = itertools.count(10650001, 7)
+
+
+def md5(content: bytes) -> str:
+    return hashlib.md5(content).hexdigest()
+
+
+def file_json(record_id: int, key: str, content: bytes, rdm: bool = False, checksum: str | None = None) -> dict:
+    content_url = f"{API}/records/{record_id}/files/{quote(key)}/content"
+    entry = {"id": f"b3f1c0de-{len(key):04d}-4e0a-9d7e-{md5(key.encode())[:12]}", "key": key,
+             "size": len(content), "checksum": checksum or f"md5:{md5(content)}"}
+    if rdm:
+        entry |= {"mimetype": "application/octet-stream", "status": "completed", "storage_class": "L",
+                  "links": {"self": f"{API}/records/{record_id}/files/{quote(key)}", "content": content_url}}
+    else:
+        entry["links"] = {"self": content_url}
+    return entry
+
+
+def record_json(record_id: int, files: dict[str, bytes], *, rdm: bool = False, access_right: str = "open",
+                embargo_date: str | None = None, concept: int = 10650000) -> dict:
+    """A record as GET /api/records/<id> answers it (zenodo.org's legacy-compatible serializer,
+    or with rdm=True the InvenioRDM shape)."""
+    entries = [file_json(record_id, key, content, rdm) for key, content in files.items()]
+    links = {"self": f"{API}/records/{record_id}", "self_html": f"https://zenodo.org/records/{record_id}",
+             "latest": f"{API}/records/{record_id}/versions/latest", "files": f"{API}/records/{record_id}/files"}
+    record = {"created": "2025-02-12T10:21:33.123456+00:00", "modified": "2025-02-12T10:21:34.000000+00:00",
+              "id": record_id, "conceptrecid": str(concept), "doi": f"10.5281/zenodo.{record_id}",
+              "conceptdoi": f"10.5281/zenodo.{concept}", "title": "Course materials", "links": links,
+              "recid": str(record_id), "revision": 4, "status": "published", "state": "done", "submitted": True}
+    metadata = {"title": "Course materials", "publication_date": "2025-02-12", "access_right": access_right,
+                "resource_type": {"title": "Lesson", "type": "lesson"}, "license": {"id": "cc-by-4.0"}}
+    if embargo_date:
+        metadata["embargo_date"] = embargo_date
+    if rdm:
+        visible = access_right == "open"
+        record["access"] = {"record": "public", "files": "public" if visible else "restricted",
+                            "embargo": {"active": bool(embargo_date), "until": embargo_date, "reason": None},
+                            "status": access_right}
+        record["files"] = {"enabled": True, "entries": {e["key"]: e for e in entries} if visible else {},
+                           "count": len(entries) if visible else 0, "order": [],
+                           "total_bytes": sum(len(c) for c in files.values()) if visible else 0}
+        record["metadata"] = {"title": "Course materials", "publication_date": "2025-02-12"}
+    else:
+        record["metadata"] = metadata
+        # zenodo.org leaves the file list out when the caller may not read the files.
+        record["files"] = entries if access_right == "open" else []
+    return record
+
+
+def serve_record(record: dict, files: dict[str, bytes], latest_of: int | None = None) -> None:
+    record_id = record["id"]
+    responses.add("GET", f"{API}/records/{record_id}", json=record)
+    if latest_of is not None:
+        responses.add("GET", f"{API}/records/{latest_of}/versions/latest", status=302,
+                      headers={"Location": f"{API}/records/{record_id}"})
+    for key, content in files.items():
+        responses.add("GET", f"{API}/records/{record_id}/files/{quote(key)}/content", body=content,
+                      content_type="application/octet-stream")
+
+
+def connector(record: str | int, *, env: dict | None = None, **keys) -> ZenodoConnector:
+    options = ZenodoOptions(record=str(record), **keys)
+    options.validate()
+    made = ZenodoConnector(options, course="c", env={} if env is None else env)
+    made.session.sleep = lambda seconds: None  # retries without waiting
+    return made
+
+
+class TestZenodoRecord(ConnectorConformance):
+    """Each publish() is a new version of one concept record, as an instructor's upload is."""
+
+    rdm = False
+
+    @pytest.fixture(autouse=True)
+    def _mock(self):
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            self.mock = mock
+            yield
+
+    def publish(self, files):
+        self.mock.reset()
+        record_id = next(_ids)
+        with_ids = record_json(record_id, files, rdm=self.rdm)
+        self.mock.add("GET", f"{API}/records/10650000/versions/latest", status=302,
+                      headers={"Location": f"{API}/records/{record_id}"})
+        self.mock.add("GET", f"{API}/records/{record_id}", json=with_ids)
+        for key, content in files.items():
+            self.mock.add("GET", f"{API}/records/{record_id}/files/{quote(key)}/content", body=content)
+        return connector("10.5281/zenodo.10650000")
+
+
+class TestZenodoInvenioRDMShape(TestZenodoRecord):
+    rdm = True
+
+
+@pytest.mark.parametrize("record, expected", [
+    ("10650001", "10650001"),
+    ("10.5281/zenodo.10650001", "10650001"),
+    ("doi:10.5281/ZENODO.10650001", "10650001"),
+    ("https://doi.org/10.5281/zenodo.10650001", "10650001"),
+    ("https://zenodo.org/records/10650001", "10650001"),
+    ("https://zenodo.org/record/10650001", "10650001"),
+    ("https://zenodo.org/records/10650001/files/data.zip?download=1", "10650001"),
+])
+def test_record_may_be_id_doi_or_url(record, expected):
+    options = ZenodoOptions(record=record)
+    options.validate()
+    assert options.record_id() == expected and options.url == "https://zenodo.org"
+
+
+def test_a_sandbox_record_url_sets_the_site():
+    options = ZenodoOptions(record="https://sandbox.zenodo.org/records/123")
+    options.validate()
+    assert options.url == "https://sandbox.zenodo.org"
+
+
+@pytest.mark.parametrize("keys, message", [
+    ({"record": ""}, "missing key 'record'"),
+    ({"record": "10.1000/xyz123"}, "key 'record'"),
+    ({"record": "https://zenodo.org/communities/abc"}, "key 'record'"),
+    ({"record": "1", "url": "zenodo.org"}, "key 'url'"),
+    ({"record": "https://zenodo.org/records/1", "url": "https://data.example.edu"}, "key 'record'.*data.example.edu"),
+])
+def test_bad_options_name_the_key(keys, message):
+    with pytest.raises(ValueError, match=message):
+        ZenodoOptions(**keys).validate()
+
+
+@responses.activate
+def test_latest_follows_to_the_newest_version_and_latest_false_keeps_the_named_one():
+    old, new = record_json(11, {"a.txt": b"old"}), record_json(12, {"a.txt": b"new"})
+    serve_record(old, {"a.txt": b"old"}, latest_of=11)
+    serve_record(new, {"a.txt": b"new"})
+    responses.replace("GET", f"{API}/records/11/versions/latest", status=302,
+                      headers={"Location": f"{API}/records/12"})
+    with connector(11) as newest:
+        listing = newest.list({})
+        assert listing.state == {"record": "12"}
+        assert read_all(newest, listing.entries[0]) == b"new"
+    with connector(11, latest=False) as pinned:
+        assert read_all(pinned, pinned.list({}).entries[0]) == b"old"
+
+
+@responses.activate
+def test_a_concept_id_without_versions_endpoint_falls_back_to_the_record_url():
+    responses.add("GET", f"{API}/records/10650000/versions/latest", status=404,
+                  json={"status": 404, "message": "The persistent identifier does not exist."})
+    record = record_json(10650007, {"x.txt": b"x"})
+    responses.add("GET", f"{API}/records/10650000", status=302, headers={"Location": f"{API}/records/10650007"})
+    serve_record(record, {"x.txt": b"x"})
+    with connector(10650000) as zenodo:
+        assert [e.path for e in zenodo.list({}).entries] == ["x.txt"]
+
+
+@responses.activate
+def test_a_download_that_does_not_match_its_md5_fails():
+    record = record_json(21, {"a.txt": b"right"})
+    record["files"][0]["checksum"] = f"md5:{md5(b'other')}"
+    serve_record(record, {"a.txt": b"wrong"})  # same length, other bytes
+    with connector(21, latest=False) as zenodo:
+        entry = zenodo.list({}).entries[0]
+        assert entry.version == f"md5:{md5(b'other')}"
+        with pytest.raises(SourceError, match="md5"):
+            read_all(zenodo, entry)
+
+
+@responses.activate
+def test_an_embargoed_record_names_the_end_date_and_when_to_expect_files():
+    until = (datetime.now(timezone.utc) + timedelta(days=30)).date().isoformat()
+    serve_record(record_json(31, {"a.txt": b"a"}, access_right="embargoed", embargo_date=until), {})
+    with connector(31, latest=False) as zenodo, pytest.raises(EmbargoedError) as caught:
+        zenodo.list({})
+    message = str(caught.value)
+    assert "record 31" in message and f"embargo until {until}" in message and "token_env" in message
+    assert caught.value.next_release == datetime.fromisoformat(until).replace(tzinfo=timezone.utc)
+
+
+@responses.activate
+def test_an_embargo_past_its_date_says_to_try_again_later():
+    serve_record(record_json(32, {"a.txt": b"a"}, rdm=True, access_right="embargoed",
+                             embargo_date="2020-01-01"), {})
+    with connector(32, latest=False) as zenodo, pytest.raises(EmbargoedError, match="ended on 2020-01-01.*try again later"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_a_token_reads_embargoed_files_and_next_release_is_the_embargo_end():
+    until = (datetime.now(timezone.utc) + timedelta(days=3)).date().isoformat()
+    record = record_json(33, {"a.txt": b"a"}, access_right="open", embargo_date=until)
+    record["metadata"]["access_right"] = "embargoed"  # the owner's token sees the files anyway
+    serve_record(record, {"a.txt": b"a"})
+    with connector(33, latest=False, token_env="ZENODO_TOKEN", env={"ZENODO_TOKEN": TOKEN}) as zenodo:
+        listing = zenodo.list({})
+        assert [e.path for e in listing.entries] == ["a.txt"]
+        assert listing.next_release == datetime.fromisoformat(until).replace(tzinfo=timezone.utc)
+    assert responses.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+@responses.activate
+def test_a_restricted_record_asks_for_a_token():
+    responses.add("GET", f"{API}/records/41", status=403,
+                  json={"status": 403, "message": "You don't have the permission to access the requested resource."})
+    with connector(41, latest=False) as zenodo, pytest.raises(AuthError, match="record 41.*restricted.*token_env"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_restricted_files_without_a_file_list_ask_for_a_token():
+    serve_record(record_json(42, {"a.txt": b"a"}, access_right="restricted"), {})
+    with connector(42, latest=False) as zenodo, pytest.raises(AuthError, match="record 42 has restricted files.*token_env"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_a_rejected_token_is_an_auth_error_without_the_token():
+    responses.add("GET", f"{API}/records/43", status=401, json={"status": 401, "message": "Unauthorized"})
+    with connector(43, latest=False, token_env="ZENODO_TOKEN", env={"ZENODO_TOKEN": TOKEN}) as zenodo:
+        with pytest.raises(AuthError) as caught:
+            zenodo.list({})
+    assert "ZENODO_TOKEN" in str(caught.value) and TOKEN not in str(caught.value)
+
+
+@responses.activate
+def test_the_token_never_goes_to_the_storage_host():
+    record = record_json(44, {"a.txt": b"a"})
+    serve_record(record, {})
+    responses.add("GET", f"{API}/records/44/files/a.txt/content", status=302,
+                  headers={"Location": "https://storage.example.org/bucket/a.txt?X-Amz-Signature=abc"})
+    responses.add("GET", "https://storage.example.org/bucket/a.txt", body=b"a")
+    with connector(44, latest=False, token_env="ZENODO_TOKEN", env={"ZENODO_TOKEN": TOKEN}) as zenodo:
+        assert read_all(zenodo, zenodo.list({}).entries[0]) == b"a"
+    assert responses.calls[1].request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "Authorization" not in responses.calls[2].request.headers
+
+
+@responses.activate
+def test_a_record_listing_only_some_files_is_completed_from_the_files_endpoint():
+    files = {f"f{i}.txt": str(i).encode() for i in range(3)}
+    record = record_json(51, files, rdm=True)
+    full_entries = list(record["files"]["entries"].values())
+    record["files"]["entries"] = {e["key"]: e for e in full_entries[:1]}
+    serve_record(record, files)
+    responses.add("GET", f"{API}/records/51/files", json={"enabled": True, "entries": full_entries,
+                                                          "links": {"self": f"{API}/records/51/files"}})
+    with connector(51, latest=False) as zenodo:
+        assert {e.path for e in zenodo.list({}).entries} == set(files)
+
+
+@responses.activate
+def test_an_html_answer_is_an_error():
+    responses.add("GET", f"{API}/records/61", body="<html>maintenance</html>", content_type="text/html")
+    with connector(61, latest=False) as zenodo, pytest.raises(SourceError, match="HTML page"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_a_deleted_record_says_so():
+    responses.add("GET", f"{API}/records/62", status=410, json={"status": 410, "message": "PID has been deleted."})
+    with connector(62, latest=False) as zenodo, pytest.raises(SourceError, match="record 62.*deleted"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_server_errors_are_retried():
+    responses.add("GET", f"{API}/records/63", status=502)
+    serve_record(record_json(63, {"a.txt": b"a"}), {"a.txt": b"a"})
+    with connector(63, latest=False) as zenodo:
+        assert [e.path for e in zenodo.list({}).entries] == ["a.txt"]
