@@ -1,0 +1,364 @@
+"""Archives from a source, read in place and safely: .zip, .tar and compressed tars
+(.tar.gz/.tgz, .tar.bz2, .tar.xz), recognised by their content, not their name.
+
+    kind = archive_kind(path)                       # "zip", "tar" or None
+    entries, skipped = list_archive(path, label="course.zip")
+    with open_member(entry) as stream:              # an entry from that listing
+        stream.read()
+
+- `list_archive` returns `connectors.base.Entry` objects (path as stored, minus a single
+  top folder that holds everything; size; version: zip CRC32+size, tar the SHA-256 of the
+  content, read while listing) and `Skipped` ones with a reason (links, devices, fifos,
+  absolute paths, `..`, encrypted members). Members are never written to disk: a
+  compressed tar is decompressed once into `work_dir` (default: the archive's folder, which
+  must be the connector's scratch dir) so members can be read by offset later.
+- `Limits` caps the entry count, the total unpacked size and the per-member compression
+  ratio (zip bombs). Sizes in headers are never trusted: bytes are counted while reading.
+- Every failure (corrupt, truncated, over a cap) is a `SourceError` naming the archive.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import stat
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable
+
+from .base import Entry, Skipped, SourceError
+
+CHUNK = 1024 * 1024
+_DECOMPRESSORS: dict[bytes, Callable[[Any], BinaryIO]] = {
+    b"\x1f\x8b": lambda file: gzip.GzipFile(fileobj=file, mode="rb"),
+    b"BZh": bz2.BZ2File,
+    b"\xfd7zXZ\x00": lzma.LZMAFile,
+}
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# Tar headers and padding are not content but do take space once decompressed.
+_TAR_OVERHEAD_PER_ENTRY = 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_entries: int = 10_000
+    max_total_size: int = 2 * 1024**3  # bytes, all members unpacked
+    max_ratio: float = 200.0  # unpacked : packed, for members (or a whole compressed tar) ...
+    ratio_floor: int = 1024**2  # ... larger than this many bytes unpacked
+
+
+@dataclass(frozen=True)
+class Member:
+    """Entry.ref of an archive member: where to read it from."""
+
+    archive: str  # the file to read: the archive, or the decompressed copy of a compressed tar
+    kind: str  # "zip" | "tar"
+    info: Any  # zipfile.ZipInfo | tarfile.TarInfo
+    size: int
+    label: str  # the archive's name, for messages
+
+
+def _compression(head: bytes) -> Callable[[Any], BinaryIO] | None:
+    for magic, opener in _DECOMPRESSORS.items():
+        if head.startswith(magic):
+            return opener
+    return None
+
+
+def _is_tar_header(block: bytes) -> bool:
+    if len(block) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block[: tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def archive_kind(path: str | os.PathLike) -> str | None:
+    """"zip" or "tar" (also compressed) by content, or None for any other file."""
+    with open(path, "rb") as file:
+        head = file.read(tarfile.BLOCKSIZE)
+        opener = _compression(head)
+        if opener:
+            file.seek(0)
+            try:
+                with opener(file) as inner:
+                    return "tar" if _is_tar_header(inner.read(tarfile.BLOCKSIZE)) else None
+            except (OSError, EOFError, lzma.LZMAError):
+                return None
+    # Tar first: a tar whose last member is a zip would also pass is_zipfile().
+    if _is_tar_header(head):
+        return "tar"
+    return "zip" if zipfile.is_zipfile(path) else None
+
+
+class _CheckedStream(io.RawIOBase):
+    """A member's bytes: exactly `size` of them, any failure a SourceError naming the member."""
+
+    def __init__(self, inner: BinaryIO, size: int, what: str, closers: tuple[Any, ...] = ()):
+        self.inner = inner
+        self.size = size
+        self.what = what
+        self.closers = closers
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            # Never ask for more than one byte past the declared size: enough to notice a liar.
+            chunk = self.inner.read(min(len(buffer), self.size - self.received + 1))
+        except SourceError:
+            raise
+        except Exception as error:  # BadZipFile (bad CRC), zlib.error, EOFError, tarfile.ReadError…
+            raise SourceError(f"{self.what} cannot be read: {_reason(error)}") from None
+        self.received += len(chunk)
+        if self.received > self.size:
+            raise SourceError(f"{self.what} holds more than the {self.size} bytes its header declares")
+        if not chunk and self.received != self.size:
+            raise SourceError(f"{self.what} ends after {self.received} of {self.size} bytes")
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            for closer in (self.inner, *self.closers):
+                closer.close()
+        super().close()
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # without the scratch path
+    return str(error) or type(error).__name__
+
+
+def _member_path(name: str) -> tuple[str, str]:
+    """(path with "./" and doubled slashes folded, reason to skip it or "")."""
+    if name.startswith("/"):
+        return name, "absolute path"
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        return name, "'..' in path: it would leave the archive"
+    return "/".join(parts), ""
+
+
+def _readable_name(name: str) -> str:
+    return name.encode("utf-8", "replace").decode("utf-8")
+
+
+class _Collector:
+    """Gathers members in archive order, then unwraps a single top folder."""
+
+    def __init__(self, label: str, limits: Limits):
+        self.label = label
+        self.limits = limits
+        self.count = 0
+        self.total = 0
+        self.files: dict[str, tuple[int, str, Member]] = {}
+        self.skipped: list[Skipped] = []
+
+    def counted(self) -> None:
+        self.count += 1
+        if self.count > self.limits.max_entries:
+            raise SourceError(f"{self.label} has more than {self.limits.max_entries} entries")
+
+    def sized(self, name: str, size: int) -> None:
+        self.total += size
+        if self.total > self.limits.max_total_size:
+            raise SourceError(f"{self.label} unpacks to more than {self.limits.max_total_size} bytes"
+                              f" (at {_readable_name(name)!r})")
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped.append(Skipped(_readable_name(name), reason))
+
+    def add(self, path: str, size: int, version: str, member: Member) -> None:
+        if path in self.files:
+            self.skip(path, "appears more than once in the archive; the last copy is used")
+        self.files[path] = (size, version, member)
+
+    def result(self) -> tuple[list[Entry], list[Skipped]]:
+        prefix = self._single_top_folder()
+        entries = [Entry(path[len(prefix):], size, version, ref=member)
+                   for path, (size, version, member) in self.files.items()]
+        skipped = [Skipped(s.path[len(prefix):] if s.path.startswith(prefix) else s.path, s.reason)
+                   for s in self.skipped]
+        return entries, skipped
+
+    def _single_top_folder(self) -> str:
+        paths = [*self.files, *(s.path for s in self.skipped)]
+        tops = {path.split("/", 1)[0] for path in paths}
+        if len(tops) != 1 or any("/" not in path for path in paths):
+            return ""
+        return tops.pop() + "/"
+
+
+def list_archive(path: str | os.PathLike, *, label: str = "", limits: Limits = Limits(),
+                 work_dir: str | os.PathLike | None = None) -> tuple[list[Entry], list[Skipped]]:
+    """The archive's files as entries and what was left out, or SourceError."""
+    path = os.path.abspath(path)
+    label = label or os.path.basename(path)
+    try:
+        kind = archive_kind(path)
+    except OSError as error:
+        raise SourceError(f"{label} cannot be read: {error.strerror}") from None
+    if kind is None:
+        raise SourceError(f"{label} is not a zip or tar archive, or it is damaged or truncated")
+    collector = _Collector(label, limits)
+    try:
+        if kind == "zip":
+            _list_zip(path, collector)
+        else:
+            plain = _decompressed(path, label, limits, work_dir or os.path.dirname(path))
+            _list_tar(plain, collector)
+    except SourceError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError, ValueError) as error:
+        raise SourceError(f"{label} is corrupt or truncated: {_reason(error)}") from None
+    return collector.result()
+
+
+def _list_zip(path: str, collector: _Collector) -> None:
+    limits = collector.limits
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            collector.counted()
+            name = info.filename
+            if info.is_dir() or name.split("/", 1)[0] == "__MACOSX":  # macOS resource-fork litter
+                continue
+            # Unix zips keep st_mode in the high bits; many writers set permissions but no file type.
+            mode = info.external_attr >> 16 if info.create_system == 3 else 0
+            if stat.S_ISDIR(mode):
+                continue
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+                collector.skip(name, _special_reason(mode))
+                continue
+            member_path, unsafe = _member_path(name)
+            if unsafe:
+                collector.skip(name, unsafe)
+                continue
+            if info.flag_bits & 0x1:
+                collector.skip(member_path, "encrypted")
+                continue
+            if info.compress_type not in _ZIP_METHODS:
+                collector.skip(member_path, f"compressed with an unsupported method ({info.compress_type})")
+                continue
+            size = info.file_size
+            if size > limits.ratio_floor and size > limits.max_ratio * max(info.compress_size, 1):
+                ratio = size / max(info.compress_size, 1)
+                raise SourceError(f"{collector.label}: {_readable_name(name)!r} expands {ratio:.0f}:1"
+                                  f" (more than {limits.max_ratio:.0f}:1), refusing a possible zip bomb")
+            collector.sized(name, size)
+            member = Member(path, "zip", info, size, collector.label)
+            collector.add(member_path, size, f"crc32:{info.CRC:08x}:{size}", member)
+
+
+def _special_reason(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symbolic link (links are not followed)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device file"
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    return "not a regular file"
+
+
+def _tar_skip_reason(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "symbolic link (links are not followed)"
+    if member.islnk():
+        return "hard link (links are not followed)"
+    if member.ischr() or member.isblk():
+        return "device file"
+    if member.isfifo():
+        return "FIFO (named pipe)"
+    return "not a regular file"
+
+
+def _decompressed(path: str, label: str, limits: Limits, work_dir: str | os.PathLike) -> str:
+    """A plain tar to read members from by offset: the archive itself, or a capped decompressed copy."""
+    with open(path, "rb") as file:
+        opener = _compression(file.read(8))
+    if opener is None:
+        return path
+    packed = os.path.getsize(path)
+    cap = limits.max_total_size + limits.max_entries * _TAR_OVERHEAD_PER_ENTRY
+    fd, plain = tempfile.mkstemp(suffix=".tar", dir=work_dir)
+    try:
+        with open(path, "rb") as source, opener(source) as inner, os.fdopen(fd, "wb") as target:
+            written = 0
+            while chunk := inner.read(CHUNK):
+                written += len(chunk)
+                if written > cap:
+                    raise SourceError(f"{label} unpacks to more than {limits.max_total_size} bytes")
+                if written > limits.ratio_floor and written > limits.max_ratio * packed:
+                    raise SourceError(f"{label} expands more than {limits.max_ratio:.0f}:1,"
+                                      " refusing a possible compression bomb")
+                target.write(chunk)
+    except BaseException:
+        os.unlink(plain)
+        raise
+    return plain
+
+
+def _list_tar(plain: str, collector: _Collector) -> None:
+    with tarfile.open(plain, mode="r:", encoding="utf-8", errors="surrogateescape") as archive:
+        for member in archive:
+            collector.counted()
+            name = member.name
+            if member.isdir() or name.split("/", 1)[0] == "__MACOSX":
+                continue
+            # Membership as tarfile's "data" filter decides it: regular files only.
+            if not member.isreg():
+                collector.skip(name, _tar_skip_reason(member))
+                continue
+            member_path, unsafe = _member_path(name)
+            if unsafe:
+                collector.skip(name, unsafe)
+                continue
+            try:
+                member_path.encode("utf-8")
+            except UnicodeEncodeError:
+                collector.skip(name, "name is not valid UTF-8")
+                continue
+            collector.sized(name, member.size)
+            ref = Member(plain, "tar", member, member.size, collector.label)
+            digest = hashlib.sha256()
+            with _CheckedStream(archive.extractfile(member), member.size,
+                                f"{collector.label}: {_readable_name(name)!r}") as stream:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+            collector.add(member_path, member.size, f"sha256:{digest.hexdigest()}", ref)
+
+
+def is_member(entry: Entry) -> bool:
+    """Whether the entry came from list_archive()."""
+    return isinstance(entry.ref, Member)
+
+
+def open_member(entry: Entry) -> BinaryIO:
+    """A stream of one member's bytes (a context manager), checked against its declared size."""
+    member: Member = entry.ref
+    what = f"{member.label}: {entry.path!r}"
+    try:
+        if member.kind == "zip":
+            archive = zipfile.ZipFile(member.archive)
+            try:
+                inner = archive.open(member.info)
+            except BaseException:
+                archive.close()
+                raise
+        else:
+            archive = tarfile.open(member.archive, mode="r:")
+            inner = archive.extractfile(member.info)
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError, ValueError,
+            NotImplementedError) as error:
+        raise SourceError(f"{what} cannot be read: {_reason(error)}") from None
+    return io.BufferedReader(_CheckedStream(inner, member.size, what, (archive,)), CHUNK)
