@@ -270,16 +270,14 @@ def _special_reason(mode: int) -> str:
     return "not a regular file"
 
 
+_TAR_TYPE_MODES = {tarfile.SYMTYPE: stat.S_IFLNK, tarfile.CHRTYPE: stat.S_IFCHR,
+                   tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
+
+
 def _tar_skip_reason(member: tarfile.TarInfo) -> str:
-    if member.issym():
-        return "symbolic link (links are not followed)"
     if member.islnk():
         return "hard link (links are not followed)"
-    if member.ischr() or member.isblk():
-        return "device file"
-    if member.isfifo():
-        return "FIFO (named pipe)"
-    return "not a regular file"
+    return _special_reason(_TAR_TYPE_MODES.get(member.type, 0))
 
 
 def _decompressed(path: str, label: str, limits: Limits, work_dir: str | os.PathLike) -> str:
