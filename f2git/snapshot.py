@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from connectors import Connector, Entry, Listing, Skipped, SourceError
 from connectors.base import AuthError
 
-from . import status
+from . import mirror, status
 from .config import Config, CourseConfig
 from .paths import UnsafePath, safe_path
 from .store import COPY_CHUNK, CourseRepo, GitError, SyncState, git_blob_id
@@ -58,6 +58,7 @@ class SyncResult:
     paths: dict[str, list[str]] = field(default_factory=lambda: {"added": [], "modified": [], "deleted": []})
     duration: float = 0.0
     dry_run: bool = False
+    mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
 
     def to_json(self) -> dict:
         if not self.ok:
@@ -65,6 +66,8 @@ class SyncResult:
         data = {"course": self.course, "ok": True, "changed": self.changed, "commit": self.commit,
                 "added": self.added, "modified": self.modified, "deleted": self.deleted,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
+        if self.mirror_error:
+            data["mirror_error"] = self.mirror_error
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths
@@ -175,6 +178,8 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
             _sync(config, course, result, allow_mass_delete or course.allow_mass_delete,
                   dry_run, report, connector)
             result.ok = True
+            if course.mirror and not dry_run and result.commit:
+                result.mirror_error = mirror.push_course(config, course, CourseRepo.for_course(config, course.name).path)
     except AuthError as error:
         result.error, result.auth_failed = str(error), True
     except (SourceError, SyncRefused) as error:

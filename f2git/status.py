@@ -30,6 +30,7 @@ class CourseStatus:
     last_error_at: float | None = None
     auth_failed: bool = False
     next_release: str | None = None
+    mirror_error: str | None = None  # why the last push to the course's mirror failed
     skipped: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)  # newest first
 
@@ -81,6 +82,7 @@ def record(config: "Config", result: "SyncResult", started: float) -> None:
         current.last_check = current.last_success = started
         current.last_error = current.last_error_at = None
         current.auth_failed = False
+        current.mirror_error = result.mirror_error
         current.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
         current.next_release = result.next_release.isoformat() if result.next_release else None
         if result.changed:
