@@ -18,15 +18,12 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 import requests
 
 from ._http import SourceSession
+from ._release import Release, folder_path, utc_now, window
 from .base import AuthError, Connector, Entry, Listing, SourceError
 
 # Canvas's leaky bucket starts at 700 units; below this we slow down before it throttles.
 RATE_LIMIT_LOW = 100.0
 RATE_LIMIT_PAUSE = 2.0  # s
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -37,10 +34,6 @@ def parse_time(value: Any) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)
-
-
-def clean_folder_path(raw: str) -> str:
-    return "/".join(part for part in raw.strip().split("/") if part)
 
 
 @dataclass
@@ -62,14 +55,6 @@ class CanvasOptions:
             raise ValueError("key 'course_id': must not be empty")
         if not self.token_env:
             raise ValueError("missing key 'token_env'")
-
-
-@dataclass(frozen=True)
-class Release:
-    """Whether an item (with all its folders) is visible now, and when it will be if not yet."""
-
-    visible: bool
-    at: datetime | None = None  # when a not-yet-visible item becomes visible, if it will
 
 
 class CanvasConnector(Connector):
@@ -179,7 +164,7 @@ class CanvasConnector(Connector):
         roots = [folder_id for folder_id, folder in folders.items() if folder.get("parent_folder_id") is None]
         if len(roots) > 1:
             raise self.http.fail(f"course {self.options.course_id} has {len(roots)} root folders, expected one")
-        wanted = clean_folder_path(self.options.folder)
+        wanted = folder_path(self.options.folder)
         if not wanted:
             return roots[0] if roots else None
         for folder_id, path in paths.items():
@@ -214,24 +199,18 @@ class CanvasConnector(Connector):
         closes: list[datetime] = []
         for item in items:
             if item.get("locked") or item.get("locked_for_user") or item.get("for_submissions"):
-                return Release(False)
+                return Release.NEVER
             if (item.get("hidden") or item.get("hidden_for_user")) and not self.options.include_hidden:
-                return Release(False)
+                return Release.NEVER
             try:
                 unlock_at, lock_at = parse_time(item.get("unlock_at")), parse_time(item.get("lock_at"))
             except ValueError:
-                return Release(False)  # an unreadable date never releases anything
+                return Release.NEVER  # an unreadable date never releases anything
             if unlock_at is not None:
                 opens.append(unlock_at)
             if lock_at is not None:
                 closes.append(lock_at)
-        opens_at = max(opens, default=None)  # the last of the chain to unlock
-        closes_at = min(closes, default=None)  # the first of the chain to lock
-        if closes_at is not None and closes_at <= max(now, opens_at or now):
-            return Release(False)  # locked already, or locks again before it would open
-        if opens_at is not None and opens_at > now:
-            return Release(False, opens_at)
-        return Release(True)
+        return window(opens, closes, now)
 
     def open(self, entry: Entry) -> BinaryIO:
         # The URL redirects to a files host; the token stays on the Canvas host (HostBoundAuth).

@@ -1,0 +1,461 @@
+"""The Stud.IP connector against a `responses` fake of Stud.IP's JSON:API.
+
+The fake answers like Stud.IP does for a lecturer: every folder of the course in one flat
+collection (`courses/{id}/folders`, top folder included, with `parent` relationships),
+`folders/{id}/file-refs`, offset paging with `meta.page` and `links`, resource shapes as
+Stud.IP's JsonApi schemas (`Folder`, `FileRef`) write them, and `file-refs/{id}/content`
+with an ETag, or a redirect to another server for linked files.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Mapping
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import responses
+
+from connectors import AuthError, SourceError
+from connectors.studip import StudipConnector, StudipOptions
+from f2git.config import ConfigError, parse
+from tests.conformance import ConnectorConformance, by_path, read_all
+
+BASE = "https://studip.example.de"
+API = f"{BASE}/jsonapi.php/v1"
+LINK_HOST = "https://media.example.org"
+COURSE = "a07535cf2f8a72df33c12ddfa4b53dde"
+USERNAME = "dozent.mueller"
+PASSWORD = "Stud!P-Secret-Pw-5531"
+NOW = datetime(2026, 11, 21, 23, 0, tzinfo=timezone.utc)
+SECRET_NAME = "exam-solutions.ipynb"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone(timedelta(hours=1))).isoformat()
+
+
+def unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def hex_id(*parts) -> str:
+    return hashlib.md5("/".join(map(str, parts)).encode()).hexdigest()
+
+
+class FakeStudip:
+    """The JSON:API routes f2git uses, for one course, as a lecturer sees them."""
+
+    def __init__(self, mock: responses.RequestsMock):
+        self.mock = mock
+        self.page_limit = 3  # the fake's cap, so small courses still span several pages
+        self.serial = itertools.count(1)
+        self.clock = NOW - timedelta(days=30)
+        self.folders: dict[str, dict] = {}  # path ("" = top folder) → folder resource
+        self.refs: dict[str, dict] = {}  # path → file-ref resource
+        self.content: dict[str, bytes] = {}  # file-ref id → bytes
+        self.injected: dict[tuple[str, int], list] = {}  # (route, offset) → canned answers served first
+        self.login_page = False
+        self.requests: list = []
+        self.link_host_requests: list = []
+        self._folder("", "RootFolder")
+        route = re.compile(rf"{re.escape(API)}/(courses/{COURSE}/folders|folders/\w+/file-refs)(\?.*)?$")
+        mock.add_callback(responses.GET, route, callback=self._collection)
+        mock.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/file-refs/\w+/content$"),
+                          callback=self._content)
+        mock.add_callback(responses.GET, re.compile(rf"{re.escape(LINK_HOST)}/.*"), callback=self._linked)
+
+    # --- the lecturer's side -----------------------------------------------------------------
+
+    def _tick(self) -> str:
+        self.clock += timedelta(minutes=11)
+        return stamp(self.clock)
+
+    def _folder(self, path: str, kind: str = "StandardFolder", data_content=None) -> dict:
+        folder_id = hex_id("folder", path)
+        name = path.rsplit("/", 1)[-1] if path else "Einführung in die Informatik"
+        relationships = {
+            "owner": {"data": {"type": "users", "id": hex_id("user", USERNAME)},
+                      "links": {"related": f"/jsonapi.php/v1/users/{hex_id('user', USERNAME)}"}},
+            "range": {"data": {"type": "courses", "id": COURSE}, "links": {"related": f"/jsonapi.php/v1/courses/{COURSE}"}},
+            "folders": {"links": {"related": f"/jsonapi.php/v1/folders/{folder_id}/folders"}},
+            "file-refs": {"links": {"related": f"/jsonapi.php/v1/folders/{folder_id}/file-refs"}},
+        }
+        if path:
+            parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "")
+            relationships["parent"] = {"data": {"type": "folders", "id": parent["id"]},
+                                       "links": {"related": f"/jsonapi.php/v1/folders/{parent['id']}"}}
+        self.folders[path] = {
+            "type": "folders", "id": folder_id,
+            "attributes": {
+                "folder-type": kind, "name": name, "description": None,
+                "mkdate": self._tick(), "chdate": stamp(self.clock),
+                "is-visible": True, "is-readable": True, "is-writable": True, "is-editable": True,
+                "is-subfolder-allowed": kind != "HomeworkFolder",
+                "data-content": data_content if data_content is not None else [],
+            },
+            "relationships": relationships,
+            "links": {"self": f"/jsonapi.php/v1/folders/{folder_id}"},
+        }
+        return self.folders[path]
+
+    def folder(self, path: str, kind: str | None = None, **data_content) -> dict:
+        """The folder at `path`, created as a StandardFolder if new; `kind` retypes it."""
+        if path not in self.folders:
+            self._folder(path)
+        if kind:
+            attributes = self.folders[path]["attributes"]
+            attributes["folder-type"] = kind
+            attributes["data-content"] = data_content or attributes["data-content"]
+        return self.folders[path]
+
+    def put(self, path: str, content: bytes, *, storage: str = "disk", **attributes) -> dict:
+        folder_path, _, name = path.rpartition("/")
+        folder = self.folder(folder_path)
+        old = self.refs.get(path)
+        if old is not None and self.content[old["id"]] == content and not attributes:
+            return old
+        ref_id = old["id"] if old else hex_id("ref", path, next(self.serial))
+        file_id = hex_id("file", path, next(self.serial))  # replaced content is a new file
+        changed = self._tick()
+        self.refs[path] = {
+            "type": "file-refs", "id": ref_id,
+            "attributes": {
+                "name": name, "description": "", "mkdate": old["attributes"]["mkdate"] if old else changed,
+                "chdate": changed, "downloads": 0, "filesize": len(content), "storage": storage,
+                "is-readable": True, "is-downloadable": True, "is-editable": True, "is-writable": True,
+                **attributes,
+            },
+            "relationships": {
+                "file": {"data": {"type": "files", "id": file_id}, "links": {"related": f"/jsonapi.php/v1/files/{file_id}"}},
+                "owner": {"meta": {"name": "Prof. Müller"}, "data": {"type": "users", "id": hex_id("user", USERNAME)}},
+                "parent": {"data": {"type": "folders", "id": folder["id"]},
+                           "links": {"related": f"/jsonapi.php/v1/folders/{folder['id']}"}},
+                "range": {"data": {"type": "courses", "id": COURSE}},
+                "terms-of-use": {"data": {"type": "terms-of-use", "id": "SELFMADE_NONPUB"},
+                                 "links": {"self": f"/jsonapi.php/v1/file-refs/{ref_id}/relationships/terms-of-use"}},
+            },
+            "links": {"self": f"/jsonapi.php/v1/file-refs/{ref_id}"},
+            "meta": {"download-url": f"/jsonapi.php/v1/file-refs/{ref_id}/content"},
+        }
+        self.content[ref_id] = content
+        return self.refs[path]
+
+    def publish(self, files: Mapping[str, bytes]) -> None:
+        for path in list(self.refs):
+            if path not in files:
+                del self.content[self.refs.pop(path)["id"]]
+        for path, content in files.items():
+            self.put(path, content)
+
+    def connector(self, **options) -> StudipConnector:
+        opts = StudipOptions(url=BASE + "/", course_id=COURSE, username_env="STUDIP_USER",
+                             password_env="STUDIP_PASSWORD", **options)
+        opts.validate()
+        connector = StudipConnector(opts, course="info1", env={"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": PASSWORD})
+        connector.now = lambda: NOW
+        connector.sleeps = []
+        connector.sleep = connector.sleeps.append
+        return connector
+
+    # --- Stud.IP's side ----------------------------------------------------------------------
+
+    def _authorized(self, request) -> bool:
+        import base64
+        expected = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+        return request.headers.get("Authorization") == expected
+
+    def _collection(self, request):
+        self.requests.append(request)
+        if not self._authorized(request):
+            return 401, {"WWW-Authenticate": 'Basic realm="Stud.IP JSON-API"', "Content-Type": "application/vnd.api+json"}, \
+                json.dumps({"errors": [{"status": "401", "title": "Unauthorized"}]})
+        if self.login_page:
+            return 200, {"Content-Type": "text/html;charset=utf-8"}, "<!DOCTYPE html><html><title>Stud.IP - Login</title></html>"
+        parts = urlsplit(request.url)
+        route = parts.path[len(urlsplit(API).path) + 1:]
+        query = parse_qs(parts.query)
+        offset = int(query.get("page[offset]", ["0"])[0])
+        limit = min(int(query.get("page[limit]", ["30"])[0]), self.page_limit)
+        canned = self.injected.get((route, offset))
+        if canned:
+            return canned.pop(0)
+        if route.startswith("courses/"):
+            items = list(self.folders.values())
+        else:
+            folder_id = route.split("/")[1]
+            items = [ref for ref in self.refs.values() if ref["relationships"]["parent"]["data"]["id"] == folder_id]
+        total = len(items)
+
+        def link(at: int) -> str:
+            return f"{API}/{route}?" + urlencode({"page[offset]": at, "page[limit]": limit})
+
+        links = {"first": link(0), "last": link(max(0, (total // limit - 1) * limit) if limit else 0)}
+        if offset - limit >= 0:
+            links["prev"] = link(offset - limit)
+        if total > offset + limit:
+            links["next"] = link(offset + limit)
+        document = {"meta": {"page": {"offset": offset, "limit": limit, "total": total}},
+                    "links": links, "data": items[offset:offset + limit]}
+        return 200, {"Content-Type": "application/vnd.api+json"}, json.dumps(document)
+
+    def _content(self, request):
+        self.requests.append(request)
+        if not self._authorized(request):
+            return 401, {"Content-Type": "application/vnd.api+json"}, json.dumps({"errors": [{"status": "401"}]})
+        ref_id = urlsplit(request.url).path.split("/")[-2]
+        if ref_id not in self.content:
+            return 404, {"Content-Type": "application/vnd.api+json"}, \
+                json.dumps({"errors": [{"status": "404", "title": "Not Found"}]})
+        ref = next(r for r in self.refs.values() if r["id"] == ref_id)
+        if ref["attributes"]["storage"] == "url":
+            return 302, {"Location": f"{LINK_HOST}/lectures/{ref_id}.mp4?sig=abc"}, ""
+        body = self.content[ref_id]
+        return 200, {"Content-Type": "application/octet-stream", "ETag": f'"{hashlib.md5(body).hexdigest()} 1 {len(body)}"',
+                     "Content-Disposition": "attachment; filename=x", "Cache-Control": "private"}, body
+
+    def _linked(self, request):
+        self.link_host_requests.append(request)
+        ref_id = urlsplit(request.url).path.rsplit("/", 1)[-1].split(".")[0]
+        return 200, {"Content-Type": "video/mp4"}, self.content[ref_id]
+
+
+@pytest.fixture
+def fake():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeStudip(mock)
+
+
+def listed(connector: StudipConnector) -> dict:
+    return by_path(connector.list({}))
+
+
+class TestStudipConformance(ConnectorConformance):
+    @pytest.fixture(autouse=True)
+    def _fake(self, fake):
+        self.fake = fake
+
+    def publish(self, files):
+        self.fake.publish(files)
+        return self.fake.connector()
+
+
+# --- release rules ------------------------------------------------------------------------
+
+FUTURE, PAST = NOW + timedelta(days=2), NOW - timedelta(days=2)
+
+CLOSED_FOLDERS = {
+    "homework folder": ("HomeworkFolder", {"permission": 3}),
+    "hidden folder": ("HiddenFolder", {"download_allowed": 1}),
+    "group folder": ("CourseGroupFolder", {"group": hex_id("group", 1)}),
+    "timed folder before its window": ("TimedFolder", {"permission": 7, "start_time": unix(FUTURE), "end_time": 0}),
+    "timed folder after its window": ("TimedFolder", {"permission": 7, "start_time": unix(PAST - timedelta(days=9)),
+                                                       "end_time": unix(PAST)}),
+    "timed folder students may not read": ("TimedFolder", {"permission": 3, "start_time": unix(PAST), "end_time": 0}),
+    "restricted folder without read": ("PermissionEnabledFolder", {"permission": 3}),
+    "folder type f2git does not know": ("OpencastPluginFolder", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLOSED_FOLDERS))
+@pytest.mark.parametrize("depth", ["in it", "below it"])
+def test_files_in_and_below_closed_folders_appear_nowhere(fake, case, depth):
+    kind, data_content = CLOSED_FOLDERS[case]
+    fake.publish({"README.md": b"r", "week1/intro.ipynb": b"{}"})
+    secret_path = f"exam/{SECRET_NAME}" if depth == "in it" else f"exam/inner/{SECRET_NAME}"
+    fake.put(secret_path, b"{}")
+    fake.folder("exam", kind, **data_content)
+    connector = fake.connector()
+    listing = connector.list({})
+    assert sorted(e.path for e in listing.entries) == ["README.md", "week1/intro.ipynb"]
+    assert SECRET_NAME not in json.dumps([[s.path for s in listing.skipped], listing.state])
+    # Closed folders' contents are not even fetched.
+    closed = [folder["id"] for path, folder in fake.folders.items() if path.startswith("exam")]
+    assert not any(folder_id in r.url for folder_id in closed for r in fake.requests)
+
+
+@pytest.mark.parametrize("attribute", ["is-visible", "is-readable"])
+def test_folders_the_api_marks_unreadable_are_closed(fake, attribute):
+    fake.publish({"a.txt": b"a", "restricted/inner/b.txt": b"b"})
+    fake.folders["restricted"]["attributes"][attribute] = False
+    assert set(listed(fake.connector())) == {"a.txt"}
+
+
+@pytest.mark.parametrize("attribute", ["is-readable", "is-downloadable"])
+def test_file_refs_students_may_not_download_are_left_out(fake, attribute):
+    fake.publish({"a.txt": b"a"})
+    fake.put(SECRET_NAME, b"{}", **{attribute: False})
+    listing = fake.connector().list({})
+    assert [e.path for e in listing.entries] == ["a.txt"] and listing.skipped == []
+
+
+OPEN_FOLDERS = {
+    "timed folder inside its window": ("TimedFolder", {"permission": 7, "start_time": unix(PAST), "end_time": unix(FUTURE)}),
+    "timed folder opened, open-ended": ("TimedFolder", {"permission": 5, "start_time": unix(PAST), "end_time": 0}),
+    "timed folder until a future end": ("TimedFolder", {"permission": 7, "start_time": 0, "end_time": str(unix(FUTURE))}),
+    "material folder": ("MaterialFolder", {}),
+    "topic folder": ("CourseTopicFolder", {"topic_id": hex_id("topic", 1)}),
+    "date folder": ("CourseDateFolder", {"termin_id": hex_id("date", 1)}),
+    "restricted folder students may read": ("PermissionEnabledFolder", {"permission": 5}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPEN_FOLDERS))
+def test_files_in_open_folders_are_released(fake, case):
+    kind, data_content = OPEN_FOLDERS[case]
+    fake.publish({"sheet/task.ipynb": b"{}", "sheet/data/d.csv": b"1"})
+    fake.folder("sheet", kind, **data_content)
+    assert set(listed(fake.connector())) == {"sheet/task.ipynb", "sheet/data/d.csv"}
+
+
+# --- the folder option ---------------------------------------------------------------------
+
+def test_folder_option_releases_that_folder_alone_as_the_root(fake):
+    fake.publish({"README.md": b"r", "Übungen/Blatt 1/a.ipynb": b"{}", "Übungen/Blatt 1/data/x.csv": b"1"})
+    connector = fake.connector(folder="Übungen/Blatt 1")
+    entries = listed(connector)
+    assert set(entries) == {"a.ipynb", "data/x.csv"}
+    assert read_all(connector, entries["data/x.csv"]) == b"1"
+
+
+def test_folder_option_still_obeys_the_folders_above(fake):
+    fake.publish({"hidden/sheets/a.ipynb": b"{}"})
+    fake.folder("hidden", "HiddenFolder")
+    assert fake.connector(folder="hidden/sheets").list({}).entries == []
+
+
+def test_folder_option_naming_a_missing_folder_is_an_error(fake):
+    fake.publish({"a/b.txt": b"b"})
+    with pytest.raises(SourceError, match="no folder 'nope'"):
+        fake.connector(folder="nope").list({})
+
+
+# --- paging, errors, throttling ------------------------------------------------------------
+
+def test_listing_follows_every_page_of_folders_and_file_refs(fake):
+    files = {f"d{i % 4}/f{i:02}.txt": bytes([i]) for i in range(14)}
+    fake.publish(files)
+    assert set(listed(fake.connector())) == set(files)
+    folder_pages = [r for r in fake.requests if "/folders?" in r.url and "courses/" in r.url]
+    assert len(folder_pages) == 2  # top + 4 folders, 3 a page
+    assert any("page%5Boffset%5D=3" in r.url or "page[offset]=3" in r.url for r in folder_pages)
+
+
+def test_rejected_credentials_are_an_auth_error_without_the_password(fake):
+    fake.publish({"a.txt": b"a"})
+    connector = fake.connector()
+    connector.env = {"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": "Wrong-Pw-Value-77"}
+    with pytest.raises(AuthError) as caught:
+        connector.list({})
+    message = str(caught.value)
+    assert "rejected" in message and "401" in message and "$STUDIP_PASSWORD" in message
+    assert "Wrong-Pw-Value-77" not in message and PASSWORD not in message
+
+
+def test_html_login_page_is_an_error_not_an_empty_course(fake):
+    fake.login_page = True
+    with pytest.raises(SourceError, match="HTML"):
+        fake.connector().list({})
+
+
+def test_server_error_on_page_three_is_retried_then_fails_the_whole_listing(fake):
+    fake.publish({f"f{i}.txt": b"x" for i in range(8)})
+    route = f"folders/{fake.folders['']['id']}/file-refs"
+    fake.injected[(route, 6)] = [(500, {}, "Internal Server Error")] * 10
+    connector = fake.connector()
+    with pytest.raises(SourceError, match="500"):
+        connector.list({})
+    assert len(connector.sleeps) == 4 and connector.sleeps == sorted(connector.sleeps)
+
+
+def test_one_server_error_is_retried_and_the_listing_completes(fake):
+    fake.publish({f"f{i}.txt": b"x" for i in range(8)})
+    route = f"folders/{fake.folders['']['id']}/file-refs"
+    fake.injected[(route, 6)] = [(503, {}, "Service Unavailable")]
+    assert len(listed(fake.connector())) == 8
+
+
+def test_throttling_backs_off_then_succeeds(fake):
+    fake.publish({"a.txt": b"a"})
+    fake.injected[(f"courses/{COURSE}/folders", 0)] = [(429, {"Retry-After": "2"}, "")] * 2
+    connector = fake.connector()
+    assert set(listed(connector)) == {"a.txt"}
+    assert len(connector.sleeps) == 2 and min(connector.sleeps) >= 2
+
+
+def test_a_collection_that_changes_while_paging_fails_instead_of_missing_items(fake):
+    fake.publish({f"f{i}.txt": b"x" for i in range(5)})
+    route = f"folders/{fake.folders['']['id']}/file-refs"
+    shifted = {"meta": {"page": {"offset": 3, "limit": 3, "total": 4}}, "links": {},
+               "data": [fake.refs["f4.txt"]]}  # f3 was deleted meanwhile: offsets moved
+    fake.injected[(route, 3)] = [(200, {"Content-Type": "application/vnd.api+json"}, json.dumps(shifted))]
+    with pytest.raises(SourceError, match="changed while"):
+        fake.connector().list({})
+
+
+# --- downloads ----------------------------------------------------------------------------
+
+def test_download_streams_with_basic_auth(fake):
+    fake.publish({"data.bin": bytes(range(256)) * 64})
+    connector = fake.connector()
+    assert read_all(connector, listed(connector)["data.bin"]) == bytes(range(256)) * 64
+    (download,) = [r for r in fake.requests if r.url.endswith("/content")]
+    assert download.headers["Authorization"].startswith("Basic ")
+
+
+def test_linked_file_redirect_gets_no_credentials(fake):
+    fake.publish({"a.txt": b"a"})
+    fake.put("lecture.mp4", b"\x00video" * 100, storage="url", filesize=0)
+    connector = fake.connector()
+    entry = listed(connector)["lecture.mp4"]
+    assert entry.size is None  # a link's size is unknown until it is fetched
+    assert read_all(connector, entry) == b"\x00video" * 100
+    (linked,) = fake.link_host_requests
+    assert "Authorization" not in linked.headers
+
+
+# --- versions and release times -----------------------------------------------------------
+
+def test_one_edit_changes_exactly_one_version(fake):
+    fake.publish({"a.txt": b"a", "b/c.txt": b"c", "b/d.txt": b"d"})
+    before = {p: e.version for p, e in listed(fake.connector()).items()}
+    fake.put("b/c.txt", b"c2")
+    after = {p: e.version for p, e in listed(fake.connector()).items()}
+    assert [p for p in before if before[p] != after[p]] == ["b/c.txt"]
+
+
+def test_next_release_is_the_earliest_future_timed_folder_start(fake):
+    fake.publish({"now.txt": b"n", "sheet2/a.txt": b"a", "sheet3/b.txt": b"b", "hidden/sheet4/c.txt": b"c",
+                  "sheet5/d.txt": b"d"})
+    fake.folder("sheet2", "TimedFolder", permission=7, start_time=unix(NOW + timedelta(hours=3)), end_time=0)
+    fake.folder("sheet3", "TimedFolder", permission=7, start_time=unix(NOW + timedelta(days=7)), end_time=0)
+    fake.folder("hidden", "HiddenFolder")
+    fake.folder("hidden/sheet4", "TimedFolder", permission=7, start_time=unix(NOW + timedelta(hours=1)), end_time=0)
+    fake.folder("sheet5", "TimedFolder", permission=7, start_time=unix(NOW + timedelta(hours=2)),
+                end_time=unix(NOW + timedelta(hours=1)))  # ends before it starts: never opens
+    connector = fake.connector()
+    listing = connector.list({})
+    assert [e.path for e in listing.entries] == ["now.txt"]
+    assert listing.next_release == NOW + timedelta(hours=3)
+    connector.now = lambda: NOW + timedelta(hours=3)
+    later = connector.list({})
+    assert [e.path for e in later.entries] == ["now.txt", "sheet2/a.txt"]
+    assert later.next_release == NOW + timedelta(days=7)
+
+
+# --- configuration ------------------------------------------------------------------------
+
+def test_config_table_builds_validated_options(tmp_path):
+    env = {"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": PASSWORD}
+    table = {"courses": {"info1": {"source": "studip", "url": BASE, "course_id": COURSE, "folder": "Übungen",
+                                   "username_env": "STUDIP_USER", "password_env": "STUDIP_PASSWORD"}}}
+    options = parse(table, tmp_path / "f2git.toml", env).courses["info1"].options
+    assert (options.url, options.course_id, options.folder) == (BASE, COURSE, "Übungen")
+    with pytest.raises(ConfigError, match="STUDIP_PASSWORD"):
+        parse(table, tmp_path / "f2git.toml", {"STUDIP_USER": USERNAME})
+    table["courses"]["info1"]["url"] = f"{BASE}/jsonapi.php/v1"
+    with pytest.raises(ConfigError, match="key 'url'"):
+        parse(table, tmp_path / "f2git.toml", env)
