@@ -12,11 +12,7 @@ from .base import Connector, Entry, Listing, Skipped, SourceError
 
 @dataclass
 class LocalOptions:
-    path: Path = Path()  # resolved against the config file's folder by the config loader
-
-    def validate(self) -> None:
-        if self.path == Path():
-            raise ValueError("missing key 'path'")
+    path: Path  # resolved against the config file's folder by the config loader
 
 
 class LocalConnector(Connector):

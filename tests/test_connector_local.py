@@ -146,6 +146,7 @@ def test_a_file_swapped_for_a_link_after_listing_is_not_followed(root, tmp_path)
             read_all(connector, entry)
 
 
-def test_options_require_a_path():
-    with pytest.raises(ValueError, match="'path'"):
-        LocalOptions().validate()
+def test_options_require_a_path(tmp_path):
+    from f2git.config import ConfigError, parse
+    with pytest.raises(ConfigError, match=r"\[courses.c\] missing key 'path'"):
+        parse({"courses": {"c": {"source": "local"}}}, tmp_path / "f.toml", {})

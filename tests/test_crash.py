@@ -1,0 +1,76 @@
+"""`kill -9` of `f2git sync` at many moments of a large sync: the repo stays fsck-clean,
+main is the previous or the next complete snapshot, and the next run completes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from f2git.config import load
+from f2git.store import CourseRepo
+
+FILES = 400
+
+
+def write_course(root: Path, generation: int) -> dict[str, bytes]:
+    files = {}
+    for i in range(FILES):
+        # Each generation changes every file, so a sync has plenty to write when killed.
+        body = (f"generation {generation} file {i}\n" * 200).encode()
+        path = root / f"week{i % 10}" / f"file{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        files[f"week{i % 10}/file{i}.txt"] = body
+    return files
+
+
+def snapshot(repo: CourseRepo) -> dict[str, bytes]:
+    out = {}
+    for path, blob in repo.files(repo.head()).items():
+        out[path] = subprocess.run(["git", "--git-dir", str(repo.path), "cat-file", "blob", blob],
+                                   check=True, capture_output=True).stdout
+    return out
+
+
+def run_sync(config_path: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "f2git.cli", "--config", str(config_path), "sync", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_kill_9_at_any_moment_leaves_a_complete_snapshot(tmp_path):
+    source = tmp_path / "source"
+    config_path = tmp_path / "f2git.toml"
+    config_path.write_text(f'[server]\ndata_dir = "data"\n[courses.big]\nsource = "local"\npath = "{source}"\n')
+    config = load(config_path)
+    repo = CourseRepo.for_course(config, "big")
+
+    generations = [write_course(source, 0)]
+    assert run_sync(config_path).wait(120) == 0
+    assert snapshot(repo) == generations[0]
+
+    # Measure one full sync to spread the kills over it.
+    generations.append(write_course(source, 1))
+    started = time.monotonic()
+    assert run_sync(config_path).wait(120) == 0
+    duration = time.monotonic() - started
+
+    kills = 0
+    for attempt in range(12):
+        generations.append(write_course(source, attempt + 2))
+        process = run_sync(config_path)
+        time.sleep(duration * (attempt + 0.5) / 12)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            kills += 1
+        process.wait(60)
+        subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict", "--no-dangling"],
+                       check=True, capture_output=True)
+        served = snapshot(repo)
+        assert served in (generations[-2], generations[-1]), f"kill {attempt}: a torn snapshot"
+        # The next run completes and serves the newest generation.
+        assert run_sync(config_path).wait(120) == 0
+        assert snapshot(repo) == generations[-1]
+    assert kills >= 6, "the sync finished before most kills: make the course larger"
