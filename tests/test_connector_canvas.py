@@ -18,10 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from connectors import AuthError, SourceError
+from connectors import SourceError
 from connectors.canvas import CanvasConnector, CanvasOptions
 from f2git.config import ConfigError, parse
-from tests.conformance import ConnectorConformance, by_path, read_all
+from tests.conformance import ConnectorConformance, read_all
+from tests.lms_contract import LmsContract, listed
 
 BASE = "https://canvas.example.edu"
 FILES_HOST = "https://inst-fs-iad-prod.inscloudgate.net"
@@ -119,6 +120,21 @@ class FakeCanvas:
         for path, content in files.items():
             self.put(path, content)
 
+    # --- hooks of tests.lms_contract ---------------------------------------------------------
+
+    secret = TOKEN
+
+    def close_folder(self, path: str) -> None:
+        self.folders[path].update(locked=True)
+
+    def fail_page(self, number: int, answers: list) -> None:
+        self.injected[("files", number)] = list(answers)
+
+    @staticmethod
+    def reject(connector: CanvasConnector) -> str:
+        connector.env = {"CANVAS_TOKEN": "7~WrongTokenValue-zzz"}
+        return "7~WrongTokenValue-zzz"
+
     def connector(self, **options) -> CanvasConnector:
         opts = CanvasOptions(url=BASE, course_id=COURSE, token_env="CANVAS_TOKEN", **options)
         opts.validate()
@@ -185,8 +201,8 @@ def fake():
         yield FakeCanvas(mock)
 
 
-def listed(connector: CanvasConnector) -> dict[str, object]:
-    return by_path(connector.list({}))
+class TestCanvasLmsContract(LmsContract):
+    credential_hint = "$CANVAS_TOKEN"
 
 
 class TestCanvasConformance(ConnectorConformance):
@@ -270,18 +286,6 @@ def test_folder_option_releases_that_folder_alone_as_the_root(fake):
     assert read_all(connector, listed(connector)["raw/y.csv"]) == b"2"
 
 
-def test_folder_option_still_obeys_the_folders_above(fake):
-    fake.publish({"week1/data/x.csv": b"1"})
-    fake.folders["week1"].update(locked=True)
-    assert fake.connector(folder="week1/data").list({}).entries == []
-
-
-def test_folder_option_naming_a_missing_folder_is_an_error(fake):
-    fake.publish({"week1/data/x.csv": b"1"})
-    with pytest.raises(SourceError, match="no folder 'week2'"):
-        fake.connector(folder="week2").list({})
-
-
 # --- paging, errors, throttling ------------------------------------------------------------
 
 def test_listing_follows_every_page(fake):
@@ -291,40 +295,6 @@ def test_listing_follows_every_page(fake):
     pages = [r for r in fake.api_requests if "/files" in r.url]
     assert len(pages) == 6  # 11 files, 2 per page
     assert all("per_page=100" in r.url for r in pages)
-
-
-def test_rejected_token_is_an_auth_error_without_the_token(fake):
-    fake.publish({"a.txt": b"a"})
-    connector = fake.connector()
-    connector.env = {"CANVAS_TOKEN": "7~WrongTokenValue-zzz"}
-    with pytest.raises(AuthError) as caught:
-        connector.list({})
-    message = str(caught.value)
-    assert "rejected" in message and "401" in message and "$CANVAS_TOKEN" in message
-    assert "WrongTokenValue" not in message and TOKEN not in message
-
-
-def test_html_login_page_is_an_error_not_an_empty_course(fake):
-    fake.publish({"a.txt": b"a"})
-    fake.login_page = True
-    with pytest.raises(SourceError, match="HTML"):
-        fake.connector().list({})
-
-
-def test_server_error_on_page_three_is_retried_then_fails_the_whole_listing(fake):
-    fake.publish({f"f{i}.txt": b"x" for i in range(7)})
-    fake.injected[("files", 3)] = [(500, {}, "Internal Server Error")] * 10
-    connector = fake.connector()
-    with pytest.raises(SourceError, match="500"):
-        connector.list({})
-    assert len(connector.sleeps) == 4  # bounded retries with backoff
-    assert connector.sleeps == sorted(connector.sleeps)
-
-
-def test_one_server_error_is_retried_and_the_listing_completes(fake):
-    fake.publish({f"f{i}.txt": b"x" for i in range(7)})
-    fake.injected[("files", 3)] = [(502, {}, "Bad Gateway")]
-    assert len(listed(fake.connector())) == 7
 
 
 @pytest.mark.parametrize("throttle", [
@@ -376,14 +346,6 @@ def test_download_that_breaks_off_is_an_error(fake):
 
 
 # --- versions and release times -----------------------------------------------------------
-
-def test_one_edit_changes_exactly_one_version(fake):
-    fake.publish({"a.txt": b"a", "b/c.txt": b"c", "b/d.txt": b"d"})
-    before = {p: e.version for p, e in listed(fake.connector()).items()}
-    fake.put("b/c.txt", b"c2")
-    after = {p: e.version for p, e in listed(fake.connector()).items()}
-    assert [p for p in before if before[p] != after[p]] == ["b/c.txt"]
-
 
 def test_next_release_is_the_earliest_future_unlock_of_a_file_that_will_be_visible(fake):
     fake.publish({"now.txt": b"n"})

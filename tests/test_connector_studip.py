@@ -19,10 +19,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import responses
 
-from connectors import AuthError, SourceError
+from connectors import SourceError
 from connectors.studip import StudipConnector, StudipOptions
 from f2git.config import ConfigError, parse
-from tests.conformance import ConnectorConformance, by_path, read_all
+from tests.conformance import ConnectorConformance, read_all
+from tests.lms_contract import LmsContract, listed
 
 BASE = "https://studip.example.de"
 API = f"{BASE}/jsonapi.php/v1"
@@ -151,6 +152,22 @@ class FakeStudip:
         for path, content in files.items():
             self.put(path, content)
 
+    # --- hooks of tests.lms_contract ---------------------------------------------------------
+
+    secret = PASSWORD
+
+    def close_folder(self, path: str) -> None:
+        self.folder(path, "HiddenFolder")
+
+    def fail_page(self, number: int, answers: list) -> None:
+        route = f"folders/{self.folders['']['id']}/file-refs"
+        self.injected[(route, (number - 1) * self.page_limit)] = list(answers)
+
+    @staticmethod
+    def reject(connector: StudipConnector) -> str:
+        connector.env = {"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": "Wrong-Pw-Value-77"}
+        return "Wrong-Pw-Value-77"
+
     def connector(self, **options) -> StudipConnector:
         opts = StudipOptions(url=BASE + "/", course_id=COURSE, username_env="STUDIP_USER",
                              password_env="STUDIP_PASSWORD", **options)
@@ -229,8 +246,8 @@ def fake():
         yield FakeStudip(mock)
 
 
-def listed(connector: StudipConnector) -> dict:
-    return by_path(connector.list({}))
+class TestStudipLmsContract(LmsContract):
+    credential_hint = "$STUDIP_USER and $STUDIP_PASSWORD"
 
 
 class TestStudipConformance(ConnectorConformance):
@@ -321,18 +338,6 @@ def test_folder_option_releases_that_folder_alone_as_the_root(fake):
     assert read_all(connector, entries["data/x.csv"]) == b"1"
 
 
-def test_folder_option_still_obeys_the_folders_above(fake):
-    fake.publish({"hidden/sheets/a.ipynb": b"{}"})
-    fake.folder("hidden", "HiddenFolder")
-    assert fake.connector(folder="hidden/sheets").list({}).entries == []
-
-
-def test_folder_option_naming_a_missing_folder_is_an_error(fake):
-    fake.publish({"a/b.txt": b"b"})
-    with pytest.raises(SourceError, match="no folder 'nope'"):
-        fake.connector(folder="nope").list({})
-
-
 # --- paging, errors, throttling ------------------------------------------------------------
 
 def test_listing_follows_every_page_of_folders_and_file_refs(fake):
@@ -342,40 +347,6 @@ def test_listing_follows_every_page_of_folders_and_file_refs(fake):
     folder_pages = [r for r in fake.requests if "/folders?" in r.url and "courses/" in r.url]
     assert len(folder_pages) == 2  # top + 4 folders, 3 a page
     assert any("page%5Boffset%5D=3" in r.url or "page[offset]=3" in r.url for r in folder_pages)
-
-
-def test_rejected_credentials_are_an_auth_error_without_the_password(fake):
-    fake.publish({"a.txt": b"a"})
-    connector = fake.connector()
-    connector.env = {"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": "Wrong-Pw-Value-77"}
-    with pytest.raises(AuthError) as caught:
-        connector.list({})
-    message = str(caught.value)
-    assert "rejected" in message and "401" in message and "$STUDIP_PASSWORD" in message
-    assert "Wrong-Pw-Value-77" not in message and PASSWORD not in message
-
-
-def test_html_login_page_is_an_error_not_an_empty_course(fake):
-    fake.login_page = True
-    with pytest.raises(SourceError, match="HTML"):
-        fake.connector().list({})
-
-
-def test_server_error_on_page_three_is_retried_then_fails_the_whole_listing(fake):
-    fake.publish({f"f{i}.txt": b"x" for i in range(8)})
-    route = f"folders/{fake.folders['']['id']}/file-refs"
-    fake.injected[(route, 6)] = [(500, {}, "Internal Server Error")] * 10
-    connector = fake.connector()
-    with pytest.raises(SourceError, match="500"):
-        connector.list({})
-    assert len(connector.sleeps) == 4 and connector.sleeps == sorted(connector.sleeps)
-
-
-def test_one_server_error_is_retried_and_the_listing_completes(fake):
-    fake.publish({f"f{i}.txt": b"x" for i in range(8)})
-    route = f"folders/{fake.folders['']['id']}/file-refs"
-    fake.injected[(route, 6)] = [(503, {}, "Service Unavailable")]
-    assert len(listed(fake.connector())) == 8
 
 
 def test_throttling_backs_off_then_succeeds(fake):
@@ -418,14 +389,6 @@ def test_linked_file_redirect_gets_no_credentials(fake):
 
 
 # --- versions and release times -----------------------------------------------------------
-
-def test_one_edit_changes_exactly_one_version(fake):
-    fake.publish({"a.txt": b"a", "b/c.txt": b"c", "b/d.txt": b"d"})
-    before = {p: e.version for p, e in listed(fake.connector()).items()}
-    fake.put("b/c.txt", b"c2")
-    after = {p: e.version for p, e in listed(fake.connector()).items()}
-    assert [p for p in before if before[p] != after[p]] == ["b/c.txt"]
-
 
 def test_next_release_is_the_earliest_future_timed_folder_start(fake):
     fake.publish({"now.txt": b"n", "sheet2/a.txt": b"a", "sheet3/b.txt": b"b", "hidden/sheet4/c.txt": b"c",
