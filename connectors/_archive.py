@@ -33,6 +33,8 @@ from typing import Any, BinaryIO, Callable
 
 from .base import Entry, Skipped, SourceError
 
+# Names that say "archive", for connectors deciding whether to unpack a download.
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 CHUNK = 1024 * 1024
 _DECOMPRESSORS: dict[bytes, Callable[[Any], BinaryIO]] = {
     b"\x1f\x8b": lambda file: gzip.GzipFile(fileobj=file, mode="rb"),

@@ -19,10 +19,10 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from . import _archive
+from ._archive import ARCHIVE_SUFFIXES
 from ._http import BodyStream, SourceSession, where
 from .base import Connector, Entry, Listing, SourceError
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 ARCHIVE_TYPES = {"application/zip", "application/x-zip-compressed", "application/x-zip",
                  "application/x-tar", "application/x-gtar", "application/x-compressed-tar"}
 HTML_TYPES = {"text/html", "application/xhtml+xml"}

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 from urllib.parse import quote, urlsplit
 
+from ._archive import ARCHIVE_SUFFIXES
 from ._http import SourceSession, where
 from .base import AuthError, Connector, Entry, Listing, SourceError
 
 DEFAULT_URL = "https://zenodo.org"
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _DOI = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?10\.\d{4,9}/zenodo\.(\d+)$", re.IGNORECASE)
 _RECORD_PATH = re.compile(r"^/(?:api/)?records?/(\d+)(?:/.*)?$")
 
