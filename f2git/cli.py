@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from . import __version__, status
+from . import __version__, hubconfig, status
 from .config import Config, ConfigError, load
 from .links import course_link, git_url
 
@@ -67,6 +67,11 @@ def cmd_link(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_hub_config(config: Config, args: argparse.Namespace) -> int:
+    print(hubconfig.render(config, external=args.external), end="")
+    return EXIT_OK
+
+
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
     from connectors import SourceError
 
@@ -122,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("--path", help="a file in the course to open after the pull")
     link.add_argument("--hub", help="JupyterHub URL (default: [hub] url)")
     link.set_defaults(run=cmd_link)
+
+    hub = sub.add_parser("hub-config", help="print what a hub admin pastes into jupyterhub_config.py")
+    hub.add_argument("--external", action="store_true",
+                     help="f2git runs on its own (another host or pod), not started by the hub")
+    hub.set_defaults(run=cmd_hub_config)
 
     check = sub.add_parser("check", help="validate the config and try each source's credentials")
     check.add_argument("courses", nargs="*", metavar="COURSE")
