@@ -198,7 +198,7 @@ class CanvasConnector(Connector):
         opens: list[datetime] = []
         closes: list[datetime] = []
         for item in items:
-            if item.get("locked") or item.get("locked_for_user") or item.get("for_submissions"):
+            if item.get("locked") or item.get("for_submissions"):
                 return Release.NEVER
             if (item.get("hidden") or item.get("hidden_for_user")) and not self.options.include_hidden:
                 return Release.NEVER
@@ -206,6 +206,9 @@ class CanvasConnector(Connector):
                 unlock_at, lock_at = parse_time(item.get("unlock_at")), parse_time(item.get("lock_at"))
             except ValueError:
                 return Release.NEVER  # an unreadable date never releases anything
+            # A student token sees locked_for_user until unlock_at; that one is still upcoming.
+            if item.get("locked_for_user") and not (unlock_at and unlock_at > now):
+                return Release.NEVER
             if unlock_at is not None:
                 opens.append(unlock_at)
             if lock_at is not None:

@@ -367,6 +367,15 @@ def test_next_release_is_the_earliest_future_unlock_of_a_file_that_will_be_visib
     assert later.next_release == NOW + timedelta(hours=5)
 
 
+def test_next_release_with_a_student_token_that_sees_upcoming_files_as_locked_for_it(fake):
+    fake.publish({"now.txt": b"n"})
+    fake.put("soon.txt", b"s", unlock_at=iso(NOW + timedelta(hours=4)), locked_for_user=True, url="")
+    fake.put("prereq.txt", b"p", locked_for_user=True, url="")  # locked by a module requirement
+    listing = fake.connector().list({})
+    assert [e.path for e in listing.entries] == ["now.txt"]
+    assert listing.next_release == NOW + timedelta(hours=4)
+
+
 def test_nothing_to_come_means_no_next_release(fake):
     fake.publish({"a.txt": b"a"})
     assert fake.connector().list({}).next_release is None
