@@ -301,3 +301,23 @@ def test_config_file_keys(tmp_path):
     assert config.courses["c"].options.extract is False
     with pytest.raises(ConfigError, match=r"\[courses.c\] key 'extract': expected true or false, got 'yes'"):
         parse({"courses": {"c": {**course, "extract": "yes"}}}, tmp_path / "f2git.toml", {})
+
+
+def test_sync_downloads_once_then_only_asks(server, make_config):
+    """Through the real engine: a second sync costs one 304, an edit re-commits one file."""
+    from f2git.snapshot import sync_course
+
+    files = {"README.md": b"# Course\n", "week1/a.ipynb": b"{}"}
+    server.put("/course.tgz", tgz_bytes(files, top="course/"))
+    config = make_config({"c1": {"source": "http", "url": server.url("/course.tgz")}})
+    first = sync_course(config, config.courses["c1"])
+    assert first.ok and first.added == 2, first.error
+    sent = server.bytes_sent
+
+    second = sync_course(config, config.courses["c1"])
+    assert second.ok and not second.changed and second.commit == first.commit
+    assert server.bytes_sent == sent and server.requests[-1].headers.get("If-None-Match")
+
+    server.put("/course.tgz", tgz_bytes({**files, "week1/a.ipynb": b'{"cells": []}'}, top="course/"))
+    third = sync_course(config, config.courses["c1"])
+    assert third.ok and (third.added, third.modified, third.deleted) == (0, 1, 0)
