@@ -142,14 +142,19 @@ def _reason(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+def _folded(name: str) -> str:
+    """`name` without "./" and doubled slashes; absolute names stay as they are, to be reported."""
+    return name if name.startswith("/") else "/".join(p for p in name.split("/") if p not in ("", "."))
+
+
 def _member_path(name: str) -> tuple[str, str]:
-    """(path with "./" and doubled slashes folded, reason to skip it or "")."""
-    if name.startswith("/"):
-        return name, "absolute path"
-    parts = [part for part in name.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        return name, "'..' in path: it would leave the archive"
-    return "/".join(parts), ""
+    """(folded path, reason to skip it or "")."""
+    path = _folded(name)
+    if path.startswith("/"):
+        return path, "absolute path"
+    if ".." in path.split("/"):
+        return path, "'..' in path: it would leave the archive"
+    return path, ""
 
 
 def _readable_name(name: str) -> str:
@@ -179,7 +184,7 @@ class _Collector:
                               f" (at {_readable_name(name)!r})")
 
     def skip(self, name: str, reason: str) -> None:
-        self.skipped.append(Skipped(_readable_name(name), reason))
+        self.skipped.append(Skipped(_readable_name(_folded(name)), reason))
 
     def add(self, path: str, size: int, version: str, member: Member) -> None:
         if path in self.files:

@@ -142,6 +142,11 @@ def test_unwrap_only_when_one_folder_holds_everything(tmp_path):
     # `tar -C course .` stores "./a.txt"
     dotted = make_tar(tmp_path / "dot.tgz", tar_files({"./a.txt": b"a", "./sub/b.txt": b"b"}))
     assert contents(dotted) == {"a.txt": b"a", "sub/b.txt": b"b"}
+    # `tar -C parent ./course` with a link inside: still one top folder, the link reported inside it
+    linked = make_tar(tmp_path / "linked.tgz", tar_files({"./course/a.txt": b"a"})
+                      + [tar_member("./course/link", tarfile.SYMTYPE, linkname="a.txt")])
+    assert contents(linked) == {"a.txt": b"a"}
+    assert [s.path for s in list_archive(linked)[1]] == ["link"]
 
 
 def test_duplicate_names_keep_the_last_copy_and_say_so(tmp_path):
