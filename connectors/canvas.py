@@ -10,7 +10,6 @@ result from Canvas itself.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
@@ -18,8 +17,8 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 import requests
 
 from ._http import SourceSession
-from ._release import Release, folder_path, utc_now, window
-from .base import AuthError, Connector, Entry, Listing, SourceError
+from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
+from .base import Connector, Entry, Listing, SourceError
 
 # Canvas's leaky bucket starts at 700 units; below this we slow down before it throttles.
 RATE_LIMIT_LOW = 100.0
@@ -92,12 +91,8 @@ class CanvasConnector(Connector):
     def api(self, path: str) -> str:
         return f"{self.base_url}/api/v1/{path}"
 
-    @contextmanager
-    def _token_hint(self) -> Iterator[None]:
-        try:
-            yield
-        except AuthError as error:
-            raise AuthError(f"{error}; check the access token in ${self.options.token_env}") from None
+    def _token_hint(self):
+        return credentials_hint(f"check the access token in ${self.options.token_env}")
 
     def pages(self, path: str) -> Iterator[dict]:
         with self._token_hint():
@@ -107,6 +102,10 @@ class CanvasConnector(Connector):
                 yield from page
 
     def list(self, state: Mapping[str, Any]) -> Listing:
+        with api_shape(self.label):
+            return self._list()
+
+    def _list(self) -> Listing:
         course = str(self.options.course_id).strip()
         # Files first: a folder created meanwhile is then in the folder list, never missing.
         files = list(self.pages(f"courses/{course}/files"))

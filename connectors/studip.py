@@ -9,7 +9,6 @@ when students may read them. Folder types f2git does not know are not copied eit
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
@@ -18,8 +17,8 @@ from urllib.parse import urljoin
 import requests
 
 from ._http import SourceSession, origin
-from ._release import Release, folder_path, utc_now, window
-from .base import AuthError, Connector, Entry, Listing, SourceError
+from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
+from .base import Connector, Entry, Listing, SourceError
 
 PAGE_LIMIT = 100
 
@@ -88,13 +87,8 @@ class StudipConnector(Connector):
                                        secrets=(password,), sleep=lambda seconds: self.sleep(seconds))
         return self._http
 
-    @contextmanager
-    def _credentials_hint(self) -> Iterator[None]:
-        try:
-            yield
-        except AuthError as error:
-            raise AuthError(f"{error}; check the account in ${self.options.username_env}"
-                            f" and ${self.options.password_env}") from None
+    def _credentials_hint(self):
+        return credentials_hint(f"check the account in ${self.options.username_env} and ${self.options.password_env}")
 
     def pages(self, route: str) -> Iterator[dict]:
         """Every resource of a JSON:API collection, page by page (`page[offset]`, `page[limit]`)."""
@@ -135,6 +129,10 @@ class StudipConnector(Connector):
             raise self.http.fail(f"/{route} sent {received} of {total} items; try again")
 
     def list(self, state: Mapping[str, Any]) -> Listing:
+        with api_shape(self.label):
+            return self._list()
+
+    def _list(self) -> Listing:
         course = self.options.course_id.strip()
         folders = {folder["id"]: folder for folder in self.pages(f"courses/{course}/folders")}
         parents = {folder_id: ((folder.get("relationships") or {}).get("parent") or {}).get("data")

@@ -323,6 +323,14 @@ def test_a_nearly_empty_rate_limit_bucket_slows_requests_down(fake):
     assert calm.sleeps == []
 
 
+@pytest.mark.parametrize("answer", [{"errors": []}, [{"name": "week1", "parent_folder_id": None}]])
+def test_answers_not_shaped_like_the_files_api_are_a_source_error(fake, answer):
+    fake.publish({"a.txt": b"a"})
+    fake.injected[("folders", 1)] = [(200, {"Content-Type": "application/json"}, json.dumps(answer))]
+    with pytest.raises(SourceError, match="expected a list|unexpected shape"):
+        fake.connector().list({})
+
+
 # --- downloads ----------------------------------------------------------------------------
 
 def test_download_follows_the_redirect_without_sending_the_token_to_the_files_host(fake):

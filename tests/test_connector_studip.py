@@ -367,6 +367,15 @@ def test_a_collection_that_changes_while_paging_fails_instead_of_missing_items(f
         fake.connector().list({})
 
 
+def test_resources_missing_documented_members_are_a_source_error(fake):
+    fake.publish({"a.txt": b"a"})
+    odd = {"meta": {"page": {"offset": 0, "limit": 3, "total": 1}}, "data": [{"type": "folders"}]}
+    fake.injected[(f"courses/{COURSE}/folders", 0)] = [(200, {"Content-Type": "application/vnd.api+json"},
+                                                        json.dumps(odd))]
+    with pytest.raises(SourceError, match="unexpected shape"):
+        fake.connector().list({})
+
+
 # --- downloads ----------------------------------------------------------------------------
 
 def test_download_streams_with_basic_auth(fake):
