@@ -123,6 +123,11 @@ class HttpConnector(Connector):
         # A name like "slides.docx" (a zip inside) is a file; only a bare name is sniffed.
         return "." not in name and _archive.archive_kind(path) is not None
 
+    def close(self) -> None:
+        self.session.session.close()
+        self._download_dir = None
+        super().close()
+
     def open(self, entry: Entry) -> BinaryIO:
         if _archive.is_member(entry):
             return _archive.open_member(entry)
