@@ -9,15 +9,28 @@ Stud.IP), on top of ConnectorConformance. Mix `LmsContract` into a test class wh
     login_page = True           the API answers with an HTML login page
     fail_page(n, answers)       the n-th page of the top folder's file listing first serves `answers`
     reject(connector)           gives the connector a wrong secret and returns it
+    open_later(path, at)        makes a folder open for students only at `at`
+    course_table(), env         the config table of the course and the environment it needs
+    now                         the fixed "now" of the connectors it makes
 
 and set `credential_hint`, the text naming the `*_env` variable(s) in an AuthError.
 """
 from __future__ import annotations
 
+import json
+import subprocess
+from datetime import timedelta
+
 import pytest
 
 from connectors import AuthError, SourceError
+from f2git import status
+from f2git.snapshot import sync_course
+from f2git.store import CourseRepo
 from tests.conformance import by_path
+
+SECRET_NAME = "exam-solutions.ipynb"
+SECRET_BYTES = b"the answer to question 3 is 42"
 
 
 def listed(connector) -> dict:
@@ -73,3 +86,21 @@ class LmsContract:
         fake.put("b/c.txt", b"c2")
         after = {p: e.version for p, e in listed(fake.connector()).items()}
         assert [p for p in before if before[p] != after[p]] == ["b/c.txt"]
+
+    def test_a_sync_commits_only_released_files_and_leaks_no_unreleased_name(self, fake, make_config):
+        released = {"README.md": b"# Course\n", "week1/intro.ipynb": b'{"cells": []}'}
+        fake.publish({**released, f"exam/{SECRET_NAME}": SECRET_BYTES, f"week2/{SECRET_NAME}": SECRET_BYTES})
+        fake.close_folder("exam")
+        fake.open_later("week2", fake.now + timedelta(hours=6))
+        config = make_config({"c1": fake.course_table()}, env=fake.env)
+        result = sync_course(config, config.courses["c1"], connector=fake.connector())
+        assert result.ok, result.error
+        repo = CourseRepo.for_course(config, "c1")
+        tree = {path: repo.git("cat-file", "blob", blob) for path, blob in repo.files(repo.head()).items()}
+        assert tree == {path: content.decode() for path, content in released.items()}
+        assert result.next_release == fake.now + timedelta(hours=6)
+        everything = subprocess.run(["git", "--git-dir", str(repo.path), "cat-file", "--batch-all-objects", "--batch"],
+                                    check=True, capture_output=True).stdout
+        recorded = json.dumps([result.to_json(), status.read(config, "c1").to_json()], default=str)
+        for where in (everything, recorded.encode()):
+            assert SECRET_NAME.encode() not in where and SECRET_BYTES not in where

@@ -123,6 +123,15 @@ class FakeCanvas:
     # --- hooks of tests.lms_contract ---------------------------------------------------------
 
     secret = TOKEN
+    env = {"CANVAS_TOKEN": TOKEN}
+    now = NOW
+
+    @staticmethod
+    def course_table() -> dict:
+        return {"source": "canvas", "url": BASE, "course_id": COURSE, "token_env": "CANVAS_TOKEN"}
+
+    def open_later(self, path: str, at: datetime) -> None:
+        self.folders[path].update(unlock_at=iso(at))
 
     def close_folder(self, path: str) -> None:
         self.folders[path].update(locked=True)

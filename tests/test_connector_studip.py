@@ -155,6 +155,16 @@ class FakeStudip:
     # --- hooks of tests.lms_contract ---------------------------------------------------------
 
     secret = PASSWORD
+    env = {"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": PASSWORD}
+    now = NOW
+
+    @staticmethod
+    def course_table() -> dict:
+        return {"source": "studip", "url": BASE, "course_id": COURSE,
+                "username_env": "STUDIP_USER", "password_env": "STUDIP_PASSWORD"}
+
+    def open_later(self, path: str, at: datetime) -> None:
+        self.folder(path, "TimedFolder", permission=7, start_time=unix(at), end_time=0)
 
     def close_folder(self, path: str) -> None:
         self.folder(path, "HiddenFolder")
