@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 from urllib.parse import quote, urlsplit
 
+from . import _archive
 from ._archive import ARCHIVE_SUFFIXES
 from ._http import SourceSession, where
 from .base import AuthError, Connector, Entry, Listing, SourceError
@@ -242,8 +243,6 @@ class ZenodoConnector(Connector):
         return files[0] if extract or is_archive else None
 
     def _unpack(self, record_id: str, archive: RecordFile) -> tuple[list[Entry], list]:
-        from . import _archive
-
         if self._archive and self._archive[0] == archive.checksum and archive.checksum:
             return self._archive[1], self._archive[2]
         target = Path(self.scratch_dir()) / f"record-{record_id}.archive"
@@ -258,11 +257,9 @@ class ZenodoConnector(Connector):
         return self.session.open_stream(item.url, expected_size=item.size, md5=item.md5)
 
     def open(self, entry: Entry) -> BinaryIO:
-        if isinstance(entry.ref, RecordFile):
-            return self._download(entry.ref)
-        from . import _archive
-
-        return _archive.open_member(entry)
+        if _archive.is_member(entry):
+            return _archive.open_member(entry)
+        return self._download(entry.ref)
 
     def close(self) -> None:
         if self._session is not None:

@@ -287,3 +287,97 @@ def test_server_errors_are_retried():
     serve_record(record_json(63, {"a.txt": b"a"}), {"a.txt": b"a"})
     with connector(63, latest=False) as zenodo:
         assert [e.path for e in zenodo.list({}).entries] == ["a.txt"]
+
+
+# --- a record made of one archive (a GitHub release, a zipped course folder) ---------------
+
+def zipped(files: dict[str, bytes], top: str = "course-v1.2/") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, content in files.items():
+            archive.writestr(top + path, content)
+    return buffer.getvalue()
+
+
+def tar_gzipped(files: dict[str, bytes]) -> bytes:
+    import tarfile
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path, content in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+class TestZenodoSingleArchiveRecord(ConnectorConformance):
+    """A record holding one zip is unpacked (extract unset: automatic), its top folder dropped."""
+
+    @pytest.fixture(autouse=True)
+    def _mock(self):
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            self.mock = mock
+            yield
+
+    def publish(self, files):
+        self.mock.reset()
+        record_id = next(_ids)
+        archive = {"owner/course-v1.2.zip": zipped(files)}
+        self.mock.add("GET", f"{API}/records/{record_id}", json=record_json(record_id, archive))
+        key = "owner/course-v1.2.zip"
+        self.mock.add("GET", f"{API}/records/{record_id}/files/{quote(key)}/content", body=archive[key])
+        self.downloads = lambda: sum(call.request.url.endswith("/content") for call in self.mock.calls)
+        return connector(record_id, latest=False)
+
+    def test_an_unchanged_archive_is_not_downloaded_again(self):
+        with self.publish({"a.txt": b"a", "week1/b.ipynb": b"{}"}) as zenodo:
+            first = zenodo.list({})
+            assert self.downloads() == 1
+            assert first.state["archive"].startswith("md5:")
+            again = zenodo.list(first.state)
+            assert again.unchanged and self.downloads() == 1
+
+    def test_extract_false_keeps_the_archive_as_a_file(self):
+        with self.publish({"a.txt": b"a"}) as zenodo:
+            zenodo.options.extract = False
+            (entry,) = zenodo.list({}).entries
+            assert entry.path == "owner/course-v1.2.zip"
+            assert zipfile.ZipFile(io.BytesIO(read_all(zenodo, entry))).namelist() == ["course-v1.2/a.txt"]
+
+
+@responses.activate
+def test_a_tar_gz_record_is_unpacked_and_the_archive_md5_is_checked():
+    content = tar_gzipped({"notes/x.md": b"# x\n", "y.csv": b"1,2\n"})
+    record = record_json(71, {"course.tar.gz": content})
+    serve_record(record, {"course.tar.gz": content})
+    with connector(71, latest=False) as zenodo:
+        entries = by_path(zenodo.list({}))
+        assert set(entries) == {"notes/x.md", "y.csv"}
+        assert read_all(zenodo, entries["notes/x.md"]) == b"# x\n"
+    record["files"][0]["checksum"] = f"md5:{md5(b'something else')}"
+    responses.replace("GET", f"{API}/records/71", json=record)
+    with connector(71, latest=False) as zenodo, pytest.raises(SourceError, match="md5"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_extract_true_needs_a_single_file_and_says_so():
+    files = {"a.zip": zipped({"x": b"x"}), "b.txt": b"b"}
+    serve_record(record_json(72, files), files)
+    with connector(72, latest=False, extract=True) as zenodo, pytest.raises(SourceError, match="key 'extract'.*2 files"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_extract_true_on_a_file_that_is_no_archive_fails():
+    serve_record(record_json(73, {"data.bin": b"just bytes"}), {"data.bin": b"just bytes"})
+    with connector(73, latest=False, extract=True) as zenodo, pytest.raises(SourceError, match="not a zip or tar"):
+        zenodo.list({})
+
+
+@responses.activate
+def test_a_single_file_that_is_no_archive_is_served_as_it_is():
+    serve_record(record_json(74, {"slides.pdf": b"%PDF"}), {"slides.pdf": b"%PDF"})
+    with connector(74, latest=False) as zenodo:
+        (entry,) = zenodo.list({}).entries
+        assert entry.path == "slides.pdf" and read_all(zenodo, entry) == b"%PDF"
