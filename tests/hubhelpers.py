@@ -56,6 +56,10 @@ class _GitHandler(BaseHTTPRequestHandler):
         host = self.server.owner
         header = self.headers.get("Authorization", "")
         host.authorizations.append(header)
+        if "git-upload-pack" in self.path:
+            host.upload_requests.append(self.path)
+            if host.public_read:
+                return True
         if not host.token:
             return True
         scheme, _, value = header.partition(" ")
@@ -121,11 +125,13 @@ class _GitServer(ThreadingHTTPServer):
 class GitHost:
     """`with GitHost(tmp, token) as host:` bare repos under `host.root`, URLs `host.url(name)`."""
 
-    def __init__(self, root: Path, token: str = ""):
+    def __init__(self, root: Path, token: str = "", public_read: bool = False):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.token = token
+        self.public_read = public_read  # fetches without a token, pushes with it (a public project)
         self.authorizations: list[str] = []  # every Authorization header received
+        self.upload_requests: list[str] = []  # every fetch request (upload-pack)
 
     def create(self, name: str) -> Path:
         path = self.root / f"{name}.git"

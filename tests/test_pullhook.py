@@ -1,0 +1,131 @@
+"""pullhook's `git-remote-f2git`: nbgitpuller (unmodified) pulls f2git courses through it, as the
+student, from f2git or the course's mirror, and the token never lands in a URL, config or log."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from f2git.config import parse
+from pullhook.remote_helper import HelperError, Target, parse_address, transport_env
+from tests.hubhelpers import GitHost
+from tests.repohelpers import SourceFolder, Student, git, isolated_git
+from tests.serverhelpers import RunningServer
+
+STUDENT_TOKEN = "stud-tok-K4v7-distinctive"
+MIRROR_TOKEN = "mirror-tok-W8e2-distinctive"
+COURSE = "cs101"
+
+
+# -- addresses and the transport's environment --------------------------------------------
+
+@pytest.mark.parametrize("address, base, course", [
+    ("f2git://hub.example.edu/services/f2git/git/cs101", "https://hub.example.edu/services/f2git", "cs101"),
+    ("http://127.0.0.1:8765/git/cs101", "http://127.0.0.1:8765", "cs101"),
+    ("https://h:8443/git/ma.th-1.git", "https://h:8443", "ma.th-1"),
+    ("https://h/git/demo/", "https://h", "demo"),
+])
+def test_addresses_name_f2git_and_the_course(address, base, course):
+    assert parse_address(address) == Target(base, course, f"{base}/git/{course}")
+
+
+@pytest.mark.parametrize("address", ["ftp://h/git/cs101", "https://h/cs101", "https://h/git/CS101",
+                                     "https://h/git/cs101?x=1", "f2git:cs101"])
+def test_other_addresses_are_refused_with_the_expected_form(address):
+    with pytest.raises(HelperError, match="expected f2git://HOST/git/COURSE"):
+        parse_address(address)
+
+
+def test_token_goes_only_to_the_f2git_origin_and_keeps_existing_git_config():
+    target = parse_address("f2git://hub.example.edu/services/f2git/git/cs101")
+    env = transport_env({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.askPass", "GIT_CONFIG_VALUE_0": ""},
+                        target.git_url, target, STUDENT_TOKEN)
+    assert env["GIT_CONFIG_COUNT"] == "2" and env["GIT_CONFIG_KEY_0"] == "core.askPass"
+    assert env["GIT_CONFIG_KEY_1"] == "http.https://hub.example.edu/services/f2git/.extraHeader"
+    assert env["GIT_CONFIG_VALUE_1"] == f"Authorization: token {STUDENT_TOKEN}"
+    for mirror in ("https://gitlab.example.edu/c/cs101.git", "http://hub.example.edu/services/f2git/git/cs101",
+                   "https://hub.example.edu:444/x"):
+        assert STUDENT_TOKEN not in str(transport_env({}, mirror, target, STUDENT_TOKEN))
+
+
+# -- real pulls ---------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    isolated_git(monkeypatch)
+    # git finds git-remote-f2git on PATH, as in the single-user image
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", STUDENT_TOKEN)
+
+
+@pytest.fixture
+def source(tmp_path):
+    folder = SourceFolder(tmp_path / "source")
+    folder.write("README.md", "# CS 101\n")
+    folder.write("week1/intro.ipynb", '{"cells": []}\n')
+    return folder
+
+
+def serve(tmp_path, source, monkeypatch, **course):
+    """f2git with auth = "token": the student's token stands in for a hub token here."""
+    monkeypatch.setenv("F2GIT_TOKENS", f"script-token,{STUDENT_TOKEN}")
+    monkeypatch.setenv("MIRROR_TOKEN", MIRROR_TOKEN)
+
+    def make(port):
+        data = {"server": {"data_dir": str(tmp_path / "data"), "port": port, "refresh_ttl": 0,
+                           "auth": "token", "tokens_env": "F2GIT_TOKENS"},
+                "courses": {COURSE: {"source": "local", "path": str(source.path), "schedule": 0, **course}}}
+        return parse(data, tmp_path / "f2git.toml", os.environ)
+    return RunningServer(make)
+
+
+def pullhook_address(server) -> str:
+    return f"f2git::{server.git_url(COURSE)}"
+
+
+def assert_token_nowhere(student: Student, extra_logs: list[str] = ()):
+    config = (student.path / ".git" / "config").read_text()
+    assert STUDENT_TOKEN not in config and "extraheader" not in config.lower()
+    assert STUDENT_TOKEN not in "".join(student.log) + "".join(extra_logs)
+
+
+def test_pull_as_the_student_through_f2git_then_the_next_click_brings_a_change(tmp_path, source, monkeypatch):
+    with serve(tmp_path, source, monkeypatch) as server:
+        student = Student(pullhook_address(server), tmp_path / "home" / COURSE)
+        student.click()
+        assert student.files() == {"README.md": "# CS 101\n", "week1/intro.ipynb": '{"cells": []}\n'}
+        source.write("week2/loops.ipynb", "{}\n")  # the instructor releases more
+        student.write("notes.txt", "mine\n")         # the student works
+        student.click()
+        assert student.read("week2/loops.ipynb") == "{}\n" and student.read("notes.txt") == "mine\n"
+        # the remote stays the f2git URL; the token is in no URL, config or log
+        assert git("remote", "get-url", "origin", cwd=student.path).stdout.decode().strip() == pullhook_address(server)
+        assert_token_nowhere(student)
+
+
+def test_a_wrong_token_is_refused_with_a_clear_message(tmp_path, source, monkeypatch):
+    with serve(tmp_path, source, monkeypatch) as server:
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "not-a-valid-token-distinctive")
+        result = git("ls-remote", pullhook_address(server), check=False)
+        assert result.returncode != 0
+        err = result.stderr.decode()
+        assert f"refused course {COURSE!r}: HTTP 401" in err and "not-a-valid-token" not in err
+
+
+def test_pull_from_the_mirror_after_a_refresh_without_sending_the_hub_token_there(tmp_path, source, monkeypatch):
+    with GitHost(tmp_path / "host", token=MIRROR_TOKEN, public_read=True) as host:
+        host.create(COURSE)
+        with serve(tmp_path, source, monkeypatch, mirror=host.url(COURSE), mirror_token_env="MIRROR_TOKEN") as server:
+            student = Student(pullhook_address(server), tmp_path / "home" / COURSE)
+            student.click()
+            assert student.read("README.md") == "# CS 101\n"
+            fetched_from_mirror = len(host.upload_requests)
+            assert fetched_from_mirror > 0, "the clone came from the mirror"
+            source.write("week2/loops.ipynb", "{}\n")
+            student.click()  # the click refreshes f2git, which pushes, then the mirror serves it
+            assert student.read("week2/loops.ipynb") == "{}\n"
+            assert len(host.upload_requests) > fetched_from_mirror
+            assert all(STUDENT_TOKEN not in header for header in host.authorizations)
+            assert_token_nowhere(student)
