@@ -87,16 +87,20 @@ def connector(record: str | int, *, env: dict | None = None, **keys) -> ZenodoCo
     return made
 
 
-class TestZenodoRecord(ConnectorConformance):
-    """Each publish() is a new version of one concept record, as an instructor's upload is."""
-
-    rdm = False
+class MockedZenodo(ConnectorConformance):
+    """Each test gets its own fake Zenodo; publish() replaces what it answers."""
 
     @pytest.fixture(autouse=True)
     def _mock(self):
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
             self.mock = mock
             yield
+
+
+class TestZenodoRecord(MockedZenodo):
+    """Each publish() is a new version of one concept record, as an instructor's upload is."""
+
+    rdm = False
 
     def publish(self, files):
         self.mock.reset()
@@ -310,14 +314,8 @@ def tar_gzipped(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-class TestZenodoSingleArchiveRecord(ConnectorConformance):
+class TestZenodoSingleArchiveRecord(MockedZenodo):
     """A record holding one zip is unpacked (extract unset: automatic), its top folder dropped."""
-
-    @pytest.fixture(autouse=True)
-    def _mock(self):
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            self.mock = mock
-            yield
 
     def publish(self, files):
         self.mock.reset()
