@@ -25,22 +25,24 @@ def _when(epoch: float | None) -> str:
 
 
 def cmd_sync(config: Config, args: argparse.Namespace) -> int:
+    from .progress import reporter
     from .snapshot import sync_course
 
     failed = False
-    for course in _courses(config, args.courses):
-        result = sync_course(config, course, allow_mass_delete=args.allow_mass_delete)
-        failed |= not result.ok
-        if args.json:
-            print(json.dumps(result.to_json()), flush=True)
-        elif not result.ok:
-            print(f"{course.name}: FAILED: {result.error} (students still get the last snapshot)", flush=True)
-        else:
-            what = (f"+{result.added} ~{result.modified} -{result.deleted}, commit {result.commit[:10]}"
-                    if result.changed else "no change")
-            print(f"{course.name}: {what}", flush=True)
-            for skip in result.skipped:
-                print(f"  skipped {skip.path}: {skip.reason}", flush=True)
+    with reporter(quiet=args.json) as progress:
+        for course in _courses(config, args.courses):
+            result = sync_course(config, course, allow_mass_delete=args.allow_mass_delete, progress=progress)
+            failed |= not result.ok
+            if args.json:
+                print(json.dumps(result.to_json()), flush=True)
+            elif not result.ok:
+                print(f"{course.name}: FAILED: {result.error} (students still get the last snapshot)", flush=True)
+            else:
+                what = (f"+{result.added} ~{result.modified} -{result.deleted}, commit {result.commit[:10]}"
+                        if result.changed else "no change")
+                print(f"{course.name}: {what}", flush=True)
+                for skip in result.skipped:
+                    print(f"  skipped {skip.path}: {skip.reason}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
