@@ -225,3 +225,16 @@ def test_options_name_the_wrong_key(url, message):
     options = IliasOptions(webdav_url=url, username_env="U", password_env="P")
     with pytest.raises(ValueError, match=message):
         options.validate()
+
+
+def test_a_course_config_loads_and_gets_a_trailing_slash():
+    import tomllib
+    from pathlib import Path
+
+    from f2git import config
+    table = tomllib.loads('[courses.ml]\nsource = "ilias"\n'
+                          'webdav_url = "https://ilias.example.edu/webdav.php/myilias/ref_4711"\n'
+                          'username_env = "ILIAS_USER"\npassword_env = "ILIAS_PASSWORD"\n')
+    course = config.parse(table, Path("f2git.toml"), ENV).courses["ml"]
+    assert isinstance(course.connector(ENV), IliasConnector)
+    assert course.options.webdav_url.endswith("/ref_4711/")

@@ -230,3 +230,14 @@ def test_a_missing_binary_names_the_extra_to_install(monkeypatch, tmp_path):
 def test_bad_remotes_name_the_key(remote, message):
     with pytest.raises(ValueError, match=message):
         RcloneOptions(remote=remote).validate()
+
+
+def test_a_course_config_loads():
+    import tomllib
+    from pathlib import Path
+
+    from f2git import config
+    table = tomllib.loads('[courses.stats]\nsource = "rclone"\nremote = "coursefiles:Teaching/Stats 2025"\n')
+    course = config.parse(table, Path("f2git.toml"), {}).courses["stats"]
+    assert isinstance(course.connector({}), RcloneConnector)
+    assert course.options.remote == "coursefiles:Teaching/Stats 2025"

@@ -379,3 +379,16 @@ def test_a_single_file_that_is_no_archive_is_served_as_it_is():
     with connector(74, latest=False) as zenodo:
         (entry,) = zenodo.list({}).entries
         assert entry.path == "slides.pdf" and read_all(zenodo, entry) == b"%PDF"
+
+
+def test_a_course_config_loads_with_its_defaults():
+    import tomllib
+    from pathlib import Path
+
+    from f2git import config
+    table = tomllib.loads('[courses.dl]\nsource = "zenodo"\nrecord = "10.5281/zenodo.10650000"\n')
+    options = config.parse(table, Path("f2git.toml"), {}).courses["dl"].options
+    assert (options.record_id(), options.url, options.latest, options.extract) == \
+        ("10650000", "https://zenodo.org", True, None)
+    with pytest.raises(config.ConfigError, match=r"\[courses.dl\] key 'record'"):
+        config.parse(tomllib.loads('[courses.dl]\nsource = "zenodo"\nrecord = "zenodo"\n'), Path("f2git.toml"), {})
