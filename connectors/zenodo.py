@@ -153,7 +153,7 @@ class ZenodoConnector(Connector):
 
     def _files(self, record: Mapping[str, Any]) -> list[RecordFile]:
         record_id = str(record.get("id") or self.options.record_id())
-        files = record.get("files")
+        files = record.get("files") or []  # left out when the caller may not read them
         declared: int | None = None
         if isinstance(files, dict):  # InvenioRDM: {"enabled", "entries": {key: file} | [file], "count"}
             declared = files.get("count") if isinstance(files.get("count"), int) else None

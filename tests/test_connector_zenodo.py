@@ -229,9 +229,13 @@ def test_a_restricted_record_asks_for_a_token():
         zenodo.list({})
 
 
+@pytest.mark.parametrize("files", [[], None], ids=["empty", "left-out"])
 @responses.activate
-def test_restricted_files_without_a_file_list_ask_for_a_token():
-    serve_record(record_json(42, {"a.txt": b"a"}, access_right="restricted"), {})
+def test_restricted_files_without_a_file_list_ask_for_a_token(files):
+    record = record_json(42, {"a.txt": b"a"}, access_right="restricted")
+    if files is None:
+        del record["files"]
+    serve_record(record, {})
     with connector(42, latest=False) as zenodo, pytest.raises(AuthError, match="record 42 has restricted files.*token_env"):
         zenodo.list({})
 
@@ -392,3 +396,10 @@ def test_a_course_config_loads_with_its_defaults():
         ("10650000", "https://zenodo.org", True, None)
     with pytest.raises(config.ConfigError, match=r"\[courses.dl\] key 'record'"):
         config.parse(tomllib.loads('[courses.dl]\nsource = "zenodo"\nrecord = "zenodo"\n'), Path("f2git.toml"), {})
+
+
+@responses.activate
+def test_an_open_record_without_files_is_an_error_not_an_empty_course():
+    serve_record(record_json(75, {}), {})
+    with connector(75, latest=False) as zenodo, pytest.raises(SourceError, match="record 75 has no files"):
+        zenodo.list({})
