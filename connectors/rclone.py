@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
-from .base import AuthError, Connector, Entry, Listing, SourceError
+from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
 
 INSTALL_HINT = "pip install 'f2git[rclone]'"
 # Flags for every call: never prompt, fail a dead connection early. NOTICE, not ERROR: some
@@ -35,6 +35,7 @@ _SECRET_KEYS = re.compile(r"(pass|password|secret|token|key|sas_url|service_acco
 _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
 _NOISE = re.compile(r"^Config file .* not found - using defaults$")
+_SKIPPED_LINK = re.compile(r"^(.+): Can't follow symlink without -L/--copy-links$")
 _AUTH_FAILURE = re.compile(r"\b(401|403)\b|unauthori[sz]ed|forbidden|authenticat|invalid_grant|access denied"
                            r"|couldn't decrypt|password", re.IGNORECASE)
 
@@ -127,9 +128,13 @@ class RcloneConnector(Connector):
     def command(self, *args: str) -> list[str]:
         return [self.binary, *args, *COMMON_FLAGS]
 
-    def failure(self, action: str, returncode: int, stderr: bytes) -> SourceError:
+    @staticmethod
+    def log_lines(stderr: bytes) -> list[str]:
         lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.decode("utf-8", "replace").splitlines()]
-        lines = [line for line in lines if line and not _NOISE.match(line)]
+        return [line for line in lines if line and not _NOISE.match(line)]
+
+    def failure(self, action: str, returncode: int, stderr: bytes) -> SourceError:
+        lines = self.log_lines(stderr)
         detail = self.redact("; ".join(lines[-3:]))[-600:] or f"exit status {returncode}"
         if _AUTH_FAILURE.search(detail):
             where = (f"RCLONE_CONFIG_{self.remote_name.upper()}_* or the rclone config"
@@ -138,7 +143,7 @@ class RcloneConnector(Connector):
                              f" check {where}")
         return SourceError(f"rclone: {action} failed: {detail}")
 
-    def run(self, action: str, args: list[str], timeout: float) -> bytes:
+    def run(self, action: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
         try:
             done = subprocess.run(self.command(*args), stdin=subprocess.DEVNULL, capture_output=True,
                                   env=self._environment(), timeout=timeout, check=False)
@@ -148,15 +153,16 @@ class RcloneConnector(Connector):
             raise SourceError(f"rclone could not be started ({error.strerror}): {INSTALL_HINT}") from None
         if done.returncode != 0:
             raise self.failure(action, done.returncode, done.stderr)
-        return done.stdout
+        return done
 
     # --- listing --------------------------------------------------------------------------
 
     def features(self) -> dict:
         if self._features is None:
-            out = self.run(f"probing {self.shown_remote()}", ["backend", "features", self.options.remote], self.probe_timeout)
+            done = self.run(f"probing {self.shown_remote()}", ["backend", "features", self.options.remote],
+                            self.probe_timeout)
             try:
-                self._features = json.loads(out)
+                self._features = json.loads(done.stdout)
             except ValueError:
                 raise SourceError(f"rclone: unreadable answer to `backend features` for {self.shown_remote()}") from None
         return self._features
@@ -175,9 +181,9 @@ class RcloneConnector(Connector):
         if hash_type:
             args += ["--hash-type", hash_type]
         # A failed listing exits non-zero (its partial output is never used), so this is complete.
-        out = self.run(f"listing {self.shown_remote()}", [*args, self.options.remote], self.list_timeout)
+        done = self.run(f"listing {self.shown_remote()}", [*args, self.options.remote], self.list_timeout)
         try:
-            items = json.loads(out)
+            items = json.loads(done.stdout)
             if not isinstance(items, list):
                 raise ValueError
         except ValueError:
@@ -190,6 +196,9 @@ class RcloneConnector(Connector):
             size = size if isinstance(size, int) and size >= 0 else None  # -1: unknown (Google Docs)
             listing.entries.append(Entry(item["Path"], size, self._version(item, hash_type), ref=item["Path"]))
         listing.entries.sort(key=lambda entry: entry.path)
+        for line in self.log_lines(done.stderr):
+            if link := _SKIPPED_LINK.match(line):
+                listing.skipped.append(Skipped(link.group(1), "a symbolic link (links are not followed)"))
         return listing
 
     def _version(self, item: Mapping[str, Any], hash_type: str | None) -> str:

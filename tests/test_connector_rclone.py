@@ -136,6 +136,16 @@ class TestRcloneLocalBackend(ShellSafety, ConnectorConformance):
             (touched,) = connector.list({}).entries
             assert touched.version != entry.version and ".123456789" in touched.version
 
+    def test_symbolic_links_are_reported_as_skipped_not_followed(self):
+        with self.publish({"week1/a.txt": b"a"}) as connector:
+            (self.root / "week1" / "secrets").symlink_to("/etc/passwd")
+            (self.root / "etc").symlink_to("/etc")
+            listing = connector.list({})
+            assert [e.path for e in listing.entries] == ["week1/a.txt"]
+            assert {s.path: s.reason for s in listing.skipped} == {
+                "week1/secrets": "a symbolic link (links are not followed)",
+                "etc": "a symbolic link (links are not followed)"}
+
     def test_a_process_that_dies_mid_stream_is_an_error_on_read(self):
         with self.publish({"big.bin": BINARY * 40}) as connector:  # 5 MiB, far more than a pipe holds
             stream = connector.open(connector.list({}).entries[0])
