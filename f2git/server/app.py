@@ -1,0 +1,173 @@
+"""`f2git serve`: the tornado application, the background schedule, start and clean stop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+import tornado.httpserver
+import tornado.web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from f2git.config import Config
+from f2git.snapshot import SyncResult
+
+from . import api, git, pull
+from .auth import Auth, make_auth
+from .git import Backends
+from .refresh import Refresher
+
+log = logging.getLogger("f2git.server")
+
+
+def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher | None = None,
+             backends: Backends | None = None,
+             next_refresh: Callable[[str], float | None] | None = None) -> tornado.web.Application:
+    """The application alone; `Server` adds the schedule and the lifecycle."""
+    auth = make_auth(config) if auth is None else auth
+    return tornado.web.Application(
+        with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES) + auth.extra_handlers(),
+        **auth.app_settings(),
+        f2git_config=config,
+        f2git_auth=auth,
+        f2git_refresher=Refresher(config) if refresher is None else refresher,
+        f2git_backends=Backends() if backends is None else backends,
+        f2git_next_refresh=next_refresh,
+    )
+
+
+def with_service_prefix(routes: list[tuple]) -> list[tuple]:
+    """As a hub service behind the hub's proxy, paths keep the prefix (/services/<name>/…): serve both."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/")
+    if not prefix:
+        return routes
+    return routes + [(re.escape(prefix) + pattern, *rest) for pattern, *rest in routes]
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A SyncResult's next_release (datetime, ISO text or epoch seconds) as an aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(value, timezone.utc)
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class Schedule:
+    """Background refreshes: every course's `schedule`, and once more at its next release."""
+
+    JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 24 * 3600}
+
+    def __init__(self, config: Config, refresher: Refresher):
+        self.config = config
+        self.refresher = refresher
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults=self.JOB_DEFAULTS)
+        refresher.on_result(self.plan_release)
+
+    def start(self) -> None:
+        """Call inside the running event loop."""
+        now = datetime.now(timezone.utc)
+        for name, course in self.config.courses.items():
+            if course.schedule <= 0:
+                continue
+            # A course checked recently waits out its interval; a stale one refreshes now.
+            last = datetime.fromtimestamp(self.refresher.last_check(name), timezone.utc)
+            first = max(now, last + timedelta(seconds=course.schedule))
+            self.scheduler.add_job(self._refresh, IntervalTrigger(seconds=course.schedule, timezone=timezone.utc),
+                                   args=[name], id=f"schedule:{name}", name=f"refresh {name}",
+                                   next_run_time=first)
+        self.scheduler.start()
+
+    def plan_release(self, result: SyncResult) -> None:
+        """A source that announced its next release gets refreshed right then."""
+        if not self.scheduler.running:
+            return
+        try:
+            moment = _as_datetime(getattr(result, "next_release", None))
+        except ValueError:
+            log.warning("course %s: cannot read next release time %r", result.course, result.next_release)
+            return
+        job_id = f"release:{result.course}"
+        if moment is None or moment <= datetime.now(timezone.utc):
+            if self.scheduler.get_job(job_id):
+                self.scheduler.remove_job(job_id)
+            return
+        self.scheduler.add_job(self._refresh, DateTrigger(moment), args=[result.course], id=job_id,
+                               name=f"release {result.course}", replace_existing=True)
+        log.info("course %s: next release at %s, refresh planned", result.course, moment.isoformat())
+
+    def next_run(self, name: str) -> float | None:
+        """Epoch seconds of the course's next background refresh, if any."""
+        times = [job.next_run_time for job in self.scheduler.get_jobs()
+                 if job.args == (name,) and job.next_run_time is not None]
+        return min(times).timestamp() if times else None
+
+    async def _refresh(self, name: str) -> None:
+        await self.refresher.refresh(self.config.courses[name])
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+
+class Server:
+    """The app bound to its sockets, plus the schedule; `start()` and `stop()` in the loop."""
+
+    def __init__(self, config: Config, *, auth: Auth | None = None):
+        self.config = config
+        self.refresher = Refresher(config)
+        self.backends = Backends()
+        self.schedule = Schedule(config, self.refresher)
+        self.app = make_app(config, auth=auth, refresher=self.refresher, backends=self.backends,
+                            next_refresh=self.schedule.next_run)
+        self.http: tornado.httpserver.HTTPServer | None = None
+
+    async def start(self, sockets: Iterable[socket.socket] | None = None) -> None:
+        self.http = tornado.httpserver.HTTPServer(self.app)
+        if sockets is None:
+            self.http.listen(self.config.server.port, self.config.server.host)
+        else:
+            self.http.add_sockets(sockets)
+        self.schedule.start()
+
+    async def stop(self) -> None:
+        """Stop listening, end running fetches, let running syncs finish, stop the workers."""
+        if self.http is not None:
+            self.http.stop()
+        self.schedule.shutdown()
+        await self.backends.close()
+        if self.http is not None:
+            await self.http.close_all_connections()
+        await self.refresher.close()
+
+
+def serve(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM, then stop cleanly."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> None:
+    server = Server(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    await server.start()
+    log.info("serving %d course(s) at http://%s:%d (students use %s/git/<course>)",
+             len(config.courses), config.server.host, config.server.port, config.server.public_url)
+    await stopping.wait()
+    log.info("stopping")
+    await server.stop()

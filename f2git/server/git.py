@@ -1,0 +1,264 @@
+"""Read-only git smart HTTP: `git http-backend` (CGI) behind tornado, streamed both ways.
+
+    GET  /git/<course>[.git]/info/refs?service=git-upload-pack   refreshes the course first
+    POST /git/<course>[.git]/git-upload-pack
+    …/git-receive-pack                                           403
+
+Request bodies (chunked or gzipped by git) are piped into the backend as they arrive, and
+its output (the pack) is flushed to the client as it is produced; nothing is buffered whole.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+from typing import Any
+
+import tornado.iostream
+import tornado.web
+
+from f2git.config import CourseConfig
+from f2git.store import CourseRepo
+
+from .base import BaseHandler, Refusal
+
+log = logging.getLogger("f2git.git")
+
+UPLOAD_PACK = "git-upload-pack"
+RECEIVE_PACK = "git-receive-pack"
+# Set through the environment so no repo config can turn them off: no pushes, and clients
+# see HEAD and main only (the sync state lives in refs/f2git/state).
+BACKEND_CONFIG = (
+    ("http.receivepack", "false"),
+    ("uploadpack.hideRefs", "refs/"),
+    ("uploadpack.hideRefs", "!refs/heads/main"),
+)
+# The backend gets this much of the server's environment, never the sources' secrets.
+PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GIT_EXEC_PATH")
+_GIT_PROTOCOL = re.compile(r"^[\x20-\x7e]{1,256}$")
+READ_SIZE = 64 * 1024
+
+
+def pkt_line(text: str) -> bytes:
+    data = text.encode()
+    return b"%04x" % (len(data) + 4) + data
+
+
+def advertisement_error(message: str) -> bytes:
+    """An info/refs answer that git prints as `remote error: <message>`."""
+    return pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000" + pkt_line(f"ERR {message}\n")
+
+
+def backend_env(config_repos_dir: str, course: str, action: str, request: Any) -> dict[str, str]:
+    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+    env.update({
+        "GIT_PROJECT_ROOT": config_repos_dir,
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": f"/{course}.git/{action}",
+        "QUERY_STRING": request.query,
+        "REQUEST_METHOD": request.method,
+        "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+        "REMOTE_ADDR": request.remote_ip or "",
+        "GIT_CONFIG_COUNT": str(len(BACKEND_CONFIG)),
+    })
+    for index, (key, value) in enumerate(BACKEND_CONFIG):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    protocol = request.headers.get("Git-Protocol", "")
+    if _GIT_PROTOCOL.match(protocol):
+        env["GIT_PROTOCOL"] = protocol
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        env["HTTP_CONTENT_ENCODING"] = encoding  # the backend inflates it
+    return env
+
+
+class Backends:
+    """Every running `git http-backend`, so none outlives its request or the server."""
+
+    def __init__(self) -> None:
+        self._processes: set[asyncio.subprocess.Process] = set()
+        self._reapers: set[asyncio.Task] = set()
+
+    def __len__(self) -> int:
+        return len(self._processes)
+
+    async def spawn(self, env: dict[str, str]) -> asyncio.subprocess.Process:
+        # Its own process group: git runs http-backend, which runs upload-pack and
+        # pack-objects; killing the group ends them all, not just the first.
+        process = await asyncio.create_subprocess_exec(
+            "git", "http-backend", env=env, start_new_session=True,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        self._processes.add(process)
+        return process
+
+    async def reap(self, process: asyncio.subprocess.Process) -> int:
+        """Kill the backend if it still runs, and wait for it (no zombies)."""
+        if process.returncode is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        code = await process.wait()
+        self._processes.discard(process)
+        return code
+
+    def reap_soon(self, process: asyncio.subprocess.Process) -> None:
+        task = asyncio.get_running_loop().create_task(self.reap(process))
+        self._reapers.add(task)
+        task.add_done_callback(self._reapers.discard)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.reap(p) for p in list(self._processes)), *self._reapers,
+                             return_exceptions=True)
+
+
+@tornado.web.stream_request_body
+class GitHandler(BaseHandler):
+    process: asyncio.subprocess.Process | None = None
+    _stderr: asyncio.Task | None = None
+    _stdin_open = False
+
+    @property
+    def backends(self) -> Backends:
+        return self.settings["f2git_backends"]
+
+    async def prepare(self) -> None:
+        action = self.path_kwargs["action"]
+        service = self.get_query_argument("service", "")
+        if RECEIVE_PACK in (action, service):
+            raise Refusal(403, "this repository is read-only: f2git does not accept pushes")
+        await super().prepare()
+        self.course = self.resolve_course(self.path_kwargs["repo"])
+        self.require_fetch(self.course)
+        if action == "info/refs":
+            if self.request.method != "GET":
+                raise Refusal(405, "info/refs answers GET only")
+            if service != UPLOAD_PACK:
+                raise Refusal(403, "only git's smart HTTP protocol is served (service=git-upload-pack)")
+        elif self.request.method != "POST":
+            raise Refusal(405, f"{action} answers POST only")
+        else:
+            # Start now, so the request body streams into the backend as it arrives.
+            await self.start_backend()
+
+    def resolve_course(self, repo: str) -> CourseConfig:
+        """`cs101.git` and `cs101` name the same course."""
+        if repo.endswith(".git") and repo[:-4] in self.config.courses:
+            return self.config.courses[repo[:-4]]
+        return self.find_course(repo)
+
+    async def start_backend(self) -> None:
+        env = backend_env(str(self.config.repos_dir), self.course.name, self.path_kwargs["action"], self.request)
+        self.process = await self.backends.spawn(env)
+        self._stdin_open = True
+        self._stderr = asyncio.get_running_loop().create_task(self._read_stderr(self.process))
+
+    async def data_received(self, chunk: bytes) -> None:
+        if not self._stdin_open or self.process is None:
+            return
+        try:
+            self.process.stdin.write(chunk)
+            await self.process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            # The backend stopped reading (it answered an error); its output says why.
+            self._stdin_open = False
+
+    async def get(self, repo: str, action: str) -> None:
+        await self.refresher.on_click(self.course)
+        repo_store = CourseRepo.for_course(self.config, self.course.name)
+        if await asyncio.to_thread(repo_store.head) is None:
+            self.answer_no_snapshot()
+            return
+        await self.start_backend()
+        await self.relay()
+
+    async def post(self, repo: str, action: str) -> None:
+        await self.relay()
+
+    def answer_no_snapshot(self) -> None:
+        last = self.refresher.last_error(self.course.name)
+        if self.refresher.is_running(self.course.name):
+            reason = "the first sync is still running, try again in a minute"
+        else:
+            reason = last or "no sync has run yet"
+        message = f"course {self.course.name} has no snapshot yet: {reason}"
+        log.info("%s (answered to %s)", message, self.request.remote_ip)
+        # Status 200: git reads the body only then, and prints the ERR line to the student.
+        self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-advertisement")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(advertisement_error(message))
+
+    async def relay(self) -> None:
+        """Close the backend's input, then stream its CGI answer to the client."""
+        process = self.process
+        assert process is not None
+        try:
+            await self._close_stdin()
+            try:
+                head = await process.stdout.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                raise Refusal(502, "git http-backend failed: " + await self._stderr_text()) from None
+            self._apply_cgi_headers(head)
+            while chunk := await process.stdout.read(READ_SIZE):
+                self.write(chunk)
+                await self.flush()
+            self.finish()
+        except tornado.iostream.StreamClosedError:
+            log.info("course %s: client %s went away during %s", self.course.name,
+                     self.request.remote_ip, self.path_kwargs["action"])
+        finally:
+            code = await self.backends.reap(process)
+            if code not in (0, -9):
+                log.warning("course %s: git http-backend exited with %s: %s",
+                            self.course.name, code, await self._stderr_text())
+
+    async def _close_stdin(self) -> None:
+        if self._stdin_open:
+            self._stdin_open = False
+            try:
+                self.process.stdin.close()
+                await self.process.stdin.wait_closed()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    def _apply_cgi_headers(self, head: bytes) -> None:
+        for line in head.decode("latin-1").split("\r\n"):
+            if not line:
+                continue
+            name, _, value = line.partition(":")
+            name, value = name.strip(), value.strip()
+            if name.lower() == "status":  # a CGI header, not an HTTP one
+                code, _, reason = value.partition(" ")
+                self.set_status(int(code), reason or None)
+            else:
+                self.set_header(name, value)
+
+    @staticmethod
+    async def _read_stderr(process: asyncio.subprocess.Process) -> bytes:
+        tail = b""
+        while chunk := await process.stderr.read(READ_SIZE):
+            tail = (tail + chunk)[-4096:]
+        return tail
+
+    async def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        try:
+            tail = await asyncio.wait_for(asyncio.shield(self._stderr), timeout=5)
+        except asyncio.TimeoutError:
+            return "(no error output)"
+        return tail.decode("utf-8", "replace").strip() or "(no error output)"
+
+    def on_connection_close(self) -> None:
+        # Also called when the client leaves mid-upload, where post() never runs.
+        if self.process is not None and self.process.returncode is None:
+            self.backends.reap_soon(self.process)
+        super().on_connection_close()
+
+
+ROUTES = [
+    (r"/git/(?P<repo>[^/]+)/(?P<action>info/refs|git-upload-pack|git-receive-pack)", GitHandler),
+]

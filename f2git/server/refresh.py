@@ -1,0 +1,137 @@
+"""Refresh on click: one source request per change, not per student.
+
+Every path that syncs a course in the server (a git click, the scheduler, the API) goes
+through one `Refresher`, which keeps at most one sync per course in flight and lets
+everyone who asks meanwhile share its result. A click only refreshes when the last check
+is older than `refresh_ttl`, and waits for it at most `refresh_wait`; after that the last
+snapshot is served while the sync finishes in the background.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from f2git import status
+from f2git.config import Config, CourseConfig
+from f2git.snapshot import SyncResult, sync_course
+
+log = logging.getLogger("f2git.refresh")
+
+SyncFunction = Callable[..., SyncResult]
+
+
+class Refresher:
+    """Single-flight syncs per course, run in worker threads off the event loop."""
+
+    def __init__(self, config: Config, *, max_workers: int | None = None,
+                 sync: SyncFunction = sync_course, clock: Callable[[], float] = time.time):
+        self.config = config
+        self._sync = sync
+        self._clock = clock
+        workers = max_workers or max(1, min(4, len(config.courses)))
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="f2git-sync")
+        self._running: dict[str, asyncio.Task[SyncResult]] = {}
+        self._mass_delete: dict[str, bool] = {}  # whether the sync in flight may mass-delete
+        # When each course's source was last listed successfully, and last failed.
+        self._last_check: dict[str, float] = {}
+        self._last_failure: dict[str, float] = {}
+        self._last_error: dict[str, str | None] = {}
+        self._listeners: list[Callable[[SyncResult], None]] = []
+        for name in config.courses:
+            self._last_check[name] = status.read(config, name).last_check or 0.0
+
+    def on_result(self, listener: Callable[[SyncResult], None]) -> None:
+        """Call `listener(result)` in the event loop after every sync."""
+        self._listeners.append(listener)
+
+    def last_error(self, course: str) -> str | None:
+        """Why the last sync failed, or None if it succeeded."""
+        if course in self._last_error:
+            return self._last_error[course]
+        return status.read(self.config, course).last_error
+
+    def is_running(self, course: str) -> bool:
+        return course in self._running
+
+    def last_check(self, course: str) -> float:
+        return self._last_check.get(course, 0.0)
+
+    def is_stale(self, course: str) -> bool:
+        """Older than the TTL. A failure also counts as a check, so a broken source is
+        asked at most once per TTL, not once per click."""
+        ttl = self.config.server.refresh_ttl
+        now = self._clock()
+        last = max(self._last_check.get(course, 0.0), self._last_failure.get(course, 0.0))
+        return now - last >= ttl
+
+    def start(self, course: CourseConfig, *, allow_mass_delete: bool = False) -> asyncio.Task[SyncResult]:
+        """The sync in flight for `course`, or a new one."""
+        task = self._running.get(course.name)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._run(course, allow_mass_delete), name=f"f2git-sync-{course.name}")
+            self._running[course.name] = task
+            self._mass_delete[course.name] = allow_mass_delete
+        return task
+
+    async def refresh(self, course: CourseConfig, *, allow_mass_delete: bool = False) -> SyncResult:
+        """Sync now and return the result, sharing a sync already in flight.
+
+        A sync in flight without `allow_mass_delete` does not answer a request with it:
+        that request waits for it and then runs its own.
+        """
+        while allow_mass_delete and course.name in self._running and not self._mass_delete[course.name]:
+            await asyncio.gather(asyncio.shield(self._running[course.name]), return_exceptions=True)
+        return await asyncio.shield(self.start(course, allow_mass_delete=allow_mass_delete))
+
+    async def on_click(self, course: CourseConfig) -> None:
+        """Before serving a fetch: refresh when stale, but wait at most `refresh_wait`."""
+        if not self.is_stale(course.name) and not self.is_running(course.name):
+            return
+        task = self.start(course)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.config.server.refresh_wait)
+        except asyncio.TimeoutError:
+            log.info("course %s: refresh still running after %gs; serving the last snapshot",
+                     course.name, self.config.server.refresh_wait)
+        except Exception:  # logged by _run; the last snapshot is still there to serve
+            pass
+
+    async def _run(self, course: CourseConfig, allow_mass_delete: bool) -> SyncResult:
+        started = self._clock()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self._executor, lambda: self._sync(self.config, course, allow_mass_delete=allow_mass_delete))
+        except Exception:
+            # sync_course reports source and git trouble in its result; this is a bug.
+            log.exception("course %s: sync crashed", course.name)
+            self._last_failure[course.name] = self._clock()
+            self._last_error[course.name] = "internal error during the sync (see the server log)"
+            raise
+        finally:
+            self._running.pop(course.name, None)
+        if result.ok:
+            self._last_check[course.name] = started
+            self._last_failure.pop(course.name, None)
+            self._last_error[course.name] = None
+        else:
+            self._last_failure[course.name] = self._clock()
+            self._last_error[course.name] = result.error
+        for listener in self._listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("course %s: a sync listener failed", course.name)
+        return result
+
+    async def close(self) -> None:
+        """Let syncs in flight finish (they hold file locks and write refs), then stop the workers."""
+        running = list(self._running.values())
+        if running:
+            log.info("waiting for %d sync(s) to finish", len(running))
+            await asyncio.gather(*running, return_exceptions=True)
+        self._executor.shutdown(wait=True)

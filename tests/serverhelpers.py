@@ -1,0 +1,114 @@
+"""A real f2git server for tests: the `f2git serve` app and schedule on 127.0.0.1, in a thread.
+
+    with RunningServer(config_factory) as server:
+        server.url                 # http://127.0.0.1:PORT
+        server.git_url("cs101")    # http://127.0.0.1:PORT/git/cs101
+        server.get_json("/api/courses")
+
+The port is bound before the config is built, so `public_url` names the real port.
+Leaving the `with` block stops the server as SIGTERM would and joins its thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import tornado.netutil
+
+from f2git.config import Config, parse
+from f2git.server.app import Server
+
+
+class RunningServer:
+    def __init__(self, make_config: Callable[[int], Config]):
+        """`make_config(port)` returns the config to serve; the server listens on that port."""
+        self._sockets: list[socket.socket] = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        self.port = self._sockets[0].getsockname()[1]
+        self.config = make_config(self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: Server | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopped: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    def git_url(self, course: str, suffix: str = "") -> str:
+        return f"{self.url}/git/{course}{suffix}"
+
+    def __enter__(self) -> "RunningServer":
+        self._thread = threading.Thread(target=self._run, name="f2git-test-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=30):
+            raise RuntimeError("the test server did not start within 30 s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        try:
+            self.server = Server(self.config)
+            await self.server.start(self._sockets)
+        except BaseException as error:
+            self._error = error
+            self._ready.set()
+            raise
+        self._ready.set()
+        await self._stopped.wait()
+        await self.server.stop()
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """Run `function` in the server's event loop thread and return its result."""
+        async def run():
+            return function()
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.loop is not None and self._stopped is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            if self._thread.is_alive():
+                raise RuntimeError("the test server did not stop within 60 s")
+
+    # -- small HTTP client ---------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict, bytes]:
+        """(status, headers, body) of one request; HTTP errors are answers, not exceptions."""
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, dict(error.headers), error.read()
+
+    def get_json(self, path: str) -> Any:
+        status, _, body = self.request("GET", path)
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    def post_json(self, path: str, data: Any = None) -> tuple[int, Any]:
+        body = b"" if data is None else json.dumps(data).encode()
+        status, _, answer = self.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        return status, json.loads(answer)
+
+
+def config_factory(folder: Path, courses: dict[str, dict], **server: Any) -> Callable[[int], Config]:
+    """A `make_config(port)` for RunningServer: the TOML tables as dicts, data in `folder`."""
+    def make(port: int) -> Config:
+        data = {"server": {"data_dir": str(folder / "data"), "port": port, **server}, "courses": courses}
+        return parse(data, folder / "f2git.toml", {})
+    return make
