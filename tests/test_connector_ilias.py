@@ -238,3 +238,31 @@ def test_a_course_config_loads_and_gets_a_trailing_slash():
     course = config.parse(table, Path("f2git.toml"), ENV).courses["ml"]
     assert isinstance(course.connector(ENV), IliasConnector)
     assert course.options.webdav_url.endswith("/ref_4711/")
+
+
+def test_a_sync_through_the_engine_commits_the_course_and_reports_problem_files(dav, make_config):
+    """The whole path: real WebDAV → snapshot engine → git; then one edit → one modified file."""
+    from f2git import status
+    from f2git.snapshot import sync_course
+    from f2git.store import CourseRepo
+
+    write_tree(dav.root, {"Skript.pdf": b"%PDF-1", "Übung 1/Blatt.ipynb": b"{}", f"Übung 1/{PROBLEM_FILE}": b"x"})
+    table = {"source": "ilias", "webdav_url": dav.url, "username_env": "ILIAS_USER", "password_env": "ILIAS_PASSWORD"}
+    config = make_config({"ml": table}, env=ENV)
+    course = config.courses["ml"]
+    first = sync_course(config, course, connector=course.connector(ENV))
+    assert first.ok, first.error
+    repo = CourseRepo.for_course(config, "ml")
+    assert set(repo.files(repo.head())) == {"Skript.pdf", "Übung 1/Blatt.ipynb"}
+    assert [s.path for s in first.skipped] == [f"Übung 1/{PROBLEM_FILE}"]
+
+    write_tree(dav.root, {"Skript.pdf": b"%PDF-2, longer", "Übung 1/Blatt.ipynb": b"{}", f"Übung 1/{PROBLEM_FILE}": b"x"})
+    second = sync_course(config, course, connector=course.connector(ENV))
+    assert (second.ok, second.added, second.modified, second.deleted) == (True, 0, 1, 0)
+
+    wrong = {**ENV, "ILIAS_PASSWORD": "Wrong-Distinctive-e2e-Pa55"}
+    failed = sync_course(config, course, connector=course.connector(wrong))
+    assert not failed.ok and failed.auth_failed and "rejected the credentials" in failed.error
+    recorded = repr(status.read(config, "ml").to_json()) + repr(failed.to_json())
+    assert wrong["ILIAS_PASSWORD"] not in recorded and PASSWORD not in recorded
+    assert repo.head() == second.commit  # the last snapshot stays served

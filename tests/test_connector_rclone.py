@@ -251,3 +251,21 @@ def test_a_course_config_loads():
     course = config.parse(table, Path("f2git.toml"), {}).courses["stats"]
     assert isinstance(course.connector({}), RcloneConnector)
     assert course.options.remote == "coursefiles:Teaching/Stats 2025"
+
+
+def test_a_sync_through_the_engine_fetches_only_the_changed_file(dav, tmp_path, make_config):
+    from f2git.snapshot import sync_course
+    from f2git.store import CourseRepo
+
+    env = webdav_env(dav, tmp_path)
+    write_tree(dav.root, {"week1/a.ipynb": b"{}", "b.txt": b"b", "$x `y`.md": b"m"})
+    config = make_config({"stats": {"source": "rclone", "remote": "course:"}}, env=env)
+    course = config.courses["stats"]
+    first = sync_course(config, course, connector=course.connector(env))
+    assert first.ok, first.error
+    repo = CourseRepo.for_course(config, "stats")
+    assert set(repo.files(repo.head())) == {"week1/a.ipynb", "b.txt", "$x `y`.md"}
+    write_tree(dav.root, {"week1/a.ipynb": b'{"cells": []}', "b.txt": b"b", "$x `y`.md": b"m"})
+    second = sync_course(config, course, connector=course.connector(env))
+    assert (second.ok, second.added, second.modified, second.deleted) == (True, 0, 1, 0)
+    assert repo.git("cat-file", "blob", f"{second.commit}:week1/a.ipynb") == '{"cells": []}'

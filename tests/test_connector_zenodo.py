@@ -403,3 +403,26 @@ def test_an_open_record_without_files_is_an_error_not_an_empty_course():
     serve_record(record_json(75, {}), {})
     with connector(75, latest=False) as zenodo, pytest.raises(SourceError, match="record 75 has no files"):
         zenodo.list({})
+
+
+@responses.activate
+def test_a_new_version_syncs_and_downloads_only_the_files_that_changed(make_config):
+    from f2git.snapshot import sync_course
+    from f2git.store import CourseRepo
+
+    v1 = {"README.md": b"# v1\n", "week1/intro.ipynb": b"{}", "data/big.csv": b"1,2\n" * 1000}
+    v2 = {**v1, "README.md": b"# v2\n", "week2/new.ipynb": b"{}"}
+    serve_record(record_json(81, v1), v1, latest_of=80)
+    config = make_config({"dl": {"source": "zenodo", "record": "10.5281/zenodo.80"}})
+    course = config.courses["dl"]
+    assert sync_course(config, course, connector=course.connector({})).ok
+    responses.replace("GET", f"{API}/records/80/versions/latest", status=302,
+                      headers={"Location": f"{API}/records/82"})
+    serve_record(record_json(82, v2), v2)
+    before = len(responses.calls)
+    second = sync_course(config, course, connector=course.connector({}))
+    assert (second.ok, second.added, second.modified, second.deleted) == (True, 1, 1, 0)
+    downloaded = sorted(call.request.url for call in responses.calls[before:] if call.request.url.endswith("/content"))
+    assert downloaded == [f"{API}/records/82/files/README.md/content", f"{API}/records/82/files/week2/new.ipynb/content"]
+    repo = CourseRepo.for_course(config, "dl")
+    assert repo.git("cat-file", "blob", f"{second.commit}:README.md") == "# v2\n"
