@@ -19,19 +19,19 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import quote
 
+import tornado.web
 from tornado.httputil import url_concat
 
 from f2git.config import ConfigError
 
 if TYPE_CHECKING:
-    import tornado.web
-
     from f2git.config import Config, CourseConfig
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Auth:
     def may_manage(self, identity: Identity, course: "CourseConfig | None") -> bool:
         return True
 
-    def extra_handlers(self, prefix: str = "/") -> list[tuple]:
+    def extra_handlers(self, prefix: str | None = None) -> list[tuple]:
         """Routes the policy needs in the app (the OAuth callback for `jupyterhub`)."""
         return []
 
@@ -191,23 +191,40 @@ class HubAuth(Auth):
             return False
         return identity.admin or bool(self.instructors_group and self.instructors_group in identity.groups)
 
-    def extra_handlers(self, prefix="/"):
-        return [(prefix.rstrip("/") + "/oauth_callback", oauth_callback_handler(), {"hub_auth": self.hub})]
+    def extra_handlers(self, prefix=None):
+        # the hub sends browsers back to <service prefix>oauth_callback (through its proxy)
+        prefix = re.escape((self.hub.base_url if prefix is None else prefix).rstrip("/"))
+        return [(prefix + "/oauth_callback", oauth_callback_handler(), {"hub_auth": self.hub}),
+                (prefix + "/login", LoginHandler, {"auth": self})]
 
     def app_settings(self):
         # the OAuth state cookie is a secure cookie; a restart only costs one more OAuth round trip
         return {"cookie_secret": secrets.token_bytes(32)}
 
-    def login_url(self, handler):
+    def login_url(self, handler, next_url=None):
         """Where to send a browser without the OAuth cookie (the hub's authorize URL, with state)."""
         params = {}
         code_verifier = None
         if self.hub.pkce_enabled:
             code_verifier, challenge, method = self.hub.generate_pkce_code_challenge()
             params.update(code_challenge=challenge, code_challenge_method=method)
-        params["state"] = self.hub.set_state_cookie(handler, next_url=handler.request.uri,
+        params["state"] = self.hub.set_state_cookie(handler, next_url=next_url or handler.request.uri,
                                                     code_verifier=code_verifier)
         return url_concat(self.hub.login_url, params)
+
+
+class LoginHandler(tornado.web.RequestHandler):
+    """`GET <prefix>/login?next=<path>`: log in through the hub, then go to `next` (a path here)."""
+
+    def initialize(self, auth: HubAuth):
+        self.auth = auth
+
+    def get(self):
+        base = self.auth.hub.base_url
+        next_url = self.get_argument("next", base)
+        if not next_url.startswith(base) or "//" in next_url or "\\" in next_url:
+            next_url = base  # never an open redirect to another site
+        self.redirect(self.auth.login_url(self, next_url))
 
 
 def oauth_callback_handler() -> type:
@@ -255,6 +272,11 @@ def make_auth(config: "Config", env: Mapping[str, str] | None = None) -> Auth:
             raise ConfigError(
                 f"{where} key 'auth': \"jupyterhub\" needs {' and '.join(missing)} in the environment"
                 " (the hub sets them when it runs f2git as a service; see `f2git hub-config`)")
+        try:
+            import jupyterhub.services.auth  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"{where} key 'auth': \"jupyterhub\" needs the jupyterhub package:"
+                              " pip install 'f2git[jupyterhub]'") from None
         return HubAuth(env.get("JUPYTERHUB_SERVICE_NAME") or server.service_name,
                        env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"],
                        instructors_group=config.hub.instructors_group,

@@ -21,14 +21,13 @@ class RemoteHandler(JsonHandler):
     async def get(self, name: str) -> None:
         course = self.find_course(name)
         self.require_fetch(course)
-        await self.refresher.on_click(course)
-        record = status.read(self.config, name)
-        self.write_json({
-            "course": name,
-            "commit": record.commit,
-            "git_url": git_url(self.config, name),
-            "mirror": self.mirror_for_students(course.mirror, record.mirror_error),
-        })
+        mirror = self.mirror_for_students(course.mirror, status.read(self.config, name).mirror_error)
+        if mirror:
+            # f2git's own git endpoint refreshes on click; a mirror cannot, so refresh here
+            await self.refresher.on_click(course)
+            record = status.read(self.config, name)
+            mirror = self.mirror_for_students(course.mirror, record.mirror_error)
+        self.write_json({"course": name, "git_url": git_url(self.config, name), "mirror": mirror})
 
     @staticmethod
     def mirror_for_students(mirror: str, mirror_error: str | None) -> str | None:

@@ -1,0 +1,167 @@
+"""The whole hub side with real components: JupyterHub + configurable-http-proxy, f2git as a
+hub service configured by `f2git hub-config`, students' jupyter-servers with nbgitpuller and
+pullhook; clicks go through nbgitpuller's own endpoint."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from f2git.config import load
+from f2git.hubconfig import render
+from f2git.links import repo_url
+from tests.hubhelpers import CHP, Hub, free_port, server_token
+from tests.repohelpers import SourceFolder
+
+pytestmark = pytest.mark.slow
+
+COURSE = "cs101"
+GROUPS = {"cs101-students": {"users": ["ana"]}, "teachers": {"users": ["tina"]}, "bio": {"users": ["bob"]}}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    if not CHP.exists():
+        raise RuntimeError(f"configurable-http-proxy is missing at {CHP}: run `make test-deps`")
+    work = tmp_path_factory.mktemp("hub")
+    source = SourceFolder(work / "source")
+    source.write("README.md", "# CS 101\n")
+    source.write("week1/intro.ipynb", '{"cells": []}\n')
+    f2git_port = free_port()
+    config_path = work / "f2git.toml"
+    config_path.write_text(f'''
+[server]
+host = "127.0.0.1"
+port = {f2git_port}
+data_dir = "{work / 'data'}"
+refresh_ttl = 0
+auth = "jupyterhub"
+[hub]
+pullhook = true
+instructors_group = "teachers"
+[courses.{COURSE}]
+source = "local"
+path = "{source.path}"
+schedule = 0
+groups = ["cs101-students"]
+''')
+    config = load(config_path, env={})
+    with Hub(work / "jupyterhub", render(config), groups=GROUPS) as running:
+        running.f2git = config
+        running.f2git_url = f"http://127.0.0.1:{f2git_port}"
+        running.source = source
+        running.wait_for_url(f"{running.f2git_url}/healthz", "the f2git service")
+        running.tokens = {name: running.start_user(name) for name in ("ana", "bob")}
+        yield running
+
+
+def home(hub: Hub, user: str) -> Path:
+    return hub.work / "home" / user
+
+
+def test_a_student_in_the_group_gets_the_course_and_the_next_click_brings_a_change(hub):
+    repo = repo_url(hub.f2git, COURSE)
+    assert repo == f"f2git::{hub.f2git_url}/git/{COURSE}"
+    events = hub.click("ana", hub.tokens["ana"], repo)
+    assert events[-1] == {"phase": "finished"}, events
+    folder = home(hub, "ana") / COURSE  # named after the URL's last segment
+    assert (folder / "README.md").read_text() == "# CS 101\n"
+    assert (folder / "week1" / "intro.ipynb").exists()
+
+    hub.source.write("week2/loops.ipynb", "{}\n")  # the instructor releases more
+    (folder / "README.md").write_text("# CS 101\nmy notes\n")  # the student edits
+    events = hub.click("ana", hub.tokens["ana"], repo)
+    assert events[-1] == {"phase": "finished"}, events
+    assert (folder / "week2" / "loops.ipynb").read_text() == "{}\n"
+    assert "my notes" in (folder / "README.md").read_text()
+
+    # the server's token is what authenticated the fetch, and it is in no repo config or log
+    token = server_token(hub.hub_port, "ana")
+    config = (folder / ".git" / "config").read_text()
+    assert token not in config and "extraheader" not in config.lower()
+    assert token not in hub.log() and hub.tokens["ana"] not in hub.log()
+    assert all(token not in str(event) for event in events)
+
+
+def test_a_student_outside_the_course_groups_is_refused(hub):
+    events = hub.click("bob", hub.tokens["bob"], repo_url(hub.f2git, COURSE))
+    assert events[-1]["phase"] == "error", events
+    assert not (home(hub, "bob") / COURSE).exists()
+    token = server_token(hub.hub_port, "bob")
+    direct = requests.get(f"{hub.f2git_url}/git/{COURSE}/info/refs", params={"service": "git-upload-pack"},
+                          headers={"Authorization": f"token {token}"}, timeout=30)
+    assert direct.status_code == 403
+
+
+def test_git_without_a_token_or_with_a_bad_one_is_refused(hub):
+    url = f"{hub.f2git_url}/git/{COURSE}/info/refs"
+    anonymous = requests.get(url, params={"service": "git-upload-pack"}, timeout=30)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="f2git"'
+    forged = requests.get(url, params={"service": "git-upload-pack"}, timeout=30,
+                          headers={"Authorization": "token forged-tok-Xr5-distinctive"})
+    assert forged.status_code == 401
+    assert "forged-tok-Xr5" not in hub.log()
+    # git itself, with the student's server token as the Basic password (what a credential helper gives)
+    token = server_token(hub.hub_port, "ana")
+    clone = subprocess.run(["git", "-c", f"http.extraHeader=Authorization: Basic {basic('ana', token)}",
+                            "ls-remote", f"{hub.f2git_url}/git/{COURSE}"],
+                           capture_output=True, text=True, timeout=60,
+                           env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"})
+    assert clone.returncode == 0 and "refs/heads/main" in clone.stdout, clone.stderr
+
+
+def test_instructors_manage_and_students_only_read(hub):
+    tina = hub.start_user("tina")
+    refresh = f"{hub.f2git_url}/api/courses/{COURSE}/refresh"
+    assert requests.post(refresh, headers={"Authorization": f"token {hub.tokens['ana']}"}, timeout=60).status_code == 403
+    answer = requests.post(refresh, headers={"Authorization": f"token {tina}"}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["ok"] is True
+    link = requests.get(f"{hub.f2git_url}/api/courses/{COURSE}/link", params={"path": "week 1/a&b.ipynb"},
+                        headers={"Authorization": f"token {hub.tokens['ana']}"}, timeout=30).json()
+    assert link["repo"] == repo_url(hub.f2git, COURSE)
+    assert link["link"].startswith(f"{hub.f2git.hub.url}/hub/user-redirect/git-pull?repo=f2git%3A%3Ahttp")
+
+
+def basic(user: str, password: str) -> str:
+    import base64
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_pull_through_the_hubs_proxy_at_the_service_prefix(hub):
+    """Zero to JupyterHub style: students' servers reach f2git at <hub>/services/f2git/."""
+    repo = f"f2git::{hub.url}/services/f2git/git/{COURSE}"
+    events = hub.click("ana", hub.tokens["ana"], repo, targetpath="via-proxy")
+    assert events[-1] == {"phase": "finished"}, events
+    assert (home(hub, "ana") / "via-proxy" / "README.md").read_text() == "# CS 101\n"
+    events = hub.click("bob", hub.tokens["bob"], repo, targetpath="via-proxy")
+    assert events[-1]["phase"] == "error"
+
+
+def browser_login(hub: Hub, user: str) -> requests.Session:
+    browser = requests.Session()
+    browser.get(f"{hub.url}/hub/login", timeout=30)
+    answer = browser.post(f"{hub.url}/hub/login", timeout=30,
+                          data={"username": user, "password": "any", "_xsrf": browser.cookies.get("_xsrf", "")})
+    assert answer.status_code == 200, answer.text[:500]
+    return browser
+
+
+def test_browsers_log_in_with_the_hubs_oauth_and_see_only_their_courses(hub):
+    prefix = "/services/f2git"
+    for user, visible in (("ana", [COURSE]), ("bob", [])):
+        browser = browser_login(hub, user)
+        assert browser.get(f"{hub.url}{prefix}/api/courses", timeout=30).status_code == 401
+        answer = browser.get(f"{hub.url}{prefix}/login", params={"next": f"{prefix}/api/courses"}, timeout=60)
+        assert answer.status_code == 200, answer.text[:500]
+        assert answer.url == f"{hub.url}{prefix}/api/courses"
+        assert [c["name"] for c in answer.json()["courses"]] == visible
+        browser.close()
+    # a next outside the service is not followed (no open redirect)
+    browser = browser_login(hub, "ana")
+    answer = browser.get(f"{hub.url}{prefix}/login", params={"next": "https://evil.example/"}, timeout=60,
+                         allow_redirects=True)
+    assert answer.url.startswith(f"{hub.url}{prefix}/")
+    browser.close()
