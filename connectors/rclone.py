@@ -36,8 +36,11 @@ _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
 _NOISE = re.compile(r"^Config file .* not found - using defaults$")
 _SKIPPED_LINK = re.compile(r"^(.+): Can't follow symlink without -L/--copy-links$")
-_AUTH_FAILURE = re.compile(r"\b(401|403)\b|unauthori[sz]ed|forbidden|authenticat|invalid_grant|access denied"
-                           r"|couldn't decrypt|password", re.IGNORECASE)
+# How backends say "wrong credentials" (WebDAV, S3, OAuth backends, SFTP, obscured passwords).
+_AUTH_FAILURE = re.compile(r"\b40[13] (?:unauthori[sz]ed|not authori[sz]ed|forbidden)|status code: 40[13]"
+                           r"|unauthori[sz]ed|accessdenied|access denied|invalid_grant|invalid_client"
+                           r"|unable to authenticate|authentication failed|couldn't decrypt"
+                           r"|(?:wrong|bad|incorrect|invalid) password", re.IGNORECASE)
 
 
 @dataclass
@@ -125,8 +128,9 @@ class RcloneConnector(Connector):
     def _environment(self) -> dict[str, str]:
         return dict(self.env)
 
-    def command(self, *args: str) -> list[str]:
-        return [self.binary, *args, *COMMON_FLAGS]
+    def command(self, subcommand: list[str], target: str) -> list[str]:
+        # `--` ends the options: no remote or file name can ever be read as one.
+        return [self.binary, *subcommand, *COMMON_FLAGS, "--", target]
 
     @staticmethod
     def log_lines(stderr: bytes) -> list[str]:
@@ -143,9 +147,9 @@ class RcloneConnector(Connector):
                              f" check {where}")
         return SourceError(f"rclone: {action} failed: {detail}")
 
-    def run(self, action: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    def run(self, action: str, subcommand: list[str], timeout: float) -> subprocess.CompletedProcess:
         try:
-            done = subprocess.run(self.command(*args), stdin=subprocess.DEVNULL, capture_output=True,
+            done = subprocess.run(self.command(subcommand, self.options.remote), stdin=subprocess.DEVNULL, capture_output=True,
                                   env=self._environment(), timeout=timeout, check=False)
         except subprocess.TimeoutExpired:  # run() has killed and reaped it
             raise SourceError(f"rclone: {action} took longer than {timeout:g} s") from None
@@ -159,8 +163,7 @@ class RcloneConnector(Connector):
 
     def features(self) -> dict:
         if self._features is None:
-            done = self.run(f"probing {self.shown_remote()}", ["backend", "features", self.options.remote],
-                            self.probe_timeout)
+            done = self.run(f"probing {self.shown_remote()}", ["backend", "features"], self.probe_timeout)
             try:
                 self._features = json.loads(done.stdout)
             except ValueError:
@@ -181,7 +184,7 @@ class RcloneConnector(Connector):
         if hash_type:
             args += ["--hash-type", hash_type]
         # A failed listing exits non-zero (its partial output is never used), so this is complete.
-        done = self.run(f"listing {self.shown_remote()}", [*args, self.options.remote], self.list_timeout)
+        done = self.run(f"listing {self.shown_remote()}", args, self.list_timeout)
         try:
             items = json.loads(done.stdout)
             if not isinstance(items, list):
@@ -217,7 +220,7 @@ class RcloneConnector(Connector):
     def open(self, entry: Entry) -> BinaryIO:
         stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty stderr cannot block the copy
         try:
-            process = subprocess.Popen(self.command("cat", self.file_path(entry.ref)), stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(self.command(["cat"], self.file_path(entry.ref)), stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=stderr, env=self._environment(), bufsize=0)
         except OSError as error:
             stderr.close()

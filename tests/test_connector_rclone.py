@@ -21,6 +21,7 @@ HOSTILE_NAMES = {
     "$HOME `id` 'single' \"double\".txt": b"shell one",
     "dir $(touch pwned)/; rm -rf ~ & echo | cat > x.md": b"shell two",
     "double  spaces? [1] {a,b} *.ipynb": b"{}",
+    "--config=x -R.txt": b"not an option",
 }
 
 
