@@ -45,6 +45,7 @@ class WebDAVServer:
         # wsgidav configures its own logger at import; keep test output readable.
         logging.getLogger("wsgidav").setLevel(logging.ERROR)
         self._server = wsgi.Server(("127.0.0.1", 0), self._app(), numthreads=4)
+        self._server.expiration_interval = 0.05  # how long stop() waits for the serve loop (default 0.5 s)
         self._server.prepare()  # binds now, so the port is known before serving
         self._thread = threading.Thread(target=self._server.serve, name="webdav-test-server", daemon=True)
         self._thread.start()
