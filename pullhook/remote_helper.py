@@ -1,4 +1,8 @@
-"""`git-remote-f2git <remote> <url>`: refresh the course, then exec git's HTTP transport.
+"""`git-remote-f2git <remote> <url>`: ask f2git where to fetch, then exec git's HTTP transport.
+
+f2git answers after refreshing a mirrored course (bounded by its refresh_wait), so the
+mirror has the newest snapshot; a course f2git serves itself refreshes on the fetch's
+own `info/refs` request.
 
 git runs this for URLs `f2git://host[:port]/prefix/git/<course>` (fetched over https) and
 `f2git::<http or https URL>/git/<course>` (any scheme: loopback, in-cluster http). The
@@ -54,7 +58,7 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 def ask_remote(target: Target, token: str, timeout: float) -> dict:
-    """Ask f2git to refresh the course (it waits at most refresh_wait) and where to fetch it from."""
+    """Ask f2git where to fetch the course from (it refreshes a mirrored course first, bounded)."""
     request = urllib.request.Request(f"{target.base}/api/courses/{target.course}/remote",
                                      headers={"Accept": "application/json"})
     if token:
