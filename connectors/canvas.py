@@ -130,7 +130,8 @@ class CanvasConnector(Connector):
             name = file.get("display_name") or file.get("filename")
             path = f"{relative}/{name}" if relative else name
             version = f"{file['id']}:{file.get('modified_at') or ''}:{file.get('updated_at') or ''}:{file.get('size')}"
-            listing.entries.append(Entry(path, file.get("size"), version, ref=file["url"]))
+            size = file.get("size")
+            listing.entries.append(Entry(path, size if isinstance(size, int) else None, version, ref=file["url"]))
         listing.entries.sort(key=lambda entry: entry.path)
         listing.next_release = min(upcoming, default=None)
         return listing

@@ -170,7 +170,8 @@ class StudipConnector(Connector):
             return None
         name = attributes.get("name") or ""
         linked = attributes.get("storage") == "url"  # a link to another server: its size is a guess
-        size = None if linked else attributes.get("filesize")
+        size = attributes.get("filesize")
+        size = size if isinstance(size, int) and not linked else None
         file_data = ((ref.get("relationships") or {}).get("file") or {}).get("data") or {}
         version = f"{ref['id']}:{attributes.get('chdate')}:{attributes.get('filesize')}:{file_data.get('id', '')}"
         path = f"{folder}/{name}" if folder else name

@@ -174,7 +174,7 @@ class ZenodoConnector(Connector):
             key = item.get("key") or item.get("filename")
             if not isinstance(key, str) or not key:
                 raise self.session.fail(f"record {record_id}: a file without a name")
-            links = item.get("links") or {}
+            links = item.get("links") if isinstance(item.get("links"), dict) else {}
             url = links.get("content") or links.get("self") or \
                 f"{self.api}/records/{record_id}/files/{quote(key)}/content"
             size = item.get("size", item.get("filesize"))

@@ -24,8 +24,9 @@ class UnsafePath(ValueError):
 
 def _is_git_name(name: str) -> bool:
     folded = _IGNORABLE.sub("", name).casefold()
-    # NTFS ignores trailing dots and spaces; "git~1" is the 8.3 short name of ".git".
-    folded = folded.rstrip(". ")
+    # NTFS ignores trailing dots and spaces and reads ".git:x" as a stream of ".git";
+    # "git~1" is the 8.3 short name of ".git". Git's fsck and checkout refuse them all.
+    folded = folded.split(":", 1)[0].rstrip(". ")
     return folded in _GIT_FILES or folded == "git~1"
 
 

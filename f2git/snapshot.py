@@ -115,11 +115,12 @@ def select(listing: Listing, course: CourseConfig) -> tuple[dict[str, Entry], li
             continue
         folded[path.casefold()] = path
         wanted[path] = entry
-    # A name cannot be a file and a folder at once: keep the file, skip what lies below it.
+    # A name cannot be a file and a folder at once (in any letter case, for Mac and
+    # Windows checkouts): keep the file, skip what lies below it.
     for path in sorted(wanted):
         parts = path.split("/")
         for depth in range(1, len(parts)):
-            folder = "/".join(parts[:depth])
+            folder = folded.get("/".join(parts[:depth]).casefold())
             if folder in wanted:
                 skipped.append(Skipped(path, f"{folder} is a file, not a folder"))
                 del wanted[path]
