@@ -162,7 +162,8 @@ class ZenodoConnector(Connector):
                 files = list(files.values())
             if declared is not None and len(files) < declared:
                 # The record carries only the first files: the files endpoint has them all.
-                files_url = (record.get("links") or {}).get("files") or f"{self.api}/records/{record_id}/files"
+                links = record.get("links") if isinstance(record.get("links"), dict) else {}
+                files_url = links.get("files") or f"{self.api}/records/{record_id}/files"
                 data, _ = self.session.get_json(files_url)
                 files = data.get("entries") if isinstance(data, dict) else None
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
@@ -175,8 +176,8 @@ class ZenodoConnector(Connector):
             if not isinstance(key, str) or not key:
                 raise self.session.fail(f"record {record_id}: a file without a name")
             links = item.get("links") if isinstance(item.get("links"), dict) else {}
-            url = links.get("content") or links.get("self") or \
-                f"{self.api}/records/{record_id}/files/{quote(key)}/content"
+            url = next((link for link in (links.get("content"), links.get("self")) if isinstance(link, str) and link),
+                       f"{self.api}/records/{record_id}/files/{quote(key)}/content")
             size = item.get("size", item.get("filesize"))
             result.append(RecordFile(key, size if isinstance(size, int) else None,
                                      str(item.get("checksum") or ""), url))
