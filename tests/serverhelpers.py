@@ -14,6 +14,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,8 +27,10 @@ from f2git.server.app import Server
 
 
 class RunningServer:
-    def __init__(self, make_config: Callable[[int], Config]):
-        """`make_config(port)` returns the config to serve; the server listens on that port."""
+    def __init__(self, make_config: Callable[[int], Config], **options: Any):
+        """`make_config(port)` returns the config to serve; the server listens on that port.
+        `options` go to f2git.server.app.Server (e.g. `clock`)."""
+        self._options = options
         self._sockets: list[socket.socket] = tornado.netutil.bind_sockets(0, "127.0.0.1")
         self.port = self._sockets[0].getsockname()[1]
         self.config = make_config(self.port)
@@ -58,7 +61,7 @@ class RunningServer:
         self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         try:
-            self.server = Server(self.config)
+            self.server = Server(self.config, **self._options)
             await self.server.start(self._sockets)
         except BaseException as error:
             self._error = error
@@ -104,6 +107,19 @@ class RunningServer:
         body = b"" if data is None else json.dumps(data).encode()
         status, _, answer = self.request("POST", path, body=body, headers={"Content-Type": "application/json"})
         return status, json.loads(answer)
+
+
+class ManualClock:
+    """A clock for TTL decisions that moves only when the test turns it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def config_factory(folder: Path, courses: dict[str, dict], **server: Any) -> Callable[[int], Config]:

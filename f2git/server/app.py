@@ -7,22 +7,23 @@ import os
 import re
 import signal
 import socket
+import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import tornado.httpserver
 import tornado.web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from f2git.config import Config
-from f2git.snapshot import SyncResult
+from f2git.metrics import Metrics
 
-from . import api, git, pull
+from . import api, dashboard, git, prometheus, pull
 from .auth import Auth, make_auth
 from .git import Backends
 from .refresh import Refresher
+from .releases import ReleaseSchedule
 
 log = logging.getLogger("f2git.server")
 
@@ -32,12 +33,17 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
              next_refresh: Callable[[str], float | None] | None = None) -> tornado.web.Application:
     """The application alone; `Server` adds the schedule and the lifecycle."""
     auth = make_auth(config) if auth is None else auth
+    refresher = Refresher(config) if refresher is None else refresher
+    metrics = Metrics(config)
+    metrics.watch(refresher)
     return tornado.web.Application(
-        with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES) + auth.extra_handlers(),
+        with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
+                            + dashboard.routes(refresher)) + auth.extra_handlers(),
         **auth.app_settings(),
         f2git_config=config,
         f2git_auth=auth,
-        f2git_refresher=Refresher(config) if refresher is None else refresher,
+        f2git_refresher=refresher,
+        f2git_metrics=metrics,
         f2git_backends=Backends() if backends is None else backends,
         f2git_next_refresh=next_refresh,
     )
@@ -51,19 +57,6 @@ def with_service_prefix(routes: list[tuple]) -> list[tuple]:
     return routes + [(re.escape(prefix) + pattern, *rest) for pattern, *rest in routes]
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    """A SyncResult's next_release (datetime, ISO text or epoch seconds) as an aware datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, (int, float)):
-        moment = datetime.fromtimestamp(value, timezone.utc)
-    else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 class Schedule:
     """Background refreshes: every course's `schedule`, and once more at its next release."""
 
@@ -73,7 +66,8 @@ class Schedule:
         self.config = config
         self.refresher = refresher
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults=self.JOB_DEFAULTS)
-        refresher.on_result(self.plan_release)
+        self.releases = ReleaseSchedule(self.scheduler, self._refresh)
+        refresher.on_result(self.releases.after_sync)
 
     def start(self) -> None:
         """Call inside the running event loop."""
@@ -88,24 +82,7 @@ class Schedule:
                                    args=[name], id=f"schedule:{name}", name=f"refresh {name}",
                                    next_run_time=first)
         self.scheduler.start()
-
-    def plan_release(self, result: SyncResult) -> None:
-        """A source that announced its next release gets refreshed right then."""
-        if not self.scheduler.running:
-            return
-        try:
-            moment = _as_datetime(getattr(result, "next_release", None))
-        except ValueError:
-            log.warning("course %s: cannot read next release time %r", result.course, result.next_release)
-            return
-        job_id = f"release:{result.course}"
-        if moment is None or moment <= datetime.now(timezone.utc):
-            if self.scheduler.get_job(job_id):
-                self.scheduler.remove_job(job_id)
-            return
-        self.scheduler.add_job(self._refresh, DateTrigger(moment), args=[result.course], id=job_id,
-                               name=f"release {result.course}", replace_existing=True)
-        log.info("course %s: next release at %s, refresh planned", result.course, moment.isoformat())
+        self.releases.restore(self.config)
 
     def next_run(self, name: str) -> float | None:
         """Epoch seconds of the course's next background refresh, if any."""
@@ -124,9 +101,10 @@ class Schedule:
 class Server:
     """The app bound to its sockets, plus the schedule; `start()` and `stop()` in the loop."""
 
-    def __init__(self, config: Config, *, auth: Auth | None = None):
+    def __init__(self, config: Config, *, auth: Auth | None = None, clock: Callable[[], float] = time.time):
+        """`clock` tells the time for TTL decisions (tests turn it forward)."""
         self.config = config
-        self.refresher = Refresher(config)
+        self.refresher = Refresher(config, clock=clock)
         self.backends = Backends()
         self.schedule = Schedule(config, self.refresher)
         self.app = make_app(config, auth=auth, refresher=self.refresher, backends=self.backends,

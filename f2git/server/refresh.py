@@ -12,11 +12,11 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 from f2git import status
 from f2git.config import Config, CourseConfig
-from f2git.snapshot import SyncResult, sync_course
+from f2git.snapshot import Progress, SyncResult, sync_course
 
 log = logging.getLogger("f2git.refresh")
 
@@ -39,13 +39,28 @@ class Refresher:
         self._last_check: dict[str, float] = {}
         self._last_failure: dict[str, float] = {}
         self._last_error: dict[str, str | None] = {}
-        self._listeners: list[Callable[[SyncResult], None]] = []
+        self._waiting: dict[str, int] = {}
+        self._result_listeners: list[Callable[[SyncResult], None]] = []
+        self._progress_listeners: list[Callable[[Progress], None]] = []
+        self._click_listeners: list[Callable[[str, str, float], None]] = []
         for name in config.courses:
-            self._last_check[name] = status.read(config, name).last_check or 0.0
+            record = status.read(config, name)
+            self._last_check[name] = record.last_check or 0.0
+            if record.last_error:
+                self._last_failure[name] = record.last_error_at or 0.0
 
     def on_result(self, listener: Callable[[SyncResult], None]) -> None:
         """Call `listener(result)` in the event loop after every sync."""
-        self._listeners.append(listener)
+        self._result_listeners.append(listener)
+
+    def on_progress(self, listener: Callable[[Progress], None]) -> None:
+        """Call `listener(progress)` in the event loop as syncs go (listing, downloading…)."""
+        self._progress_listeners.append(listener)
+
+    def on_click_served(self, listener: Callable[[str, str, float], None]) -> None:
+        """Call `listener(course, outcome, waited_seconds)` after each click's refresh step;
+        outcome: fresh (within the TTL), refreshed, timeout or failed (last snapshot served)."""
+        self._click_listeners.append(listener)
 
     def last_error(self, course: str) -> str | None:
         """Why the last sync failed, or None if it succeeded."""
@@ -55,6 +70,10 @@ class Refresher:
 
     def is_running(self, course: str) -> bool:
         return course in self._running
+
+    def waiting(self, course: str) -> int:
+        """How many clicks are waiting for the course's refresh right now."""
+        return self._waiting.get(course, 0)
 
     def last_check(self, course: str) -> float:
         return self._last_check.get(course, 0.0)
@@ -87,25 +106,49 @@ class Refresher:
             await asyncio.gather(asyncio.shield(self._running[course.name]), return_exceptions=True)
         return await asyncio.shield(self.start(course, allow_mass_delete=allow_mass_delete))
 
-    async def on_click(self, course: CourseConfig) -> None:
-        """Before serving a fetch: refresh when stale, but wait at most `refresh_wait`."""
+    async def on_click(self, course: CourseConfig) -> str:
+        """Before serving a fetch: refresh when stale, but wait at most `refresh_wait`.
+
+        Returns the outcome: fresh, refreshed, timeout or failed."""
+        waited_since = time.monotonic()
         if not self.is_stale(course.name) and not self.is_running(course.name):
-            return
-        task = self.start(course)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=self.config.server.refresh_wait)
-        except asyncio.TimeoutError:
-            log.info("course %s: refresh still running after %gs; serving the last snapshot",
-                     course.name, self.config.server.refresh_wait)
-        except Exception:  # logged by _run; the last snapshot is still there to serve
-            pass
+            outcome = "fresh"
+        else:
+            task = self.start(course)
+            self._waiting[course.name] = self._waiting.get(course.name, 0) + 1
+            try:
+                result = await asyncio.wait_for(asyncio.shield(task), timeout=self.config.server.refresh_wait)
+                outcome = "refreshed" if result.ok else "failed"
+            except asyncio.TimeoutError:
+                log.info("course %s: refresh still running after %gs; serving the last snapshot",
+                         course.name, self.config.server.refresh_wait)
+                outcome = "timeout"
+            except Exception:  # logged by _run; the last snapshot is still there to serve
+                outcome = "failed"
+            finally:
+                self._waiting[course.name] -= 1
+        self._tell(self._click_listeners, course.name, outcome, time.monotonic() - waited_since)
+        return outcome
+
+    def _tell(self, listeners: list[Callable[..., None]], *args: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(*args)
+            except Exception:
+                log.exception("a refresh listener failed")
 
     async def _run(self, course: CourseConfig, allow_mass_delete: bool) -> SyncResult:
         started = self._clock()
         loop = asyncio.get_running_loop()
+
+        def progress(event: Progress) -> None:  # called in the worker thread
+            if self._progress_listeners:
+                loop.call_soon_threadsafe(self._tell, self._progress_listeners, event)
+
         try:
             result = await loop.run_in_executor(
-                self._executor, lambda: self._sync(self.config, course, allow_mass_delete=allow_mass_delete))
+                self._executor, lambda: self._sync(self.config, course, allow_mass_delete=allow_mass_delete,
+                                                   progress=progress))
         except Exception:
             # sync_course reports source and git trouble in its result; this is a bug.
             log.exception("course %s: sync crashed", course.name)
@@ -121,11 +164,7 @@ class Refresher:
         else:
             self._last_failure[course.name] = self._clock()
             self._last_error[course.name] = result.error
-        for listener in self._listeners:
-            try:
-                listener(result)
-            except Exception:
-                log.exception("course %s: a sync listener failed", course.name)
+        self._tell(self._result_listeners, result)
         return result
 
     async def close(self) -> None:
