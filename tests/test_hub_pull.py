@@ -3,6 +3,7 @@ hub service configured by `f2git hub-config`, students' jupyter-servers with nbg
 pullhook; clicks go through nbgitpuller's own endpoint."""
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -104,6 +105,10 @@ def test_git_without_a_token_or_with_a_bad_one_is_refused(hub):
                           headers={"Authorization": "token forged-tok-Xr5-distinctive"})
     assert forged.status_code == 401
     assert "forged-tok-Xr5" not in hub.log()
+    # a token in the URL would land in access logs: it does not count
+    throwaway = hub.api("POST", "/users/ana/tokens", json={"note": "in a URL"}).json()["token"]
+    in_url = requests.get(f"{hub.f2git_url}/api/courses", params={"token": throwaway}, timeout=30)
+    assert in_url.status_code == 401
     # git itself, with the student's server token as the Basic password (what a credential helper gives)
     token = server_token(hub.hub_port, "ana")
     clone = subprocess.run(["git", "-c", f"http.extraHeader=Authorization: Basic {basic('ana', token)}",
@@ -126,7 +131,6 @@ def test_instructors_manage_and_students_only_read(hub):
 
 
 def basic(user: str, password: str) -> str:
-    import base64
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 

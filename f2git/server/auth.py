@@ -70,8 +70,8 @@ class Auth:
         """Tornado application settings the policy needs (a cookie secret for OAuth)."""
         return {}
 
-    def login_url(self, handler: "tornado.web.RequestHandler") -> str | None:
-        """Where to send a browser that is not logged in, or None (answer 401)."""
+    def login_url(self, handler: "tornado.web.RequestHandler", next_url: str | None = None) -> str | None:
+        """Where to send a browser that is not logged in (then to `next_url`, default: here), or None (401)."""
         return None
 
 
@@ -154,8 +154,9 @@ class HubAuth(Auth):
         self.service_name = service_name
         self.instructors_group = instructors_group
         self.access_scope = f"access:services!service={service_name}"
+        # tokens in URLs end up in access logs: only headers and the OAuth cookie count
         settings: dict[str, Any] = dict(api_url=api_url, api_token=api_token,
-                                        cache_max_age=cache_max_age,
+                                        cache_max_age=cache_max_age, allow_token_in_url=False,
                                         access_scopes={self.access_scope})
         if oauth_client_id:
             settings["oauth_client_id"] = oauth_client_id
