@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .base import AuthError, SourceError
+from .base import AuthError, SourceError, traffic
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_RETRY_AFTER = 60.0  # s: longest a Retry-After header may make us wait
@@ -90,6 +90,8 @@ class SourceSession:
         while True:
             attempt += 1
             self.requests_made += 1
+            if (meter := traffic.get()) is not None:
+                meter.requests += 1
             try:
                 response = self.session.request(method, url, stream=stream, **kwargs)
             except requests.TooManyRedirects:
@@ -136,6 +138,8 @@ class SourceSession:
         if "html" in content_type.lower():
             raise self.fail(f"answered with an HTML page instead of JSON at {where(response.url)}"
                             " (a login page? check the URL and credentials)")
+        if (meter := traffic.get()) is not None:
+            meter.bytes += len(response.content)
         try:
             return response.json(), response
         except ValueError:
@@ -189,6 +193,8 @@ class BodyStream(io.RawIOBase):
             self._finish()
             return 0
         self.received += len(chunk)
+        if (meter := traffic.get()) is not None:
+            meter.bytes += len(chunk)
         if self.md5:
             self.md5.update(chunk)
         buffer[: len(chunk)] = chunk

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, ClassVar, Mapping
@@ -42,6 +43,18 @@ class Listing:
     state: dict = field(default_factory=dict)
     # The source proved nothing changed since `state` (e.g. HTTP 304): keep the snapshot as it is.
     unchanged: bool = False
+
+
+@dataclass
+class Traffic:
+    """What one sync asked of its source: HTTP requests (retries included) and bytes received."""
+
+    requests: int = 0
+    bytes: int = 0
+
+
+# The engine sets a fresh Traffic for each sync; the shared HTTP session counts into it.
+traffic: ContextVar[Traffic | None] = ContextVar("f2git_source_traffic", default=None)
 
 
 class SourceError(Exception):

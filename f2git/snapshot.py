@@ -18,7 +18,7 @@ from typing import IO, Callable
 from filelock import FileLock, Timeout
 
 from connectors import Connector, Entry, Listing, Skipped, SourceError
-from connectors.base import AuthError
+from connectors.base import AuthError, Traffic, traffic
 
 from . import mirror, status
 from .config import Config, CourseConfig
@@ -59,6 +59,7 @@ class SyncResult:
     duration: float = 0.0
     dry_run: bool = False
     mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
+    source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
 
     def to_json(self) -> dict:
         if not self.ok:
@@ -174,6 +175,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     started = time.time()
     result = SyncResult(course=course.name, dry_run=dry_run)
     report = progress or (lambda event: None)
+    counting = traffic.set(result.source_traffic)  # threads run many syncs: reset below
     try:
         with course_lock(config, course.name):
             _sync(config, course, result, allow_mass_delete or course.allow_mass_delete,
@@ -194,6 +196,8 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
             result.error = "could not write the snapshot: the disk is full"
         else:
             result.error = f"could not write the snapshot: {error.strerror or error}"
+    finally:
+        traffic.reset(counting)
     result.duration = time.time() - started
     if result.ok:
         log.info("%s: %s", course.name, "changed, " + (result.commit or "")[:10] if result.changed else "no change")

@@ -1,0 +1,388 @@
+"""The instructors' dashboard: every course's health, one course's history, refresh with
+live progress (server-sent events), a dry-run preview of the next release, and a link builder.
+
+Server-rendered tornado templates (autoescaped: file names are hostile input) and a little
+JavaScript that only enhances forms which also work without it. Every page needs
+`may_manage`; every POST carries tornado's XSRF token.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import tornado.iostream
+import tornado.web
+
+import connectors
+from f2git import status
+from f2git.config import CourseConfig
+from f2git.links import BadLinkPath, course_link
+from f2git.snapshot import Progress, SyncResult, sync_course
+from f2git.store import CourseRepo
+
+from .base import BaseHandler, Refusal
+from .refresh import Refresher
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STATIC = Path(__file__).resolve().parent.parent / "static"
+KEEPALIVE = 15.0  # s between SSE comments, so proxies keep an idle progress stream open
+STALE_GRACE = 60.0  # s a scheduled check may be late before the course counts as stale
+LOCATION_KEYS = ("url", "webdav_url", "remote", "record", "path")
+
+
+# -- what the pages say ------------------------------------------------------------------------
+
+@dataclass
+class Moment:
+    """A point in time inside a sentence; the template renders it as <time>."""
+
+    epoch: float
+
+    @property
+    def iso(self) -> str:
+        return datetime.fromtimestamp(self.epoch, timezone.utc).isoformat(timespec="seconds")
+
+    def __str__(self) -> str:
+        return datetime.fromtimestamp(self.epoch, timezone.utc).strftime("%-d %b %H:%M UTC")
+
+
+@dataclass
+class Health:
+    state: str  # ok | stale | failing
+    sentence: list[str | Moment] = field(default_factory=list)  # the cause, in an instructor's words
+    detail: str | None = None  # the exact error text
+
+    @property
+    def label(self) -> str:
+        return {"ok": "OK", "stale": "Stale", "failing": "Failing"}[self.state]
+
+
+def source_label(course: CourseConfig) -> str:
+    try:
+        return connectors.connector_class(course.source).label
+    except Exception:  # an optional dependency missing: the course fails with that error anyway
+        return course.source
+
+
+def source_location(course: CourseConfig) -> str:
+    """Where the files come from, without credentials or query strings."""
+    from connectors._http import where
+
+    options = course.options
+    parts = []
+    for key in LOCATION_KEYS:
+        value = getattr(options, key, None)
+        if value:
+            text = str(value)
+            parts.append(where(text) if "://" in text else text)
+            break
+    course_id = getattr(options, "course_id", None)
+    if course_id:
+        parts.append(f"course {course_id}")
+    folder = getattr(options, "folder", None)
+    if folder:
+        parts.append(f"folder {folder}")
+    return ", ".join(parts)
+
+
+def health(course: CourseConfig, record: status.CourseStatus, now: float) -> Health:
+    snapshot: list[str | Moment]
+    if record.commit:
+        snapshot = [" — students still get the snapshot of ", Moment(record.last_change or record.last_success or 0)]
+    else:
+        snapshot = [" — students get no files yet: there is no snapshot."]
+    if record.last_error:
+        when = Moment(record.last_error_at or now)
+        if record.auth_failed:
+            first: list[str | Moment] = [f"{source_label(course)} rejected the credentials on ", when]
+        elif "would delete" in record.last_error:
+            first = ["The sync on ", when, " was stopped because it would delete most files"]
+        else:
+            first = ["The sync on ", when, " failed"]
+        return Health("failing", first + snapshot, record.last_error)
+    if record.last_check is None:
+        return Health("stale", ["Not synced yet"], None)
+    if course.schedule > 0 and now - record.last_check > 2 * course.schedule + STALE_GRACE:
+        return Health("stale", ["Not checked since ", Moment(record.last_check),
+                                f" although it should be every {_interval(course.schedule)}"], None)
+    sentence: list[str | Moment] = ["Up to date: checked ", Moment(record.last_check)]
+    return Health("ok", sentence, f"copying to the mirror failed: {record.mirror_error}" if record.mirror_error
+                  else None)
+
+
+def _interval(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{seconds:g} s"
+
+
+def result_message(result: SyncResult) -> str:
+    if not result.ok:
+        return f"Failed: {result.error} Students still get the last snapshot."
+    if not result.changed:
+        return "Finished: nothing changed."
+    return (f"Finished: {result.added} added, {result.modified} changed, {result.deleted} deleted;"
+            f" snapshot {(result.commit or '')[:10]}.")
+
+
+# -- live progress ------------------------------------------------------------------------------
+
+class Subscriber:
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.result: SyncResult | None = None
+
+
+class ProgressBoard:
+    """The latest progress of each course's sync, and the event streams waiting for more."""
+
+    def __init__(self, refresher: Refresher):
+        self.latest: dict[str, Progress] = {}
+        self.results: dict[str, SyncResult] = {}
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        refresher.on_progress(self._progress)
+        refresher.on_result(self._finished)
+
+    def subscribe(self, course: str) -> Subscriber:
+        subscriber = Subscriber()
+        self._subscribers.setdefault(course, set()).add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, course: str, subscriber: Subscriber) -> None:
+        self._subscribers.get(course, set()).discard(subscriber)
+
+    def _progress(self, event: Progress) -> None:
+        if event.phase == "finished":
+            return  # the result, with what changed, follows
+        self.latest[event.course] = event
+        for subscriber in self._subscribers.get(event.course, ()):
+            subscriber.wake.set()
+
+    def _finished(self, result: SyncResult) -> None:
+        self.latest.pop(result.course, None)
+        self.results[result.course] = result
+        for subscriber in self._subscribers.get(result.course, ()):
+            subscriber.result = result
+            subscriber.wake.set()
+
+
+def progress_json(event: Progress) -> dict[str, Any]:
+    return {"phase": event.phase, "done": event.done, "total": event.total, "path": event.path}
+
+
+def finished_json(result: SyncResult) -> dict[str, Any]:
+    return {"phase": "finished", "ok": result.ok, "changed": result.changed, "commit": result.commit,
+            "added": result.added, "modified": result.modified, "deleted": result.deleted,
+            "error": result.error, "message": result_message(result)}
+
+
+# -- handlers -----------------------------------------------------------------------------------
+
+def _static_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(STATIC.iterdir()):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+STATIC_VERSION = _static_version()
+
+
+class DashboardHandler(BaseHandler):
+    """HTML pages for people: a browser without a login is sent to the login page."""
+
+    root = "./"  # relative URL of the app root, so the pages work under any prefix
+
+    def get_template_path(self) -> str:
+        return str(TEMPLATES)
+
+    async def prepare(self) -> None:
+        identity = await self.auth.identify(self)
+        if identity is None:
+            login = self.auth.login_url(self) if self.request.method == "GET" else None
+            if login:
+                self.redirect(login)
+                return
+            raise Refusal(401, "Please log in to see the f2git dashboard.")
+        self.identity = identity
+        if self.request.method == "POST":
+            self.check_xsrf_cookie()
+
+    def render_page(self, template: str, **values: Any) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Content-Security-Policy",
+                        "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+        self.render(template, root=self.root, static_version=STATIC_VERSION, identity=self.identity,
+                    is_moment=lambda part: isinstance(part, Moment), **values)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Basic realm="f2git"')
+        message = self.error_message(status_code, **kwargs)
+        if self.request.headers.get("Accept", "").startswith("application/json"):
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"error": message}))
+            return
+        self.render("error.html", root=self.root, static_version=STATIC_VERSION, status=status_code,
+                    message=message, identity=getattr(self, "identity", None))
+
+    def managed_course(self, name: str) -> CourseConfig:
+        course = self.find_course(name)
+        self.require_manage(course)
+        return course
+
+    def course_view(self, course: CourseConfig, now: float) -> dict[str, Any]:
+        record = status.read(self.config, course.name)
+        next_run: Callable[[str], float | None] = self.settings.get("f2git_next_refresh") or (lambda name: None)
+        planned = next_run(course.name)
+        return {"course": course, "record": record, "health": health(course, record, now),
+                "source": source_label(course), "location": source_location(course),
+                "last_check": Moment(record.last_check) if record.last_check else None,
+                "last_change": Moment(record.last_change) if record.last_change else None,
+                "next_refresh": Moment(planned) if planned else None,
+                "refreshing": self.refresher.is_running(course.name)}
+
+
+class IndexPage(DashboardHandler):
+    def get(self) -> None:
+        courses = [c for c in self.config.courses.values() if self.auth.may_manage(self.identity, c)]
+        if self.config.courses and not courses:
+            raise Refusal(403, f"{self.identity.name} may not manage any course here.")
+        now = time.time()
+        self.render_page("index.html", views=[self.course_view(c, now) for c in courses])
+
+
+class CoursePage(DashboardHandler):
+    root = "../"
+
+    def get(self, name: str) -> None:
+        course = self.managed_course(name)
+        repo = CourseRepo.for_course(self.config, course.name)
+        files = sorted(repo.files(repo.head()))
+        path = self.get_query_argument("path", "")
+        if path and path not in files:
+            path = ""
+        view = self.course_view(course, time.time())
+        self.render_page("course.html", **view, files=files, path=path,
+                         link=course_link(self.config, course.name, path or None),
+                         history=[dict(event, moment=Moment(event["time"])) for event in view["record"].history])
+
+
+class RefreshAction(DashboardHandler):
+    root = "../../"
+
+    def post(self, name: str) -> None:
+        course = self.managed_course(name)
+        self.refresher.start(course)  # joins a sync already running (single-flight)
+        if self.request.headers.get("Accept", "").startswith("application/json"):
+            self.set_status(202)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"refreshing": True, "events": f"{course.name}/events"}))
+        else:  # without JavaScript: back to the course page, which says a refresh is running
+            self.redirect(f"../{course.name}", status=303)
+
+
+class ProgressEvents(DashboardHandler):
+    """`text/event-stream` of the course's sync in flight, ending with its result."""
+
+    def initialize(self, board: ProgressBoard) -> None:
+        self.board = board
+        self.subscriber: Subscriber | None = None
+
+    async def get(self, name: str) -> None:
+        course = self.managed_course(name)
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer the stream
+        subscriber = self.subscriber = self.board.subscribe(course.name)
+        try:
+            if not self.refresher.is_running(course.name):
+                await self.send(self._last_outcome(course.name))
+                return
+            if course.name in self.board.latest:
+                await self.send(progress_json(self.board.latest[course.name]))
+            while True:
+                try:
+                    await asyncio.wait_for(subscriber.wake.wait(), timeout=KEEPALIVE)
+                except asyncio.TimeoutError:
+                    self.write(": keepalive\n\n")
+                    await self.flush()
+                    continue
+                subscriber.wake.clear()
+                if subscriber.result is not None:
+                    await self.send(finished_json(subscriber.result))
+                    return
+                if course.name in self.board.latest:
+                    await self.send(progress_json(self.board.latest[course.name]))
+        except tornado.iostream.StreamClosedError:
+            pass  # the browser left
+        finally:
+            self.board.unsubscribe(course.name, subscriber)
+
+    def _last_outcome(self, name: str) -> dict[str, Any]:
+        result = self.board.results.get(name)
+        if result is not None:
+            return finished_json(result)
+        record = status.read(self.config, name)
+        ok = record.last_error is None
+        message = "Finished." if ok else f"Failed: {record.last_error} Students still get the last snapshot."
+        return {"phase": "finished", "ok": ok, "commit": record.commit, "error": record.last_error,
+                "message": message}
+
+    async def send(self, data: dict[str, Any]) -> None:
+        self.write(f"data: {json.dumps(data)}\n\n")
+        await self.flush()
+
+    def on_connection_close(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.wake.set()  # let get() notice and end
+        super().on_connection_close()
+
+
+class PreviewAction(DashboardHandler):
+    """A dry run: what the next sync would add, change and delete; nothing is committed."""
+
+    root = "../../"
+
+    async def post(self, name: str) -> None:
+        course = self.managed_course(name)
+        result = await asyncio.to_thread(sync_course, self.config, course, dry_run=True)
+        self.render_page("preview.html", course=course, result=result, source=source_label(course))
+
+
+class LinkAction(DashboardHandler):
+    """The nbgitpuller link for one file (JSON, for the link builder's script)."""
+
+    def get(self, name: str) -> None:
+        course = self.managed_course(name)
+        try:
+            link = course_link(self.config, course.name, self.get_query_argument("path", "") or None)
+        except BadLinkPath as error:
+            raise Refusal(400, str(error)) from None
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"link": link}))
+
+
+def routes(refresher: Refresher) -> list[tuple]:
+    """The dashboard's routes; `refresher` is the server's, shared with clicks and the schedule."""
+    board = ProgressBoard(refresher)
+    course = r"/courses/(?P<name>[^/]+)"
+    return [
+        (r"/", IndexPage),
+        (course, CoursePage),
+        (course + r"/refresh", RefreshAction),
+        (course + r"/events", ProgressEvents, {"board": board}),
+        (course + r"/preview", PreviewAction),
+        (course + r"/link", LinkAction),
+        (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
+    ]

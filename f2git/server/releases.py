@@ -1,0 +1,81 @@
+"""Refresh a course right when its source releases more, not at the next period.
+
+Connectors report the next moment something becomes visible (Canvas `unlock_at`, Stud.IP
+timed folders, Zenodo embargo ends) as `SyncResult.next_release`, stored in the course's
+status. One APScheduler `date` job per course refreshes it just after that moment; every
+sync replaces the job, and a restart recomputes it from the status files. A release that
+passed while the server was down is caught up at once.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from apscheduler.triggers.date import DateTrigger
+
+from f2git import status
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from f2git.config import Config
+    from f2git.snapshot import SyncResult
+
+log = logging.getLogger("f2git.releases")
+
+# Sources decide with their own clock whether a file is released yet: ask a moment after.
+RELEASE_DELAY = timedelta(seconds=2)
+
+
+def release_time(value: Any) -> datetime | None:
+    """A next release (datetime, ISO text or epoch seconds) as an aware datetime; ValueError if unreadable."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(value, timezone.utc)
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class ReleaseSchedule:
+    def __init__(self, scheduler: "BaseScheduler", refresh: Callable[[str], Awaitable[None]],
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.scheduler = scheduler
+        self.refresh = refresh
+        self.clock = clock
+
+    @staticmethod
+    def job_id(course: str) -> str:
+        return f"release:{course}"
+
+    def after_sync(self, result: "SyncResult") -> None:
+        """A refresh listener. A failed sync learned nothing new: the planned release stays."""
+        if result.ok and not result.dry_run:
+            self.plan(result.course, result.next_release)
+
+    def restore(self, config: "Config") -> None:
+        """At startup: plan every course's stored next release; catch up on missed ones now."""
+        for name in config.courses:
+            self.plan(name, status.read(config, name).next_release, catch_up=True)
+
+    def plan(self, course: str, next_release: Any, *, catch_up: bool = False) -> None:
+        """Refresh `course` just after `next_release`, replacing its earlier plan; None clears it."""
+        try:
+            moment = release_time(next_release)
+        except ValueError:
+            log.warning("course %s: cannot read next release time %r", course, next_release)
+            return
+        now = self.clock()
+        if moment is None or (moment <= now and not catch_up):
+            if self.scheduler.get_job(self.job_id(course)):
+                self.scheduler.remove_job(self.job_id(course))
+            return
+        run_at = max(moment + RELEASE_DELAY, now)
+        self.scheduler.add_job(self.refresh, DateTrigger(run_at), args=[course], id=self.job_id(course),
+                               name=f"release {course}", replace_existing=True)
+        log.info("course %s: next release at %s, refresh planned for %s", course, moment.isoformat(),
+                 run_at.isoformat(timespec="seconds"))

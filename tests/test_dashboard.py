@@ -1,0 +1,224 @@
+"""The instructors' dashboard over HTTP: pages, health in words, history, refresh with live
+progress (SSE), preview without committing, link builder, XSRF, escaping, auth."""
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+import connectors
+from connectors.base import Skipped
+from f2git import status
+from f2git.config import parse
+from f2git.server.dashboard import health
+from f2git.snapshot import SyncResult, sync_course
+from f2git.store import CourseRepo
+from tests import memsource
+from tests.repohelpers import SourceFolder
+from tests.serverhelpers import RunningServer, config_factory
+
+HOSTILE = '<img src=x onerror="alert(1)">&amp;.ipynb'
+
+
+@pytest.fixture
+def source(tmp_path) -> SourceFolder:
+    folder = SourceFolder(tmp_path / "source")
+    folder.write("week1/intro.ipynb", '{"cells": []}\n')
+    folder.write(HOSTILE, "x\n")
+    folder.write("big.csv", "x" * 2000)
+    return folder
+
+
+@pytest.fixture
+def server(tmp_path, source):
+    make = config_factory(tmp_path, {"demo": {"source": "local", "path": str(source.path), "schedule": 0,
+                                              "max_file_size": 1000}}, refresh_ttl=0)
+    with RunningServer(make) as running:
+        yield running
+
+
+def xsrf(session: requests.Session, page_url: str) -> str:
+    page = session.get(page_url)
+    assert page.status_code == 200, page.text
+    return re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+
+
+def read_events(session: requests.Session, url: str, into: "queue.Queue[dict] | list[dict]") -> None:
+    """The server-sent events of `url`, as they arrive, until the server ends the stream."""
+    put = into.put if isinstance(into, queue.Queue) else into.append
+    with session.get(url, stream=True, timeout=30) as answer:
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        for line in answer.iter_lines(chunk_size=1, decode_unicode=True):
+            if line.startswith("data: "):
+                put(json.loads(line[len("data: "):]))
+
+
+def events(session: requests.Session, url: str) -> list[dict]:
+    seen: list[dict] = []
+    read_events(session, url, seen)
+    return seen
+
+
+def test_course_list_shows_each_course_with_source_commit_and_health(server):
+    server.post_json("/api/courses/demo/refresh")
+    page = requests.get(server.url + "/")
+    assert page.status_code == 200
+    head = CourseRepo.for_course(server.config, "demo").head()
+    row = re.search(r'<tr class="course" data-course="demo">.*?</tr>', page.text, re.S).group(0)
+    assert 'href="./courses/demo"' in row and "local folder" in row
+    assert head[:10] in row
+    assert "health-ok" in row and "Up to date: checked" in row
+    assert "<time datetime=" in row  # last check and change, as machine-readable times
+
+
+def test_course_page_shows_history_skipped_files_and_escapes_hostile_names(server, source):
+    server.post_json("/api/courses/demo/refresh")
+    source.write("week1/intro.ipynb", '{"cells": [1]}\n')
+    source.delete(HOSTILE)
+    server.post_json("/api/courses/demo/refresh")
+    page = requests.get(server.url + "/courses/demo").text
+    assert "<img src=x" not in page  # a file name never becomes markup
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;amp;.ipynb" in page
+    history = re.search(r'<ol class="history">(.*?)</ol>', page, re.S).group(1)
+    newest, oldest = re.split(r'<li class="(?:ok|failed)">', history)[1:]
+    assert "0 added, 1 changed, 1 deleted" in newest and "week1/intro.ipynb" in newest
+    assert "2 added, 0 changed, 0 deleted" in oldest
+    skipped = re.search(r'<table class="skipped">.*?</table>', page, re.S).group(0)
+    assert "big.csv" in skipped and "larger than max_file_size" in skipped
+
+
+def test_failing_course_says_what_failed_and_what_students_still_get(make_config, memory_source):
+    memory_source("lms", {"a.txt": b"a"})
+    config = make_config({"cs101": {"source": "memory", "bucket": "lms"}})
+    course = config.courses["cs101"]
+    good = sync_course(config, course)
+    memsource.BUCKETS["lms"].fail_listing = "memory: the server answered 503 at lms.example.edu"
+    sync_course(config, course)
+    record = status.read(config, "cs101")
+    said = health(course, record, record.last_error_at + 5)
+    text = "".join(str(part) for part in said.sentence)
+    assert said.state == "failing" and record.commit == good.commit
+    assert text.startswith("The sync on ") and " failed — students still get the snapshot of " in text
+    assert said.detail == "memory: the server answered 503 at lms.example.edu"
+
+
+def test_rejected_credentials_are_named_with_the_lms_and_the_snapshot_date(make_config):
+    config = make_config({"cs101": {"source": "canvas", "url": "https://canvas.example.edu", "course_id": 4242,
+                                    "token_env": "CANVAS_TOKEN"}}, env={"CANVAS_TOKEN": "7~secret"})
+    course = config.courses["cs101"]
+    status.record(config, SyncResult("cs101", ok=True, changed=True, commit="c" * 40,
+                                     skipped=[Skipped("x", "y")]), started=1763663400.0)  # 20 Nov 2025 18:30
+    status.record(config, SyncResult("cs101", ok=False, auth_failed=True,
+                                     error="Canvas: rejected the credentials (401)"), started=1763719320.0)
+    record = status.read(config, "cs101")
+    record.commit = "c" * 40  # as if the repo held the snapshot the status names
+    text = "".join(str(part) for part in health(course, record, 1763719400.0).sentence)
+    assert text == ("Canvas rejected the credentials on 21 Nov 10:02 UTC"
+                    " — students still get the snapshot of 20 Nov 18:30 UTC")
+
+
+def test_refresh_needs_the_xsrf_token_and_without_javascript_returns_to_the_course(server, source):
+    session = requests.Session()
+    refused = session.post(server.url + "/courses/demo/refresh", allow_redirects=False)
+    assert refused.status_code == 403 and CourseRepo.for_course(server.config, "demo").head() is None
+    token = xsrf(session, server.url + "/courses/demo")
+    answer = session.post(server.url + "/courses/demo/refresh", data={"_xsrf": token}, allow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["Location"] == "../demo"
+    finished = events(session, server.url + "/courses/demo/events")[-1]
+    assert finished["phase"] == "finished" and finished["ok"]
+    assert finished["commit"] == CourseRepo.for_course(server.config, "demo").head()
+
+
+class GatedConnector(memsource.MemoryConnector):
+    """A memory source whose downloads each wait for the test to let them through."""
+
+    gate = threading.Semaphore(0)
+
+    def open(self, entry):
+        assert self.gate.acquire(timeout=30), "the test never let the download through"
+        return super().open(entry)
+
+
+def test_refresh_streams_each_file_then_the_result(tmp_path, memory_source, monkeypatch):
+    monkeypatch.setitem(connectors.SOURCES, "gated", "tests.test_dashboard:GatedConnector")
+    memory_source("slow", {f"week{i}.ipynb": b"{}" for i in range(3)})
+    make = config_factory(tmp_path, {"slow": {"source": "gated", "bucket": "slow", "schedule": 0}})
+    with RunningServer(make) as server:
+        session = requests.Session()
+        token = xsrf(session, server.url + "/courses/slow")
+        answer = session.post(server.url + "/courses/slow/refresh", data={"_xsrf": token},
+                              headers={"Accept": "application/json"})
+        assert answer.status_code == 202
+        stream = queue.Queue()
+        reader = threading.Thread(target=read_events, args=(session, server.url + "/courses/slow/events", stream))
+        reader.start()
+        for index in range(3):  # each file shows up on the stream while its download waits
+            while (event := stream.get(timeout=30))["phase"] != "downloading":
+                assert event["phase"] == "listing"
+            assert event == {"phase": "downloading", "done": index, "total": 3, "path": f"week{index}.ipynb"}
+            GatedConnector.gate.release()
+        rest = []
+        while not rest or rest[-1]["phase"] != "finished":
+            rest.append(stream.get(timeout=30))
+        reader.join(timeout=30)
+    assert rest[-1]["ok"] and rest[-1]["added"] == 3 and "3 added" in rest[-1]["message"]
+    assert {e["phase"] for e in rest[:-1]} <= {"writing"}
+
+
+def test_preview_lists_pending_changes_and_commits_nothing(server, source):
+    server.post_json("/api/courses/demo/refresh")
+    repo = CourseRepo.for_course(server.config, "demo")
+    before = repo.head()
+    source.write("week2/solutions.ipynb", "{}\n")
+    source.delete("week1/intro.ipynb")
+    session = requests.Session()
+    token = xsrf(session, server.url + "/courses/demo")
+    page = session.post(server.url + "/courses/demo/preview", data={"_xsrf": token}).text
+    added = re.search(r'<section class="panel preview-added".*?</section>', page, re.S).group(0)
+    deleted = re.search(r'<section class="panel preview-deleted".*?</section>', page, re.S).group(0)
+    assert "week2/solutions.ipynb" in added and "week1/intro.ipynb" in deleted
+    assert "1 to add, 0 to change, 1 to delete" in page
+    assert repo.head() == before
+    assert len(status.read(server.config, "demo").history) == 1  # a preview is not a sync
+
+
+def test_link_builder_offers_the_repo_files_and_answers_links(server):
+    server.post_json("/api/courses/demo/refresh")
+    page = requests.get(server.url + "/courses/demo", params={"path": "week1/intro.ipynb"}).text
+    options = re.findall(r'<option value="([^"]*)"', page)
+    assert options[0] == "" and "week1/intro.ipynb" in options and "big.csv" not in options
+    shown = re.search(r'id="link" [^>]*value="([^"]+)"', page).group(1).replace("&amp;", "&")
+    answer = requests.get(server.url + "/courses/demo/link", params={"path": HOSTILE})
+    link = answer.json()["link"]
+    query = parse_qs(urlsplit(link).query)
+    assert query["repo"] == [f"{server.url}/git/demo"] and query["branch"] == ["main"]
+    assert parse_qs(urlsplit(shown).query)["urlpath"] == ["lab/tree/demo/week1/intro.ipynb"]
+    bad = requests.get(server.url + "/courses/demo/link", params={"path": "../etc/passwd"},
+                       headers={"Accept": "application/json"})
+    assert bad.status_code == 400 and "cannot be in a course" in bad.json()["error"]
+
+
+def test_unknown_course_is_a_404_page(server):
+    page = requests.get(server.url + "/courses/nope")
+    assert page.status_code == 404 and "no course named &#x27;nope&#x27;" in page.text
+
+
+def test_token_auth_guards_every_page(tmp_path, source, monkeypatch):
+    monkeypatch.setenv("F2GIT_TEST_TOKENS", "dash-Secret-Token-77")
+
+    def make(port):
+        return parse({"server": {"data_dir": str(tmp_path / "data"), "port": port, "auth": "token",
+                                 "tokens_env": "F2GIT_TEST_TOKENS"},
+                      "courses": {"demo": {"source": "local", "path": str(source.path), "schedule": 0}}},
+                     tmp_path / "f2git.toml", {"F2GIT_TEST_TOKENS": "dash-Secret-Token-77"})
+    with RunningServer(make) as server:
+        for path in ("/", "/courses/demo", "/courses/demo/link", "/courses/demo/events"):
+            assert requests.get(server.url + path).status_code == 401, path
+        assert requests.post(server.url + "/courses/demo/refresh").status_code == 401
+        page = requests.get(server.url + "/", headers={"Authorization": "Bearer dash-Secret-Token-77"})
+        assert page.status_code == 200 and "dash-Secret-Token-77" not in page.text
