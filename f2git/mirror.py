@@ -28,7 +28,7 @@ REFSPEC = "refs/heads/main:refs/heads/main"  # no '+': git refuses anything but 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 
 
-def public_url(url: str) -> str:
+def without_userinfo(url: str) -> str:
     """The mirror URL without user information (what students and logs may see)."""
     parts = urlsplit(url)
     if parts.scheme in ("http", "https") and "@" in parts.netloc:
@@ -57,7 +57,7 @@ def push_env(url: str, token: str) -> dict[str, str]:
     env = git_env()
     settings = [("credential.helper", "")]  # no stored credential may be used or offered
     if token:
-        settings.append((f"http.{public_url(url)}.extraHeader", auth_header(url, token)))
+        settings.append((f"http.{without_userinfo(url)}.extraHeader", auth_header(url, token)))
     env["GIT_CONFIG_COUNT"] = str(len(settings))
     for index, (key, value) in enumerate(settings):
         env[f"GIT_CONFIG_KEY_{index}"] = key
@@ -67,7 +67,7 @@ def push_env(url: str, token: str) -> dict[str, str]:
 
 def push(repo_path: Path, url: str, token: str = "", timeout: float = PUSH_TIMEOUT) -> str | None:
     """Push main to `url` fast-forward only. None on success, else the reason (redacted)."""
-    target = public_url(url)
+    target = without_userinfo(url)
     secrets = [token, auth_header(url, token).partition("Basic ")[2]] if token else []
     command = ["git", "--git-dir", str(repo_path), "push", "--porcelain", "--no-verify",
                target, REFSPEC]

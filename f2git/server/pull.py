@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from f2git import status
 from f2git.links import BadLinkPath, course_link, git_url, repo_url
-from f2git.mirror import public_url
+from f2git.mirror import without_userinfo
 
 from .base import JsonHandler, Refusal
 
@@ -34,7 +34,7 @@ class RemoteHandler(JsonHandler):
         """The mirror when students can fetch it and it has the newest snapshot, else None (f2git)."""
         if not mirror or mirror_error or urlsplit(mirror).scheme not in ("http", "https"):
             return None
-        return public_url(mirror)
+        return without_userinfo(mirror)
 
 
 class LinkHandler(JsonHandler):
