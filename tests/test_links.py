@@ -1,7 +1,8 @@
 """nbgitpuller links: every part survives URL-encoding, the folder is the course, paths are checked."""
 from __future__ import annotations
 
-from urllib.parse import parse_qs, unquote, urlsplit
+import json
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
@@ -74,3 +75,20 @@ def test_cli_link_prints_the_link_and_refuses_bad_paths(tmp_path, capsys):
     assert unquote(params["urlpath"]) == "lab/tree/cs101/" + NASTY
     assert main(["--config", str(path), "link", "cs101", "--hub", "http://other:8000", "--path", "../x"]) == 2
     assert "'..' in path" in capsys.readouterr().err
+
+
+def test_link_api_answers_the_same_link_and_refuses_bad_paths(tmp_path):
+    from tests.serverhelpers import RunningServer, config_factory
+
+    make = config_factory(tmp_path, {"cs101": {"source": "local", "path": str(tmp_path), "schedule": 0}})
+    with RunningServer(make) as server:
+        status, _, body = server.request("GET", "/api/courses/cs101/link?path=" + quote(NASTY))
+        assert status == 200
+        answer = json.loads(body)
+        assert answer["link"] == course_link(server.config, "cs101", NASTY)
+        assert answer["repo"] == f"{server.url}/git/cs101"
+        status, _, body = server.request("GET", "/api/courses/cs101/link?path=..%2Fsecret")
+        assert status == 400 and "'..' in path" in json.loads(body)["error"]
+        assert server.request("GET", "/api/courses/nope/link")[0] == 404
+        status, _, body = server.request("GET", "/api/courses/cs101/link?hub=javascript:alert(1)")
+        assert status == 400
