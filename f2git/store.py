@@ -44,12 +44,28 @@ class GitError(Exception):
     """A git command failed; the message is safe to show."""
 
 
+def _last_words(stderr: bytes, fallback: object) -> str:
+    """What a failed git said, in one line; a full disk is named as such whatever git calls it."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    if any("No space left on device" in line or "Out of diskspace" in line for line in lines):
+        return "the disk is full"
+    return lines[-1] if lines else str(fallback)
+
+
 def git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     # No user or system config may change how snapshots are written.
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0",
                LC_ALL="C")
     return env
+
+
+# git children die with us: an orphaned `git repack` from a killed sync would race the next one.
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+
+
+def git_command(*args: str) -> list[str]:
+    return [*_DIE_WITH_PARENT, "git", *args]
 
 
 def git_blob_id(size: int, chunks: Iterable[bytes]) -> str:
@@ -88,11 +104,10 @@ class CourseRepo:
         return cls(config.repos_dir / f"{name}.git")
 
     def git(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
-        process = subprocess.run(["git", "--git-dir", str(self.path), *args], input=input,
+        process = subprocess.run(git_command("--git-dir", str(self.path), *args), input=input,
                                  capture_output=True, env=git_env())
         if check and process.returncode != 0:
-            message = process.stderr.decode(errors="replace").strip().splitlines()
-            raise GitError(f"git {args[0]} failed: {message[-1] if message else process.returncode}")
+            raise GitError(f"git {args[0]} failed: {_last_words(process.stderr, process.returncode)}")
         return process.stdout.decode(errors="surrogateescape")
 
     def exists(self) -> bool:
@@ -105,10 +120,10 @@ class CourseRepo:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         try:
-            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(scratch)], check=True,
+            subprocess.run(git_command("init", "-q", "--bare", "-b", "main", str(scratch)), check=True,
                            capture_output=True, env=git_env())
             for key, value in REPO_CONFIG.items():
-                subprocess.run(["git", "--git-dir", str(scratch), "config", key, value], check=True,
+                subprocess.run(git_command("--git-dir", str(scratch), "config", key, value), check=True,
                                capture_output=True, env=git_env())
             (scratch / "description").write_text("f2git course snapshot\n")
             shutil.rmtree(scratch / "hooks", ignore_errors=True)
@@ -171,8 +186,15 @@ class CourseRepo:
         """Fold fast-import's packs geometrically so a herd of clones reuses one pack."""
         self.git("repack", "-d", "-q", "--geometric=2")
 
+    def remove_debris(self) -> None:
+        """Half-written packs and crash reports of a fast-import that failed or was killed:
+        after a full disk they would keep it full. Only called under the course's sync lock."""
+        for debris in [*self.path.glob("objects/pack/tmp_pack_*"), *self.path.glob("fast_import_crash_*")]:
+            debris.unlink(missing_ok=True)
+
     def drop_incoming(self) -> None:
-        """Remove scratch refs left by a sync that was killed."""
+        """Remove scratch refs and debris left by a sync that was killed."""
+        self.remove_debris()
         out = self.git("for-each-ref", "--format=%(refname)", INCOMING, check=False)
         refs = [ref for ref in out.split() if ref]
         if refs:
@@ -194,8 +216,8 @@ class SnapshotWriter:
         self.next_mark = 1
         self.scratch_refs: list[str] = []
         self.process = subprocess.Popen(
-            ["git", "--git-dir", str(repo.path), "fast-import", "--quiet", "--done",
-             f"--export-marks={self.marks_file}"],
+            git_command("--git-dir", str(repo.path), "fast-import", "--quiet", "--done",
+                        f"--export-marks={self.marks_file}"),
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=git_env())
         self.stdin: IO[bytes] = self.process.stdin
         self._send(b"feature done\n")
@@ -208,8 +230,7 @@ class SnapshotWriter:
 
     def _failure(self) -> GitError:
         self.process.kill()
-        err = self.process.stderr.read().decode(errors="replace").strip().splitlines()
-        return GitError(f"git fast-import failed: {err[-1] if err else 'stopped'}")
+        return GitError(f"git fast-import failed: {_last_words(self.process.stderr.read(), 'stopped')}")
 
     def blob(self, source: IO[bytes], size: int) -> str:
         """Stream `size` bytes from `source` into a blob; returns its mark."""
@@ -274,6 +295,8 @@ class SnapshotWriter:
             self.process.kill()
             self.process.wait()
         self.marks_file.unlink(missing_ok=True)
+        if self.process.returncode != 0:
+            self.repo.remove_debris()
 
     def publish(self, new_main: str | None, old_main: str | None, new_state: str,
                 old_state: str | None) -> None:

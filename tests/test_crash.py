@@ -66,8 +66,9 @@ def test_kill_9_at_any_moment_leaves_a_complete_snapshot(tmp_path):
             os.kill(process.pid, signal.SIGKILL)
             kills += 1
         process.wait(60)
-        subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict", "--no-dangling"],
-                       check=True, capture_output=True)
+        fsck = subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict", "--no-dangling"],
+                              capture_output=True, text=True)
+        assert fsck.returncode == 0, f"kill {attempt}: {fsck.stdout}{fsck.stderr}"
         served = snapshot(repo)
         assert served in (generations[-2], generations[-1]), f"kill {attempt}: a torn snapshot"
         # The next run completes and serves the newest generation.
