@@ -187,6 +187,8 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
         result.error, result.auth_failed = str(error), True
     except (SourceError, SyncRefused) as error:
         result.error = str(error)
+        # An embargo names the moment its files appear: refresh then, even after a failure.
+        result.next_release = getattr(error, "next_release", None) or result.next_release
     except GitError as error:
         result.error = f"could not write the snapshot: {error}"
     except Timeout:

@@ -92,6 +92,8 @@ def record(config: "Config", result: "SyncResult", started: float) -> None:
     else:
         current.last_error, current.last_error_at = result.error, started
         current.auth_failed = result.auth_failed
+        if result.next_release:
+            current.next_release = result.next_release.isoformat()
         event["error"] = result.error
     current.history = [event, *current.history][:HISTORY]
     try:

@@ -53,8 +53,8 @@ class ReleaseSchedule:
         return f"release:{course}"
 
     def after_sync(self, result: "SyncResult") -> None:
-        """A refresh listener. A failed sync learned nothing new: the planned release stays."""
-        if result.ok and not result.dry_run:
+        """A refresh listener. A failed sync keeps the plan, unless it names a release (an embargo's end)."""
+        if not result.dry_run and (result.ok or result.next_release):
             self.plan(result.course, result.next_release)
 
     def restore(self, config: "Config") -> None:
