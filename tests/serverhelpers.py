@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,15 +89,15 @@ class RunningServer:
     # -- small HTTP client ---------------------------------------------------------------
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict, bytes]:
-        """(status, headers, body) of one request; HTTP errors are answers, not exceptions."""
+                headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, Message, bytes]:
+        """(status, headers (case-insensitive), body) of one request; HTTP errors are answers, not exceptions."""
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, dict(response.headers), response.read()
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             with error:
-                return error.code, dict(error.headers), error.read()
+                return error.code, error.headers, error.read()
 
     def get_json(self, path: str) -> Any:
         status, _, body = self.request("GET", path)
@@ -122,9 +123,11 @@ class ManualClock:
         self.now += seconds
 
 
-def config_factory(folder: Path, courses: dict[str, dict], **server: Any) -> Callable[[int], Config]:
-    """A `make_config(port)` for RunningServer: the TOML tables as dicts, data in `folder`."""
+def config_factory(folder: Path, courses: dict[str, dict], env: dict[str, str] | None = None,
+                   **server: Any) -> Callable[[int], Config]:
+    """A `make_config(port)` for RunningServer: the TOML tables as dicts, data in `folder`;
+    `env` is the environment the config's `*_env` keys are checked against."""
     def make(port: int) -> Config:
         data = {"server": {"data_dir": str(folder / "data"), "port": port, **server}, "courses": courses}
-        return parse(data, folder / "f2git.toml", {})
+        return parse(data, folder / "f2git.toml", env or {})
     return make

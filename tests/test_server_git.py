@@ -212,3 +212,20 @@ def test_client_leaving_mid_pack_ends_the_backend(server, source):
     assert wait_until(lambda: backend_processes(server.config.repos_dir) == [])
     # The server still serves.
     assert git("ls-remote", server.git_url(COURSE)).stdout.startswith(head.encode())
+
+
+def test_the_backend_gets_no_secrets_from_the_server_environment(server, monkeypatch):
+    """Source credentials live in the server's environment; git http-backend never sees them."""
+    secret = "canvas-token-Zx81!secret"
+    monkeypatch.setenv("CANVAS_TOKEN", secret)
+    git("ls-remote", server.git_url(COURSE))
+    connection = raw_request(server, (
+        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/x-git-upload-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n"))
+    try:
+        assert wait_until(lambda: backend_processes(server.config.repos_dir))
+        environments = [Path(f"/proc/{pid}/environ").read_bytes() for pid in backend_processes(server.config.repos_dir)]
+        assert environments and not any(secret.encode() in env for env in environments)
+        assert all(b"CANVAS_TOKEN" not in env for env in environments)
+    finally:
+        connection.close()

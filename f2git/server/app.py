@@ -91,7 +91,10 @@ class Schedule:
         return min(times).timestamp() if times else None
 
     async def _refresh(self, name: str) -> None:
-        await self.refresher.refresh(self.config.courses[name])
+        try:
+            await self.refresher.refresh(self.config.courses[name])
+        except asyncio.CancelledError:
+            pass  # the scheduler is shutting down; the sync itself is shielded and finishes
 
     def shutdown(self) -> None:
         if self.scheduler.running:
