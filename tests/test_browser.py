@@ -1,0 +1,181 @@
+"""The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+    python -m tests.test_browser docs/     # writes the README's screenshots instead
+
+The course list shows the demo course; "Refresh now" runs to "finished" and shows the new
+commit; "Preview release" lists a pending change without committing it; the link builder's
+link, copied with its button, is one nbgitpuller accepts and pulls the course with.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from nbgitpuller import GitPuller
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from f2git.store import CourseRepo
+from tests.repohelpers import SourceFolder, isolated_git
+from tests.serverhelpers import RunningServer, config_factory
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-course"
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def source(tmp_path) -> SourceFolder:
+    folder = SourceFolder(tmp_path / "demo-course")
+    for file in sorted(p for p in DEMO.rglob("*") if p.is_file()):
+        folder.write(file.relative_to(DEMO).as_posix(), file.read_text())
+    return folder
+
+
+@pytest.fixture
+def server(tmp_path, source):
+    make = config_factory(tmp_path, {"demo": {"source": "local", "path": str(source.path), "schedule": 600}})
+    with RunningServer(make) as running:
+        status, body = running.post_json("/api/courses/demo/refresh")  # the first snapshot
+        assert status == 200 and body["ok"], body
+        yield running
+
+
+@pytest.fixture
+def page(browser: Browser, server):
+    context = browser.new_context(base_url=server.url)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    yield tab
+    context.close()
+    assert errors == []  # no script errors, no CSP violations
+
+
+def head(server: RunningServer) -> str | None:
+    return CourseRepo.for_course(server.config, "demo").head()
+
+
+def test_course_list_shows_the_demo_course(page: Page, server):
+    page.goto("/")
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name="demo"))
+    expect(row).to_contain_text("local folder")
+    expect(row).to_contain_text("OK")
+    expect(row).to_contain_text(head(server)[:10])
+    page.get_by_role("link", name="demo").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("demo")
+
+
+def test_refresh_now_reaches_finished_and_shows_the_new_commit(page: Page, server, source):
+    page.goto("/courses/demo")
+    before = head(server)
+    expect(page.locator("#commit")).to_have_text(before)
+    source.write("week2/02-loops.ipynb", '{"cells": [], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}\n')
+    button = page.get_by_role("button", name="Refresh now")
+    button.focus()
+    page.keyboard.press("Enter")  # works from the keyboard
+    expect(page.get_by_role("status").first).to_contain_text("Finished: 1 added, 0 changed, 0 deleted",
+                                                            timeout=30_000)
+    after = head(server)
+    assert after != before
+    expect(page.locator("#commit")).to_have_text(after)
+    page.reload()
+    expect(page.locator(".history li").first).to_contain_text("1 added")
+
+
+def test_preview_lists_a_pending_change_without_committing(page: Page, server, source):
+    before = head(server)
+    source.write("week1/solutions.ipynb", "{}\n")
+    page.goto("/courses/demo")
+    page.get_by_role("button", name="Preview release").click()
+    expect(page.get_by_role("heading", name="Would add")).to_be_visible()
+    expect(page.locator(".preview-added")).to_contain_text("week1/solutions.ipynb")
+    assert head(server) == before
+
+
+def test_link_builder_link_is_one_nbgitpuller_pulls(page: Page, server, tmp_path, monkeypatch):
+    page.goto("/courses/demo")
+    page.get_by_label("File to open").select_option("week1/01-welcome.ipynb")
+    link_box = page.get_by_label("nbgitpuller link")
+    expect(link_box).to_have_value(re.compile(re.escape("urlpath=lab%2Ftree%2Fdemo%2Fweek1%2F01-welcome.ipynb")))
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.locator(".copy-status")).to_have_text("Copied the link.")
+    link = page.evaluate("navigator.clipboard.readText()")
+    assert link == link_box.input_value()
+
+    parts = urlsplit(link)
+    assert parts.path == "/hub/user-redirect/git-pull"
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    assert query["repo"] == f"{server.url}/git/demo" and query["branch"] == "main"
+    # nbgitpuller's handler clones into the repo URL's last segment and opens urlpath
+    isolated_git(monkeypatch)
+    home = tmp_path / "home"
+    target = home / query["repo"].rstrip("/").rsplit("/", 1)[-1]
+    for _ in GitPuller(query["repo"], str(target), branch=query["branch"], depth=1).pull():
+        pass
+    opened = unquote(query["urlpath"]).removeprefix("lab/tree/")
+    assert (home / opened).read_text() == (DEMO / "week1/01-welcome.ipynb").read_text()
+
+
+@pytest.mark.parametrize("path", ["/", "/courses/demo"])
+def test_pages_fit_a_phone_screen(browser: Browser, server, path):
+    context = browser.new_context(base_url=server.url, viewport=PHONE, is_mobile=True)
+    tab = context.new_page()
+    tab.goto(path)
+    overflow = tab.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    context.close()
+    assert overflow <= 0
+
+
+# -- screenshots for the README -------------------------------------------------------------------
+
+def take_screenshots(folder: Path) -> None:
+    """The dashboard of a demo with an up-to-date, a failing and a new course, desktop and phone."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="f2git-shots-"))
+    try:
+        demo = SourceFolder(work / "demo-course")
+        for file in sorted(p for p in DEMO.rglob("*") if p.is_file()):
+            demo.write(file.relative_to(DEMO).as_posix(), file.read_text())
+        stats = SourceFolder(work / "stats-course")
+        stats.write("lecture1.ipynb", "{}\n")
+        courses = {"demo": {"source": "local", "path": str(demo.path), "schedule": 600},
+                   "stats": {"source": "local", "path": str(stats.path), "schedule": 600},
+                   "ml-seminar": {"source": "local", "path": str(work / "ml"), "schedule": 0}}
+        with RunningServer(config_factory(work, courses)) as server, sync_playwright() as playwright:
+            server.post_json("/api/courses/demo/refresh")
+            demo.write("week2/02-loops.ipynb", "{}\n")
+            server.post_json("/api/courses/demo/refresh")
+            server.post_json("/api/courses/stats/refresh")
+            shutil.rmtree(stats.path)  # the folder went away: the course fails, students keep the snapshot
+            server.post_json("/api/courses/stats/refresh")
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            desktop = chromium.new_page(viewport={"width": 1280, "height": 640}, base_url=server.url)
+            desktop.goto("/")
+            desktop.screenshot(path=str(folder / "screenshot.png"), full_page=True)
+            phone = chromium.new_page(viewport=PHONE, is_mobile=True, base_url=server.url)
+            phone.goto("/courses/demo")
+            phone.screenshot(path=str(folder / "screenshot-phone.png"))
+            chromium.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    take_screenshots(Path(sys.argv[1] if len(sys.argv) > 1 else "docs"))
