@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = logging.INFO if args.command == "serve" else logging.ERROR  # CLI results go to stdout
     logging.basicConfig(level=logging.DEBUG if args.verbose else quiet,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run is noise
     try:
         config = load(args.config)
         return args.run(config, args)
