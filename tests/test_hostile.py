@@ -4,7 +4,6 @@ and nothing is written outside the course repo."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import subprocess
@@ -19,19 +18,12 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.canvas import CanvasConnector
-from connectors.studip import StudipConnector
 from f2git.config import ConfigError, parse
 from f2git.paths import MAX_NAME_BYTES, UnsafePath, safe_path
 from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
-from tests import memsource
 from tests.httpserver import FileServer
-
-
-def fsck_clean(repo: CourseRepo) -> None:
-    subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict", "--no-dangling"],
-                   check=True, capture_output=True)
+from tests.test_snapshot import fsck_clean
 
 
 def checkout(repo: CourseRepo, target: Path) -> dict[str, bytes]:
