@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from nbgitpuller import GitPuller
 
 # Tests must not depend on the machine's git identity or config.
@@ -30,6 +31,12 @@ def isolated_git(monkeypatch) -> None:
     """Make every git in this test (nbgitpuller's too) ignore the machine's config."""
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(autouse=True)
+def machine_git_config_ignored(monkeypatch):
+    """Importing this fixture into a test module applies `isolated_git` to all its tests."""
+    isolated_git(monkeypatch)
 
 
 def git_environ(**extra: str) -> dict[str, str]:

@@ -110,6 +110,16 @@ class RunningServer:
         return status, json.loads(answer)
 
 
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds, for state another process or thread changes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
 class ManualClock:
     """A clock for TTL decisions that moves only when the test turns it."""
 

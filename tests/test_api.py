@@ -8,15 +8,10 @@ import pytest
 
 from f2git.server.auth import Auth, Identity
 from f2git.store import CourseRepo
-from tests.repohelpers import SourceFolder, git, isolated_git
+from tests.repohelpers import SourceFolder, git, machine_git_config_ignored  # noqa: F401 (autouse)
 from tests.serverhelpers import RunningServer, config_factory
 
 TOKEN = "f2git-test-token-7Qz!x$9"  # distinctive, so a leak would be found
-
-
-@pytest.fixture(autouse=True)
-def _git(monkeypatch):
-    isolated_git(monkeypatch)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from tests.repohelpers import SourceFolder, Student, isolated_git
+from tests.repohelpers import SourceFolder, Student, machine_git_config_ignored  # noqa: F401 (autouse)
 from tests.serverhelpers import RunningServer, config_factory
 
 COURSE = "cs101"
@@ -28,11 +28,6 @@ def lines(*items: str) -> str:
 
 # A notebook-like file long enough that edits far apart are separate hunks.
 EXERCISE = lines("# Exercise 1", "Compute the mean.", *[f"step {n}" for n in range(1, 21)], "# end")
-
-
-@pytest.fixture(autouse=True)
-def _git(monkeypatch):
-    isolated_git(monkeypatch)
 
 
 @pytest.fixture

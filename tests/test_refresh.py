@@ -11,17 +11,11 @@ import pytest
 import connectors
 from f2git.store import CourseRepo
 from tests import fakesource
-from tests.repohelpers import git, isolated_git
-from tests.serverhelpers import ManualClock, RunningServer, config_factory
-from tests.test_server_git import wait_until
+from tests.repohelpers import git, machine_git_config_ignored  # noqa: F401 (autouse)
+from tests.serverhelpers import ManualClock, RunningServer, config_factory, wait_until
 
 COURSE = "cs101"
 FILES = {"README.md": b"# CS 101\n", "week1/intro.ipynb": b'{"cells": []}\n'}
-
-
-@pytest.fixture(autouse=True)
-def _git(monkeypatch):
-    isolated_git(monkeypatch)
 
 
 @pytest.fixture

@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 
 from f2git.store import CourseRepo
-from tests.repohelpers import SourceFolder, git, git_environ, isolated_git
-from tests.serverhelpers import RunningServer, config_factory
+from tests.repohelpers import SourceFolder, git, git_environ, machine_git_config_ignored  # noqa: F401 (autouse)
+from tests.serverhelpers import RunningServer, config_factory, wait_until
 
 COURSE = "cs101"
 FILES = {"README.md": "# CS 101\n", "week1/intro.ipynb": '{"cells": []}\n', "data/x.csv": "a,b\n1,2\n"}
-
-
-@pytest.fixture(autouse=True)
-def _git(monkeypatch):
-    isolated_git(monkeypatch)
 
 
 @pytest.fixture
@@ -159,15 +154,6 @@ def backend_processes(repos_dir: Path) -> list[int]:
         if marker in environ.split(b"\0") or (state == "Z" and int(parent) == os.getpid()):
             found.append(int(entry))
     return found
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def raw_request(server: RunningServer, head: str, body: bytes = b"") -> socket.socket:
