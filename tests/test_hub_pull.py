@@ -13,12 +13,13 @@ import requests
 from f2git.config import load
 from f2git.hubconfig import render
 from f2git.links import repo_url
-from tests.hubhelpers import CHP, Hub, free_port, server_token
+from tests.hubhelpers import CHP, GitHost, Hub, free_port, server_token
 from tests.repohelpers import SourceFolder
 
 pytestmark = pytest.mark.slow
 
 COURSE = "cs101"
+MIRROR_TOKEN = "mirror-tok-Ub3-distinctive"
 GROUPS = {"cs101-students": {"users": ["ana"]}, "teachers": {"users": ["tina"]}, "bio": {"users": ["bob"]}}
 
 
@@ -48,14 +49,22 @@ path = "{source.path}"
 schedule = 0
 groups = ["cs101-students"]
 ''')
-    config = load(config_path, env={})
-    with Hub(work / "jupyterhub", render(config), groups=GROUPS) as running:
-        running.f2git = config
-        running.f2git_url = f"http://127.0.0.1:{f2git_port}"
-        running.source = source
-        running.wait_for_url(f"{running.f2git_url}/healthz", "the f2git service")
-        running.tokens = {name: running.start_user(name) for name in ("ana", "bob")}
-        yield running
+    with GitHost(work / "githost", token=MIRROR_TOKEN, public_read=True) as mirror, \
+            pytest.MonkeyPatch.context() as patch:
+        mirror.create("ml")
+        with config_path.open("a") as extra:
+            extra.write(f'[courses.ml]\nsource = "local"\npath = "{source.path}"\nschedule = 0\n'
+                        f'mirror = "{mirror.url("ml")}"\nmirror_token_env = "MIRROR_TOKEN"\n')
+        patch.setenv("MIRROR_TOKEN", MIRROR_TOKEN)  # the hub hands it to the service (hub-config)
+        config = load(config_path)
+        with Hub(work / "jupyterhub", render(config), groups=GROUPS) as running:
+            running.f2git = config
+            running.f2git_url = f"http://127.0.0.1:{f2git_port}"
+            running.source = source
+            running.mirror = mirror
+            running.wait_for_url(f"{running.f2git_url}/healthz", "the f2git service")
+            running.tokens = {name: running.start_user(name) for name in ("ana", "bob")}
+            yield running
 
 
 def home(hub: Hub, user: str) -> Path:
@@ -155,7 +164,7 @@ def browser_login(hub: Hub, user: str) -> requests.Session:
 
 def test_browsers_log_in_with_the_hubs_oauth_and_see_only_their_courses(hub):
     prefix = "/services/f2git"
-    for user, visible in (("ana", [COURSE]), ("bob", [])):
+    for user, visible in (("ana", [COURSE, "ml"]), ("bob", ["ml"])):  # ml has no groups
         browser = browser_login(hub, user)
         assert browser.get(f"{hub.url}{prefix}/api/courses", timeout=30).status_code == 401
         answer = browser.get(f"{hub.url}{prefix}/login", params={"next": f"{prefix}/api/courses"}, timeout=60)
@@ -169,3 +178,18 @@ def test_browsers_log_in_with_the_hubs_oauth_and_see_only_their_courses(hub):
                          allow_redirects=True)
     assert answer.url.startswith(f"{hub.url}{prefix}/")
     browser.close()
+
+
+def test_a_mirrored_course_is_pulled_from_the_mirror_with_the_hub_token_sent_only_to_f2git(hub):
+    repo = repo_url(hub.f2git, "ml")
+    events = hub.click("ana", hub.tokens["ana"], repo)
+    assert events[-1] == {"phase": "finished"}, events
+    assert (home(hub, "ana") / "ml" / "README.md").exists()
+    assert hub.mirror.upload_requests, "the clone came from the mirror host"
+    hub.source.write("week3/new.ipynb", "{}\n")
+    events = hub.click("ana", hub.tokens["ana"], repo)
+    assert events[-1] == {"phase": "finished"}, events
+    assert (home(hub, "ana") / "ml" / "week3" / "new.ipynb").exists()  # refreshed, pushed, then pulled
+    token = server_token(hub.hub_port, "ana")
+    assert all(token not in header for header in hub.mirror.authorizations)
+    assert MIRROR_TOKEN not in hub.log()
