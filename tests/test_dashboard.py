@@ -222,3 +222,30 @@ def test_token_auth_guards_every_page(tmp_path, source, monkeypatch):
         assert requests.post(server.url + "/courses/demo/refresh").status_code == 401
         page = requests.get(server.url + "/", headers={"Authorization": "Bearer dash-Secret-Token-77"})
         assert page.status_code == 200 and "dash-Secret-Token-77" not in page.text
+
+
+def test_a_refused_mass_delete_can_be_confirmed_from_the_course_page(tmp_path):
+    source = SourceFolder(tmp_path / "source")
+    for index in range(6):
+        source.write(f"week{index}.ipynb", "{}\n")
+    make = config_factory(tmp_path, {"demo": {"source": "local", "path": str(source.path), "schedule": 0}})
+    with RunningServer(make) as server:
+        server.post_json("/api/courses/demo/refresh")
+        for index in range(6):
+            source.delete(f"week{index}.ipynb")
+        source.write("README.md", "moved to another course\n")
+        status_code, refused = server.post_json("/api/courses/demo/refresh")
+        assert not refused["ok"] and "would delete 6 of 6 files" in refused["error"]
+        session = requests.Session()
+        page = session.get(server.url + "/courses/demo").text
+        assert "was stopped because it would delete most files" in page
+        assert 'name="allow_mass_delete" value="yes"' in page
+        token = xsrf(session, server.url + "/courses/demo")
+        answer = session.post(server.url + "/courses/demo/refresh", data={"_xsrf": token, "allow_mass_delete": "yes"},
+                              headers={"Accept": "application/json"})
+        assert answer.status_code == 202
+        finished = events(session, server.url + "/courses/demo/events")[-1]
+        assert finished["ok"] and finished["deleted"] == 6 and finished["added"] == 1
+        repo = CourseRepo.for_course(server.config, "demo")
+        assert set(repo.files(repo.head())) == {"README.md"}
+        assert 'name="allow_mass_delete"' not in session.get(server.url + "/courses/demo").text

@@ -91,6 +91,11 @@ def source_location(course: CourseConfig) -> str:
     return ", ".join(parts)
 
 
+def mass_delete_refused(record: status.CourseStatus) -> bool:
+    """The last sync stopped because it would delete most files (see snapshot.SyncRefused)."""
+    return bool(record.last_error) and "would delete" in record.last_error
+
+
 def health(course: CourseConfig, record: status.CourseStatus, now: float) -> Health:
     snapshot: list[str | Moment]
     if record.commit:
@@ -101,7 +106,7 @@ def health(course: CourseConfig, record: status.CourseStatus, now: float) -> Hea
         when = Moment(record.last_error_at or now)
         if record.auth_failed:
             first: list[str | Moment] = [f"{source_label(course)} rejected the credentials on ", when]
-        elif "would delete" in record.last_error:
+        elif mass_delete_refused(record):
             first = ["The sync on ", when, " was stopped because it would delete most files"]
         else:
             first = ["The sync on ", when, " failed"]
@@ -249,7 +254,8 @@ class DashboardHandler(BaseHandler):
                 "last_check": Moment(record.last_check) if record.last_check else None,
                 "last_change": Moment(record.last_change) if record.last_change else None,
                 "next_refresh": Moment(planned) if planned else None,
-                "refreshing": self.refresher.is_running(course.name)}
+                "refreshing": self.refresher.is_running(course.name),
+                "confirm_deletions": mass_delete_refused(record)}
 
 
 class IndexPage(DashboardHandler):
@@ -282,7 +288,14 @@ class RefreshAction(DashboardHandler):
 
     def post(self, name: str) -> None:
         course = self.managed_course(name)
-        self.refresher.start(course)  # joins a sync already running (single-flight)
+        # "yes": the instructor confirmed that the source really removed most files
+        confirmed = self.get_body_argument("allow_mass_delete", "") == "yes"
+        if confirmed and self.refresher.is_running(course.name):
+            # the sync in flight may not delete them: run one that may, right after it
+            later = asyncio.ensure_future(self.refresher.refresh(course, allow_mass_delete=True))
+            later.add_done_callback(lambda task: task.cancelled() or task.exception())
+        else:
+            self.refresher.start(course, allow_mass_delete=confirmed)  # or join the sync in flight
         if self.request.headers.get("Accept", "").startswith("application/json"):
             self.set_status(202)
             self.set_header("Content-Type", "application/json; charset=utf-8")

@@ -74,7 +74,8 @@ function watchRefresh(form) {
     }
     follow();
   });
-  if (status.textContent.trim()) follow();  // a refresh was already running when the page loaded
+  // a refresh was already running when the page loaded: follow it (once per panel)
+  if (status.textContent.trim() && form === panel.querySelector("form.refresh")) follow();
 }
 
 function linkBuilder(form) {
