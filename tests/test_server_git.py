@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from f2git.store import CourseRepo
 from tests.repohelpers import SourceFolder, git, git_environ, machine_git_config_ignored  # noqa: F401 (autouse)
+from tests.serveprocess import ServeProcess, write_config
 from tests.serverhelpers import RunningServer, config_factory, wait_until
 
 COURSE = "cs101"
@@ -215,3 +217,27 @@ def test_the_backend_gets_no_secrets_from_the_server_environment(server, monkeyp
         assert all(b"CANVAS_TOKEN" not in env for env in environments)
     finally:
         connection.close()
+
+
+def test_f2git_serve_stops_cleanly_on_sigterm_mid_fetch(tmp_path, source):
+    """The real CLI entry point: SIGTERM ends the fetch in flight, its backend, and the process."""
+    config = write_config(tmp_path / "f2git.toml", {"data_dir": str(tmp_path / "served"), "refresh_ttl": 0},
+                          {COURSE: {"source": "local", "path": str(source.path), "schedule": 3600}})
+    with ServeProcess(config) as served:
+        git("clone", "--depth", "1", served.git_url(COURSE), tmp_path / "clone")
+        assert checkout_files(tmp_path / "clone") == FILES
+        repos = tmp_path / "served" / "repos"
+        connection = socket.create_connection(("127.0.0.1", served.port))
+        connection.sendall((f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+                            "Content-Type: application/x-git-upload-pack-request\r\n"
+                            "Transfer-Encoding: chunked\r\n\r\n").encode())
+        try:
+            assert wait_until(lambda: backend_processes(repos))
+            started = time.monotonic()
+            served.process.send_signal(signal.SIGTERM)
+            assert served.process.wait(timeout=30) == 0
+            assert time.monotonic() - started < 10
+        finally:
+            connection.close()
+        assert backend_processes(repos) == []
+        assert "stopping" in served.output()

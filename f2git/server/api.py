@@ -1,6 +1,7 @@
 """The JSON API (course statuses, refresh now) and the health check."""
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Callable
 
@@ -16,8 +17,9 @@ REFRESH_OPTIONS = {"allow_mass_delete": bool}
 
 
 class CourseStatusHandler(JsonHandler):
-    def course_json(self, course: CourseConfig, *, history: bool) -> dict[str, Any]:
-        record = status.read(self.config, course.name).to_json()
+    async def course_json(self, course: CourseConfig, *, history: bool) -> dict[str, Any]:
+        # status.read asks git for the commit: off the event loop
+        record = (await asyncio.to_thread(status.read, self.config, course.name)).to_json()
         if not history:
             record.pop("history", None)
         next_run: Callable[[str], float | None] = self.settings.get("f2git_next_refresh") or (lambda name: None)
@@ -33,17 +35,18 @@ class CourseStatusHandler(JsonHandler):
 
 
 class CoursesHandler(CourseStatusHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         courses = [course for course in self.config.courses.values()
                    if self.auth.may_fetch(self.identity, course)]
-        self.write_json({"courses": [self.course_json(course, history=False) for course in courses]})
+        records = await asyncio.gather(*(self.course_json(course, history=False) for course in courses))
+        self.write_json({"courses": list(records)})
 
 
 class CourseHandler(CourseStatusHandler):
-    def get(self, name: str) -> None:
+    async def get(self, name: str) -> None:
         course = self.find_course(name)
         self.require_fetch(course)
-        self.write_json(self.course_json(course, history=True))
+        self.write_json(await self.course_json(course, history=True))
 
 
 class RefreshHandler(JsonHandler):
