@@ -15,7 +15,7 @@ import connectors
 from connectors.base import Skipped
 from f2git import status
 from f2git.config import parse
-from f2git.server.dashboard import health
+from f2git.server.dashboard import health, history
 from f2git.snapshot import SyncResult, sync_course
 from f2git.store import CourseRepo
 from tests import memsource
@@ -81,6 +81,7 @@ def test_course_page_shows_history_skipped_files_and_escapes_hostile_names(serve
     source.write("week1/intro.ipynb", '{"cells": [1]}\n')
     source.delete(HOSTILE)
     server.post_json("/api/courses/demo/refresh")
+    server.post_json("/api/courses/demo/refresh")  # no change: not worth a line
     page = requests.get(server.url + "/courses/demo").text
     assert "<img src=x" not in page  # a file name never becomes markup
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;amp;.ipynb" in page
@@ -249,3 +250,27 @@ def test_a_refused_mass_delete_can_be_confirmed_from_the_course_page(tmp_path):
         repo = CourseRepo.for_course(server.config, "demo")
         assert set(repo.files(repo.head())) == {"README.md"}
         assert 'name="allow_mass_delete"' not in session.get(server.url + "/courses/demo").text
+
+
+def test_history_collapses_repeated_failures_and_reaches_back_through_the_repo_log(make_config, memory_source,
+                                                                                    monkeypatch):
+    bucket = memory_source("lms", {"a.txt": b"1"})
+    config = make_config({"cs101": {"source": "memory", "bucket": "lms"}})
+    course = config.courses["cs101"]
+    monkeypatch.setattr(status, "HISTORY", 4)  # the status keeps only the last 4 syncs
+    first = sync_course(config, course)
+    bucket.files["a.txt"] = b"2"
+    second = sync_course(config, course)
+    bucket.files["b.txt"] = b"3"
+    third = sync_course(config, course)
+    bucket.fail_listing = "memory: 503 from lms.example.edu"
+    for _ in range(3):
+        sync_course(config, course)
+    record = status.read(config, "cs101")
+    repo = CourseRepo.for_course(config, "cs101")
+    items = history(record, repo.log())
+    failure, *snapshots = items
+    assert failure.error == "memory: 503 from lms.example.edu" and failure.repeats == 3
+    assert [item.commit for item in snapshots] == [third.commit, second.commit, first.commit]
+    assert snapshots[0].counts == {"added": 1, "modified": 0, "deleted": 0}  # from the status
+    assert snapshots[1].counts is None and snapshots[1].summary == "Update 1 file from memory"  # from git

@@ -33,6 +33,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "static"
 KEEPALIVE = 15.0  # s between SSE comments, so proxies keep an idle progress stream open
 STALE_GRACE = 60.0  # s a scheduled check may be late before the course counts as stale
+HISTORY_SNAPSHOTS = 50  # snapshots from the repo log, where the status history ends
 LOCATION_KEYS = ("url", "webdav_url", "remote", "record", "path")
 
 
@@ -127,6 +128,42 @@ def _interval(seconds: float) -> str:
     if seconds % 60 == 0:
         return f"{int(seconds // 60)} min"
     return f"{seconds:g} s"
+
+
+@dataclass
+class HistoryItem:
+    moment: Moment
+    commit: str | None = None  # a snapshot
+    counts: dict[str, int] | None = None  # added/modified/deleted, when the status recorded them
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    summary: str | None = None  # the commit's subject, for snapshots older than the status history
+    error: str | None = None  # a failure
+    repeats: int = 1  # the same failure, this many times in a row
+    since: Moment | None = None  # the first of those
+
+
+def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> list[HistoryItem]:
+    """Snapshots and failures, newest first. Syncs that changed nothing are left out (the
+    last check says enough), a run of one failure is shown once with its count, and
+    snapshots older than the status history come from the repo's log."""
+    items: list[HistoryItem] = []
+    for event in record.history:
+        moment = Moment(event["time"])
+        if not event.get("ok"):
+            last = items[-1] if items else None
+            if last is not None and last.error == event.get("error"):
+                last.repeats += 1
+                last.since = moment
+            else:
+                items.append(HistoryItem(moment, error=event.get("error") or "unknown error"))
+        elif event.get("changed") and event.get("commit"):
+            items.append(HistoryItem(moment, commit=event["commit"], paths=event.get("paths") or {},
+                                     counts={k: event.get(k, 0) for k in ("added", "modified", "deleted")}))
+    known = {item.commit for item in items if item.commit}
+    oldest = record.history[-1]["time"] if record.history else float("inf")
+    items += [HistoryItem(Moment(entry["time"]), commit=entry["commit"], summary=entry["message"])
+              for entry in log if entry["commit"] not in known and entry["time"] < oldest]
+    return items[:limit]
 
 
 def result_message(result: SyncResult) -> str:
@@ -280,7 +317,7 @@ class CoursePage(DashboardHandler):
         view = self.course_view(course, time.time())
         self.render_page("course.html", **view, files=files, path=path,
                          link=course_link(self.config, course.name, path or None),
-                         history=[dict(event, moment=Moment(event["time"])) for event in view["record"].history])
+                         history=history(view["record"], repo.log(HISTORY_SNAPSHOTS)))
 
 
 class RefreshAction(DashboardHandler):
