@@ -91,7 +91,9 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .server.app import serve
+    from .server.auth import make_auth
 
+    make_auth(config)  # a refused auth setting stops here, before any link is printed
     print(f"f2git {__version__} serving {len(config.courses)} course(s) at {config.server.public_url}", flush=True)
     for name in config.courses:
         url = git_url(config, name)
