@@ -274,3 +274,31 @@ def test_history_collapses_repeated_failures_and_reaches_back_through_the_repo_l
     assert [item.commit for item in snapshots] == [third.commit, second.commit, first.commit]
     assert snapshots[0].counts == {"added": 1, "modified": 0, "deleted": 0}  # from the status
     assert snapshots[1].counts is None and snapshots[1].summary == "Update 1 file from memory"  # from git
+
+
+@pytest.mark.slow
+def test_behind_jupyterhub_instructors_log_in_with_the_hubs_oauth_and_students_are_refused(tmp_path, source):
+    from f2git.config import load
+    from f2git.hubconfig import render
+    from tests.hubhelpers import CHP, Hub, free_port
+    from tests.test_hub_pull import browser_login
+
+    assert CHP.exists(), f"configurable-http-proxy is missing at {CHP}: run `make test-deps`"
+    port = free_port()
+    config_path = tmp_path / "f2git.toml"
+    config_path.write_text(f'[server]\nport = {port}\ndata_dir = "{tmp_path / "data"}"\nauth = "jupyterhub"\n'
+                           f'[hub]\ninstructors_group = "teachers"\n'
+                           f'[courses.cs101]\nsource = "local"\npath = "{source.path}"\nschedule = 0\n')
+    groups = {"teachers": {"users": ["tina"]}, "students": {"users": ["ana"]}}
+    with Hub(tmp_path / "hub", render(load(config_path)), groups=groups) as hub:
+        hub.wait_for_url(f"http://127.0.0.1:{port}/healthz", "the f2git service")
+        dashboard = f"{hub.url}/services/f2git/"
+        teacher = browser_login(hub, "tina")
+        page = teacher.get(dashboard, timeout=60)  # → the hub's OAuth → back to the dashboard
+        assert page.status_code == 200 and page.url == dashboard, page.text[:500]
+        assert 'data-course="cs101"' in page.text and "Signed in as tina" in page.text
+        course = teacher.get(dashboard + "courses/cs101", timeout=30)
+        assert course.status_code == 200 and "Refresh now" in course.text
+        student = browser_login(hub, "ana")
+        refused = student.get(dashboard, timeout=60)
+        assert refused.status_code == 403 and "ana may not manage any course here." in refused.text
