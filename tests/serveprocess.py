@@ -4,7 +4,7 @@
         server.url, server.git_url("cs101")
         server.post("/api/courses/cs101/refresh")
         server.kill()                              # SIGKILL, as a crash or the OOM killer would
-        server.rss(), server.open_fds(), server.git_children()   # from /proc
+        rss(server.pid), open_fds(server.pid), descendants(server.pid)   # from /proc
 
 The process gets its own port through a copy of the config; stdout and stderr go to files
 the test can read (`server.output()`), so a full pipe never blocks the server.
@@ -72,6 +72,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def rss(pid: int) -> int:
+    """Resident memory of a process in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 class ServeProcess:
     def __init__(self, config_path: Path, *, env: dict[str, str] | None = None, port: int | None = None):
         self.port = port or free_port()
@@ -86,6 +99,10 @@ class ServeProcess:
         self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
         self.log_path = base / f".serve-{self.port}.log"
         self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def git_url(self, course: str) -> str:
         return f"{self.url}/git/{course}"
@@ -126,22 +143,6 @@ class ServeProcess:
     def post(self, path: str, data: Any = None, timeout: float = 120) -> tuple[int, Any]:
         status, body = self.request("POST", path, json.dumps(data or {}).encode(), timeout=timeout)
         return status, json.loads(body)
-
-    # -- what the process holds, from /proc ------------------------------------------------------
-
-    def rss(self) -> int:
-        """Resident memory in bytes."""
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def open_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
-
-    def git_children(self) -> list[int]:
-        return descendants(self.process.pid)
 
     # -- ending it ---------------------------------------------------------------------------------
 

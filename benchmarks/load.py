@@ -1,0 +1,273 @@
+"""Load figures: a herd of shallow clones and `git ls-remote` clicks against a real
+`f2git serve` on 127.0.0.1, repeated in rounds to show that nothing leaks (git processes,
+file descriptors, memory), and clone time through f2git against `git http-backend` alone.
+
+    python -m benchmarks load            # 200 clones, 1000 clicks of a 20 MiB course, 3 rounds
+    python -m benchmarks.load --clones 20 --clicks 100 --mib 2 --rounds 2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+from tests.serveprocess import ServeProcess, descendants, open_fds, rss, write_config
+
+from .common import generate_course, median, percentile, table
+
+# Clients must not read this machine's git config, nor ever prompt.
+CLIENT_ENV = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
+MARKER = "unit00/part0/file00000.txt"  # a file every clone must contain
+
+
+@dataclass
+class Herd:
+    """One burst of identical client commands."""
+
+    what: str
+    count: int
+    wall: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.wall if self.wall else 0.0
+
+
+def herd(what: str, count: int, concurrency: int, command: Callable[[int], list[str]],
+         check: Callable[[int, subprocess.CompletedProcess], str | None]) -> Herd:
+    """Run `command(i)` for i < count, at most `concurrency` at once; `check` names a failure."""
+    result = Herd(what, count)
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(command(i), capture_output=True, text=True, env=CLIENT_ENV, timeout=600)
+            problem = (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1] \
+                if done.returncode else check(i, done)
+        except subprocess.TimeoutExpired:
+            problem = "timed out after 600 s"
+        with lock:
+            result.latencies.append(time.perf_counter() - started)
+            if problem:
+                result.failures.append(f"{what} {i}: {problem}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, range(count)))
+    result.wall = time.perf_counter() - started
+    return result
+
+
+def clone_herd(url: str, count: int, concurrency: int, work: Path) -> Herd:
+    def check(i: int, done) -> str | None:
+        target = work / f"clone{i}"
+        complete = (target / MARKER).is_file()
+        shutil.rmtree(target, ignore_errors=True)  # 200 copies of the course would fill the disk
+        return None if complete else "the clone lacks course files"
+
+    return herd("clone", count, concurrency,
+                lambda i: ["git", "clone", "-q", "--depth", "1", url, str(work / f"clone{i}")], check)
+
+
+def click_herd(url: str, count: int, concurrency: int) -> Herd:
+    return herd("ls-remote", count, concurrency, lambda i: ["git", "ls-remote", url],
+                lambda i, done: None if "refs/heads/main" in done.stdout else "main not advertised")
+
+
+def settle(pid: int, timeout: float = 30) -> list[int]:
+    """The server's child processes still alive after `timeout` (none once requests are done)."""
+    deadline = time.monotonic() + timeout
+    while (children := descendants(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # reaped asynchronously by the server; nothing to wait on from outside
+    return children
+
+
+# --- git http-backend alone, as the baseline --------------------------------------------------------
+
+class _BackendHandler(BaseHTTPRequestHandler):
+    """`git http-backend` as plain CGI: what any web server would run, without f2git around it."""
+
+    protocol_version = "HTTP/1.0"
+    server: "BareGitServer"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._cgi()
+
+    do_POST = do_GET
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while (size := int(self.rfile.readline().split(b";")[0], 16)):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(chunks)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _cgi(self) -> None:
+        path, _, query = self.path.partition("?")
+        body = self._body() if self.command == "POST" else b""
+        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": self.server.repos, "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "REMOTE_ADDR": self.client_address[0], "GIT_CONFIG_NOSYSTEM": "1"}
+        for header, variable in (("Git-Protocol", "GIT_PROTOCOL"), ("Content-Encoding", "HTTP_CONTENT_ENCODING")):
+            if self.headers.get(header):
+                env[variable] = self.headers[header]
+        process = subprocess.Popen(["git", "http-backend"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        feeder = threading.Thread(target=lambda: (process.stdin.write(body), process.stdin.close()))
+        feeder.start()
+        code, headers = 200, []
+        while (line := process.stdout.readline().rstrip(b"\r\n")):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "status":
+                code = int(value.split()[0])
+            else:
+                headers.append((name, value.strip()))
+        self.send_response(code)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        shutil.copyfileobj(process.stdout, self.wfile, 64 * 1024)
+        feeder.join()
+        process.wait()
+
+
+class BareGitServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, repos: Path):
+        super().__init__(("127.0.0.1", 0), _BackendHandler)
+        self.repos = str(repos)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def url(self, course: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{course}.git"
+
+    def __enter__(self) -> "BareGitServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+@dataclass
+class Figures:
+    clones: list[Herd] = field(default_factory=list)
+    clicks: list[Herd] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)  # after the first sync, then after each round
+    fds: list[int] = field(default_factory=list)
+    leftover_processes: list[int] = field(default_factory=list)  # after each round
+    clone_f2git: float = 0.0  # median s of sequential shallow clones
+    clone_backend: float = 0.0
+    click_f2git: float = 0.0
+    click_backend: float = 0.0
+
+    @property
+    def failures(self) -> list[str]:
+        return [failure for herd in self.clones + self.clicks for failure in herd.failures]
+
+
+def measure(work: Path, *, mib: int = 20, files: int = 200, clones: int = 200, clicks: int = 1000,
+            rounds: int = 3, concurrency: int = 50, sequential: int = 10) -> Figures:
+    source = work / "source"
+    generate_course(source, files, mib * 1024 * 1024, seed=7)
+    config_path = write_config(work / "f2git.toml", {"data_dir": "data", "refresh_ttl": 30, "refresh_wait": 10},
+                               {"bench": {"source": "local", "path": str(source), "schedule": 0}})
+    clones_dir = work / "clones"
+    clones_dir.mkdir()
+    figures = Figures()
+    with ServeProcess(config_path) as server:
+        status, answer = server.post("/api/courses/bench/refresh")
+        assert status == 200 and answer["ok"], answer
+        url = server.git_url("bench")
+        click_herd(url, 5, 1)  # warm: imports, first requests
+        settle(server.pid)
+        figures.rss.append(rss(server.pid))
+        figures.fds.append(open_fds(server.pid))
+        for _ in range(rounds):
+            figures.clones.append(clone_herd(url, clones, concurrency, clones_dir))
+            figures.clicks.append(click_herd(url, clicks, concurrency))
+            figures.leftover_processes.append(len(settle(server.pid)))
+            figures.rss.append(rss(server.pid))
+            figures.fds.append(open_fds(server.pid))
+        figures.clone_f2git = median(clone_herd(url, sequential, 1, clones_dir).latencies)
+        figures.click_f2git = median(click_herd(url, sequential * 2, 1).latencies)
+        assert "Traceback" not in server.output(), server.output()
+    with BareGitServer(work / "data" / "repos") as bare:
+        backend = clone_herd(bare.url("bench"), sequential, 1, clones_dir)
+        assert not backend.failures, backend.failures
+        figures.clone_backend = median(backend.latencies)
+        figures.click_backend = median(click_herd(bare.url("bench"), sequential * 2, 1).latencies)
+    return figures
+
+
+def report(figures: Figures, *, mib: int, files: int, concurrency: int) -> None:
+    mb = 1024 * 1024
+    clones, clicks = figures.clones, figures.clicks
+    all_clicks = [latency for herd in clicks for latency in herd.latencies]
+    rows = [
+        ("failed requests (clones + clicks, all rounds)", str(len(figures.failures))),
+        (f"clones per round ({concurrency} at a time)", f"{clones[0].count}"),
+        ("clones per second, by round", ", ".join(f"{h.per_second:.1f}" for h in clones)),
+        ("clone latency p50 / p99 (s)", f"{percentile([l for h in clones for l in h.latencies], 0.5):.2f} / "
+                                        f"{percentile([l for h in clones for l in h.latencies], 0.99):.2f}"),
+        (f"ls-remote clicks per round ({concurrency} at a time)", f"{clicks[0].count}"),
+        ("click latency p50 / p99 (ms)", f"{percentile(all_clicks, 0.5) * 1000:.0f} / "
+                                         f"{percentile(all_clicks, 0.99) * 1000:.0f}"),
+        ("clicks per second, by round", ", ".join(f"{h.per_second:.0f}" for h in clicks)),
+        ("server RSS before, after each round (MiB)", " → ".join(f"{value / mb:.0f}" for value in figures.rss)),
+        ("server open fds before, after each round", " → ".join(str(value) for value in figures.fds)),
+        ("git processes left after each round", ", ".join(str(n) for n in figures.leftover_processes)),
+    ]
+    table(f"Load: a {mib} MiB, {files}-file course on f2git serve (127.0.0.1, {os.cpu_count()} cores),"
+          f" {len(clones)} rounds", rows)
+    overhead = figures.clone_f2git - figures.clone_backend
+    table("One shallow clone at a time: f2git vs git http-backend alone (CGI), same repo", [
+        ("clone through f2git (median)", f"{figures.clone_f2git:.3f} s"),
+        ("clone through git http-backend alone (median)", f"{figures.clone_backend:.3f} s"),
+        ("f2git overhead per clone", f"{overhead * 1000:+.0f} ms ({overhead / figures.clone_backend:+.0%})"),
+        ("ls-remote through f2git / backend alone (median)",
+         f"{figures.click_f2git * 1000:.0f} ms / {figures.click_backend * 1000:.0f} ms"),
+    ])
+    if figures.failures:
+        print("\nFailures:\n  " + "\n  ".join(figures.failures[:20]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=20, help="course size (default 20)")
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--clones", type=int, default=200, help="shallow clones per round (default 200)")
+    parser.add_argument("--clicks", type=int, default=1000, help="ls-remote clicks per round (default 1000)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=50, help="clients at once (default 50)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="f2git-load-") as folder:
+        figures = measure(Path(folder), mib=args.mib, files=args.files, clones=args.clones, clicks=args.clicks,
+                          rounds=args.rounds, concurrency=args.concurrency)
+    report(figures, mib=args.mib, files=args.files, concurrency=args.concurrency)
+
+
+if __name__ == "__main__":
+    main()
