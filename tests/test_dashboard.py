@@ -6,6 +6,7 @@ import json
 import queue
 import re
 import threading
+from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -302,3 +303,25 @@ def test_behind_jupyterhub_instructors_log_in_with_the_hubs_oauth_and_students_a
         student = browser_login(hub, "ana")
         refused = student.get(dashboard, timeout=60)
         assert refused.status_code == 403 and "ana may not manage any course here." in refused.text
+
+
+class UnlockingConnector(memsource.MemoryConnector):
+    """A memory source with one more file unlocking on 1 Dec 10:00 UTC."""
+
+    def list(self, state):
+        listing = super().list(state)
+        listing.next_release = datetime(2030, 12, 1, 10, 0, tzinfo=timezone.utc)
+        return listing
+
+
+def test_course_page_names_the_next_release_and_plans_a_refresh_for_it(tmp_path, memory_source, monkeypatch):
+    monkeypatch.setitem(connectors.SOURCES, "unlocking", "tests.test_dashboard:UnlockingConnector")
+    memory_source("lms", {"week1.ipynb": b"{}"})
+    make = config_factory(tmp_path, {"cs101": {"source": "unlocking", "bucket": "lms", "schedule": 0}})
+    with RunningServer(make) as server:
+        server.post_json("/api/courses/cs101/refresh")
+        page = requests.get(server.url + "/courses/cs101").text
+    facts = re.search(r'<dl class="facts">.*?</dl>', page, re.S).group(0)
+    release = '<time datetime="2030-12-01T10:00:00+00:00">1 Dec 10:00 UTC</time>'
+    assert f"<dt>Next release in the source</dt><dd>{release}" in facts
+    assert re.search(r'<dt>Next scheduled refresh</dt><dd><time datetime="2030-12-01T10:00:02\+00:00">', facts)

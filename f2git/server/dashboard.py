@@ -28,6 +28,7 @@ from f2git.store import CourseRepo
 
 from .base import BaseHandler, Refusal
 from .refresh import Refresher
+from .releases import release_time
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -291,8 +292,18 @@ class DashboardHandler(BaseHandler):
                 "last_check": Moment(record.last_check) if record.last_check else None,
                 "last_change": Moment(record.last_change) if record.last_change else None,
                 "next_refresh": Moment(planned) if planned else None,
+                "next_release": self._next_release(record),
                 "refreshing": self.refresher.is_running(course.name),
                 "confirm_deletions": mass_delete_refused(record)}
+
+
+    @staticmethod
+    def _next_release(record: status.CourseStatus) -> Moment | None:
+        try:
+            moment = release_time(record.next_release)
+        except ValueError:
+            return None
+        return Moment(moment.timestamp()) if moment else None
 
 
 class IndexPage(DashboardHandler):
@@ -405,6 +416,8 @@ class PreviewAction(DashboardHandler):
 
     async def post(self, name: str) -> None:
         course = self.managed_course(name)
+        if self.refresher.is_running(course.name):
+            await self.refresher.refresh(course)  # join it: the preview is of what comes after it
         result = await asyncio.to_thread(sync_course, self.config, course, dry_run=True)
         self.render_page("preview.html", course=course, result=result, source=source_label(course))
 
