@@ -158,8 +158,11 @@ def backend_processes(repos_dir: Path) -> list[int]:
     return found
 
 
-def raw_request(server: RunningServer, head: str, body: bytes = b"") -> socket.socket:
-    connection = socket.create_connection(("127.0.0.1", server.port))
+def raw_request(server: RunningServer, head: str, body: bytes = b"", receive_buffer: int = 0) -> socket.socket:
+    connection = socket.socket()
+    if receive_buffer:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    connection.connect(("127.0.0.1", server.port))
     connection.sendall(head.encode() + body)
     return connection
 
@@ -171,7 +174,7 @@ def test_client_leaving_mid_upload_ends_the_backend(server):
         "Content-Type: application/x-git-upload-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n"),
         b"5\r\n0032w\r\n")
     assert wait_until(lambda: server.call(lambda: len(server.server.backends)) == 1)
-    assert backend_processes(server.config.repos_dir)
+    assert wait_until(lambda: backend_processes(server.config.repos_dir))  # exec'd, waiting for the body
     connection.close()
     assert wait_until(lambda: server.call(lambda: len(server.server.backends)) == 0)
     assert wait_until(lambda: backend_processes(server.config.repos_dir) == [])
@@ -183,13 +186,14 @@ def pkt(line: str) -> bytes:
 
 def test_client_leaving_mid_pack_ends_the_backend(server, source):
     # A pack far larger than the socket buffers, so the backend is still writing when the client leaves.
-    (source.path / "big.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    (source.path / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
     git("ls-remote", server.git_url(COURSE))
     head = CourseRepo.for_course(server.config, COURSE).head()
     body = pkt("command=fetch\n") + b"0001" + pkt(f"want {head}\n") + pkt("no-progress\n") + pkt("done\n") + b"0000"
     connection = raw_request(server, (
         f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\nGit-Protocol: version=2\r\n"
-        f"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: {len(body)}\r\n\r\n"), body)
+        f"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: {len(body)}\r\n\r\n"), body,
+        receive_buffer=4096)
     connection.settimeout(30)
     received = connection.recv(65536)
     assert received.startswith(b"HTTP/1.1 200"), received[:200]
