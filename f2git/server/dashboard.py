@@ -296,7 +296,6 @@ class DashboardHandler(BaseHandler):
                 "refreshing": self.refresher.is_running(course.name),
                 "confirm_deletions": mass_delete_refused(record)}
 
-
     @staticmethod
     def _next_release(record: status.CourseStatus) -> Moment | None:
         try:
@@ -307,28 +306,32 @@ class DashboardHandler(BaseHandler):
 
 
 class IndexPage(DashboardHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         courses = [c for c in self.config.courses.values() if self.auth.may_manage(self.identity, c)]
         if self.config.courses and not courses:
             raise Refusal(403, f"{self.identity.name} may not manage any course here.")
         now = time.time()
-        self.render_page("index.html", views=[self.course_view(c, now) for c in courses])
+        # status and repo reads run git: off the event loop, which serves students' fetches
+        views = await asyncio.to_thread(lambda: [self.course_view(c, now) for c in courses])
+        self.render_page("index.html", views=views)
 
 
 class CoursePage(DashboardHandler):
     root = "../"
 
-    def get(self, name: str) -> None:
+    async def get(self, name: str) -> None:
         course = self.managed_course(name)
-        repo = CourseRepo.for_course(self.config, course.name)
-        files = sorted(repo.files(repo.head()))
+        view = await asyncio.to_thread(self.course_page_view, course)
         path = self.get_query_argument("path", "")
-        if path and path not in files:
+        if path not in view["files"]:
             path = ""
+        self.render_page("course.html", **view, path=path, link=course_link(self.config, course.name, path or None))
+
+    def course_page_view(self, course: CourseConfig) -> dict[str, Any]:
+        repo = CourseRepo.for_course(self.config, course.name)
         view = self.course_view(course, time.time())
-        self.render_page("course.html", **view, files=files, path=path,
-                         link=course_link(self.config, course.name, path or None),
-                         history=history(view["record"], repo.log(HISTORY_SNAPSHOTS)))
+        return {**view, "files": sorted(repo.files(view["record"].commit)),
+                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS))}
 
 
 class RefreshAction(DashboardHandler):
