@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
 import subprocess
 import sys
 
 from rich.console import Console
 
-from f2git.progress import LiveProgress, PlainProgress
+from f2git.progress import LiveProgress, PlainProgress, reporter
 from f2git.snapshot import Progress
 
 
@@ -84,3 +86,18 @@ def test_cli_shows_plain_progress_on_stderr_and_keeps_json_stdout_unchanged(tmp_
     assert as_json.stderr == ""
     (line,) = as_json.stdout.splitlines()
     assert json.loads(line)["modified"] == 1
+
+
+def test_reporter_picks_live_bars_on_a_terminal_and_plain_lines_elsewhere():
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        with reporter(terminal) as progress:
+            assert isinstance(progress, LiveProgress)
+            progress(Progress("cs101", "listing"))
+    os.close(leader)
+    with reporter(io.StringIO()) as progress:
+        assert isinstance(progress, PlainProgress)
+    log = io.StringIO()
+    with reporter(log, quiet=True) as progress:
+        progress(Progress("cs101", "listing"))
+    assert log.getvalue() == ""
