@@ -154,12 +154,12 @@ def test_a_failed_source_is_asked_again_only_after_the_ttl(tmp_path, request, bu
 
 
 def test_a_course_without_snapshot_answers_a_clear_git_error(tmp_path, request, bucket):
-    bucket.fail_listing = "Stud.IP rejected the credentials (HTTP 401)"
+    bucket.fail_listing = "Stud.IP rejected the credentials (HTTP 401)\nCheck username_env."
     with serve(tmp_path, request, refresh_ttl=0) as server:
         cloned = git("clone", "--depth", "1", server.git_url(COURSE), tmp_path / "student", check=False)
         assert cloned.returncode != 0
         assert (b"remote error: course cs101 has no snapshot yet: Stud.IP rejected the credentials (HTTP 401)"
-                in cloned.stderr)
+                b" Check username_env.\n" in cloned.stderr)  # one line, as git prints one
         assert not (tmp_path / "student").exists()  # never an empty repo
 
 

@@ -20,7 +20,7 @@ import tornado.iostream
 import tornado.web
 
 from f2git.config import CourseConfig
-from f2git.store import CourseRepo
+from f2git.store import CourseRepo, git_command
 
 from .base import BaseHandler, Refusal
 
@@ -39,6 +39,7 @@ BACKEND_CONFIG = (
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GIT_EXEC_PATH")
 _GIT_PROTOCOL = re.compile(r"^[\x20-\x7e]{1,256}$")
 READ_SIZE = 64 * 1024
+MAX_ERROR_CHARS = 1000  # a pkt-line holds at most 65516 bytes; a student reads one line
 
 
 def pkt_line(text: str) -> bytes:
@@ -47,8 +48,9 @@ def pkt_line(text: str) -> bytes:
 
 
 def advertisement_error(message: str) -> bytes:
-    """An info/refs answer that git prints as `remote error: <message>`."""
-    return pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000" + pkt_line(f"ERR {message}\n")
+    """An info/refs answer that git prints as `remote error: <message>` (one line, kept short)."""
+    line = " ".join(message.split())[:MAX_ERROR_CHARS]
+    return pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000" + pkt_line(f"ERR {line}\n")
 
 
 def backend_env(config_repos_dir: str, course: str, action: str, request: Any) -> dict[str, str]:
@@ -89,7 +91,7 @@ class Backends:
         # Its own process group: git runs http-backend, which runs upload-pack and
         # pack-objects; killing the group ends them all, not just the first.
         process = await asyncio.create_subprocess_exec(
-            "git", "http-backend", env=env, start_new_session=True,
+            *git_command("http-backend"), env=env, start_new_session=True,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         self._processes.add(process)
         return process
