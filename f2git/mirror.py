@@ -56,6 +56,8 @@ def redact(text: str, secrets: list[str]) -> str:
 def push_env(url: str, token: str) -> dict[str, str]:
     env = git_env()
     settings = [("credential.helper", "")]  # no stored credential may be used or offered
+    # git sends extraHeader wherever a redirect leads (another host too): follow none.
+    settings.append(("http.followRedirects", "false"))
     if token:
         settings.append((f"http.{without_userinfo(url)}.extraHeader", auth_header(url, token)))
     env["GIT_CONFIG_COUNT"] = str(len(settings))
