@@ -189,10 +189,10 @@ class Figures:
 
 
 def measure(work: Path, *, mib: int = 20, files: int = 200, clones: int = 200, clicks: int = 1000,
-            rounds: int = 3, concurrency: int = 50, sequential: int = 10) -> Figures:
+            rounds: int = 3, concurrency: int = 50, sequential: int = 10, refresh_ttl: float = 30) -> Figures:
     source = work / "source"
     generate_course(source, files, mib * 1024 * 1024, seed=7)
-    config_path = write_config(work / "f2git.toml", {"data_dir": "data", "refresh_ttl": 30, "refresh_wait": 10},
+    config_path = write_config(work / "f2git.toml", {"data_dir": "data", "refresh_ttl": refresh_ttl, "refresh_wait": 10},
                                {"bench": {"source": "local", "path": str(source), "schedule": 0}})
     clones_dir = work / "clones"
     clones_dir.mkdir()

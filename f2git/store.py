@@ -212,7 +212,9 @@ class SnapshotWriter:
         self.repo = repo
         self.base = base
         self.run_id = uuid.uuid4().hex[:12]
-        self.marks_file = Path(tempfile.mkstemp(prefix="f2git-marks-", dir=repo.path)[1])
+        fd, marks = tempfile.mkstemp(prefix="f2git-marks-", dir=repo.path)
+        os.close(fd)  # fast-import writes it; an open fd here would leak one per sync in the server
+        self.marks_file = Path(marks)
         self.next_mark = 1
         self.scratch_refs: list[str] = []
         self.process = subprocess.Popen(
