@@ -216,7 +216,7 @@ def _sync(config: Config, course: CourseConfig, result: SyncResult, allow_mass_d
     repo = CourseRepo.for_course(config, course.name)
     if not dry_run:
         repo.ensure()
-        repo.drop_incoming()
+        repo.recover()
     head = repo.head()
     state, state_holder = repo.read_state() if repo.exists() else (None, None)
     if state is not None and state.commit != head:

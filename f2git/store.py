@@ -192,9 +192,14 @@ class CourseRepo:
         for debris in [*self.path.glob("objects/pack/tmp_pack_*"), *self.path.glob("fast_import_crash_*")]:
             debris.unlink(missing_ok=True)
 
-    def drop_incoming(self) -> None:
-        """Remove scratch refs and debris left by a sync that was killed."""
-        self.remove_debris()
+    def recover(self) -> None:
+        """Undo what a killed sync left behind. Call only under the course lock: then no
+        writer of ours is running, and any git lock file or scratch object is stale."""
+        stale = [*self.path.glob("refs/**/*.lock"), *self.path.glob("*.lock"),
+                 *self.path.glob("objects/pack/tmp_*"), *self.path.glob("objects/tmp_*"),
+                 *self.path.glob("f2git-marks-*")]
+        for leftover in stale:
+            leftover.unlink(missing_ok=True)
         out = self.git("for-each-ref", "--format=%(refname)", INCOMING, check=False)
         refs = [ref for ref in out.split() if ref]
         if refs:

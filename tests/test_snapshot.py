@@ -291,3 +291,21 @@ def test_status_records_success_and_failure(course):
     record = status.read(config, "c1")
     assert record.last_error == "gone" and record.commit == ok.commit and record.last_change is not None
     assert [h["ok"] for h in record.history] == [False, True]
+
+
+def test_leftovers_of_a_killed_sync_do_not_block_the_next(course):
+    """A sync killed inside `git update-ref` or fast-import leaves lock files and scratch objects."""
+    config, c1, bucket, repo = course
+    sync_course(config, c1)
+    leftovers = [repo.path / "refs/heads/main.lock", repo.path / "refs/f2git/state.lock",
+                 repo.path / "packed-refs.lock", repo.path / "objects/pack/tmp_pack_AbC123",
+                 repo.path / "f2git-marks-x1y2"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"0" * 41)
+    git(repo, "update-ref", "refs/f2git/incoming/dead/main", repo.head())
+    bucket.files["after-crash.txt"] = b"arrives"
+    result = sync_course(config, c1)
+    assert result.ok and result.added == 1, result.error
+    assert not [p for p in leftovers if p.exists()]
+    assert sorted(git(repo, "for-each-ref", "--format=%(refname)").split()) == [STATE_REF, "refs/heads/main"]
+    fsck_clean(repo)
