@@ -8,6 +8,7 @@ file descriptors, memory), and clone time through f2git against `git http-backen
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -190,6 +191,7 @@ class Figures:
 
 def measure(work: Path, *, mib: int = 20, files: int = 200, clones: int = 200, clicks: int = 1000,
             rounds: int = 3, concurrency: int = 50, sequential: int = 10, refresh_ttl: float = 30) -> Figures:
+    work.mkdir(parents=True, exist_ok=True)
     source = work / "source"
     generate_course(source, files, mib * 1024 * 1024, seed=7)
     config_path = write_config(work / "f2git.toml", {"data_dir": "data", "refresh_ttl": refresh_ttl, "refresh_wait": 10},
@@ -220,6 +222,105 @@ def measure(work: Path, *, mib: int = 20, files: int = 200, clones: int = 200, c
         figures.clone_backend = median(backend.latencies)
         figures.click_backend = median(click_herd(bare.url("bench"), sequential * 2, 1).latencies)
     return figures
+
+
+# --- faults under load -------------------------------------------------------------------------------
+
+@dataclass
+class SourceFault:
+    fault: str
+    clicks: Herd
+    source_requests: int  # requests the herd caused at the broken source (retries included)
+    syncs: int  # syncs finished during the herd
+
+
+TTL, WAIT = 5, 2  # s: refresh_ttl and refresh_wait of the course whose source breaks
+
+
+def clicks_while_the_source_fails(work: Path, fault: str, clicks: int, concurrency: int) -> SourceFault:
+    """A herd clicks a course whose source breaks (500s or hangs) after a first good snapshot.
+    Every click must still get the last snapshot, within refresh_wait, and the source must be
+    asked once per refresh_ttl, not once per click."""
+    from tests.httpserver import FileServer
+    from tests.test_connector_http import zip_bytes
+
+    with FileServer() as source:
+        source.put("/course.zip", zip_bytes({MARKER: b"the last good snapshot\n"}))
+        config_path = write_config(work / f"{fault}.toml",
+                                   {"data_dir": f"data-{fault}", "refresh_ttl": TTL, "refresh_wait": WAIT},
+                                   {"web": {"source": "http", "url": source.url("/course.zip"), "schedule": 0}})
+        with ServeProcess(config_path) as server:
+            assert server.post("/api/courses/web/refresh")[1]["ok"]
+            source.fault = fault
+            time.sleep(TTL + 0.5)  # the snapshot is now stale: the herd's first click refreshes
+            before = len(source.requests), _attempts(server)
+            herd_result = click_herd(server.git_url("web"), clicks, concurrency)
+            requests, attempts = len(source.requests) - before[0], _attempts(server) - before[1]
+            source.fault = None
+            source.released.set()  # let hanging answers end, so the server's sync can finish
+            settle(server.pid)
+            return SourceFault(fault, herd_result, requests, attempts)
+
+
+def _attempts(server: ServeProcess) -> int:
+    """Syncs the server ran for the course (finished ones, from its status history)."""
+    status, body = server.request("GET", "/api/courses/web")
+    return len(json.loads(body)["history"])
+
+
+@dataclass
+class KillRecovery:
+    kills: int = 0
+    clean: int = 0  # fsck-clean, and main the previous or the next complete snapshot
+    restart: list[float] = field(default_factory=list)  # s from start to the first answer
+    recovery_sync: list[float] = field(default_factory=list)  # s of the first sync after the restart
+
+
+def kill_during_syncs(work: Path, attempts: int, files: int, mib: int) -> KillRecovery:
+    """kill -9 of f2git serve at spread moments of a sync that rewrites every file."""
+    from f2git.config import load
+    from f2git.store import CourseRepo
+
+    source = work / "kill-source"
+    config_path = write_config(work / "kill.toml", {"data_dir": "kill-data", "refresh_ttl": 0},
+                               {"big": {"source": "local", "path": str(source), "schedule": 0}})
+    repo = CourseRepo.for_course(load(config_path), "big")
+    generate_course(source, files, mib * 1024 * 1024, seed=0)
+    with ServeProcess(config_path) as server:
+        started = time.perf_counter()
+        assert server.post("/api/courses/big/refresh")[1]["ok"]
+        duration = time.perf_counter() - started
+    figures = KillRecovery()
+    for attempt in range(attempts):
+        before = repo.head()
+        generate_course(source, files, mib * 1024 * 1024, seed=attempt + 1)
+        server = ServeProcess(config_path).start()
+        threading.Thread(target=_ask_quietly, args=(server, "/api/courses/big/refresh"), daemon=True).start()
+        time.sleep(duration * (attempt + 0.5) / attempts)  # spread the kills over one sync
+        if server.process.poll() is None:
+            server.kill()
+            figures.kills += 1
+        server.stop()
+        served = repo.head()
+        fsck = subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict", "--no-dangling"],
+                              capture_output=True)
+        started = time.perf_counter()
+        with ServeProcess(config_path) as again:
+            figures.restart.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            result = again.post("/api/courses/big/refresh")[1]
+            figures.recovery_sync.append(time.perf_counter() - started)
+        # Served after the kill: the previous snapshot, or the new one the recovery then found complete.
+        if fsck.returncode == 0 and result["ok"] and served in (before, result["commit"]):
+            figures.clean += 1
+    return figures
+
+
+def _ask_quietly(server: ServeProcess, path: str) -> None:
+    try:
+        server.request("POST", path, b"{}", timeout=60)
+    except OSError:  # killed mid-answer: that is the point
+        pass
 
 
 def report(figures: Figures, *, mib: int, files: int, concurrency: int) -> None:
@@ -254,6 +355,22 @@ def report(figures: Figures, *, mib: int, files: int, concurrency: int) -> None:
         print("\nFailures:\n  " + "\n  ".join(figures.failures[:20]))
 
 
+def report_faults(source_faults: list[SourceFault], kills: KillRecovery, *, files: int, mib: int) -> None:
+    rows = []
+    for item in source_faults:
+        latencies = item.clicks.latencies
+        rows += [(f"source {item.fault}: failed clicks of {item.clicks.count}", str(len(item.clicks.failures))),
+                 (f"source {item.fault}: click p50 / p99 (refresh_wait {WAIT} s)",
+                  f"{percentile(latencies, 0.5):.2f} / {percentile(latencies, 0.99):.2f} s"),
+                 (f"source {item.fault}: syncs / source requests in {item.clicks.wall:.0f} s (refresh_ttl {TTL} s)",
+                  f"{item.syncs} / {item.source_requests}")]
+    rows += [(f"kill -9 of f2git serve during a {files}-file, {mib} MiB sync", f"{kills.kills} kills"),
+             ("  fsck-clean, previous or next snapshot, next sync ok", f"{kills.clean} of {len(kills.restart)}"),
+             ("  restart to first answer (median)", f"{median(kills.restart):.2f} s"),
+             ("  first sync after restart (median)", f"{median(kills.recovery_sync):.2f} s")]
+    table("Faults: a broken source under a click herd, and a crashed server", rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=20, help="course size (default 20)")
@@ -262,11 +379,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clicks", type=int, default=1000, help="ls-remote clicks per round (default 1000)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=50, help="clients at once (default 50)")
+    parser.add_argument("--kills", type=int, default=5, help="kill -9 moments of the server (default 5)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="f2git-load-") as folder:
-        figures = measure(Path(folder), mib=args.mib, files=args.files, clones=args.clones, clicks=args.clicks,
+        work = Path(folder)
+        figures = measure(work / "load", mib=args.mib, files=args.files, clones=args.clones, clicks=args.clicks,
                           rounds=args.rounds, concurrency=args.concurrency)
-    report(figures, mib=args.mib, files=args.files, concurrency=args.concurrency)
+        report(figures, mib=args.mib, files=args.files, concurrency=args.concurrency)
+        (work / "faults").mkdir()
+        source_faults = [clicks_while_the_source_fails(work / "faults", fault, args.clicks // 5, args.concurrency)
+                         for fault in ("error", "hang")]
+        kills = kill_during_syncs(work / "faults", args.kills, files=2000, mib=args.mib)
+        report_faults(source_faults, kills, files=2000, mib=args.mib)
 
 
 if __name__ == "__main__":

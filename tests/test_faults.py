@@ -23,6 +23,7 @@ from f2git.store import CourseRepo, SnapshotWriter
 from tests.httpserver import FileServer
 from tests.serveprocess import ServeProcess, write_config
 from tests.test_connector_canvas import BASE as CANVAS, TOKEN, FakeCanvas
+from tests.test_connector_http import zip_bytes
 from tests.test_crash import snapshot, write_course
 from tests.test_snapshot import fsck_clean
 
@@ -151,26 +152,16 @@ def http_connector(url: str, sleeps: list | None = None, timeout: tuple[float, f
     return connector
 
 
-def zip_of(files: dict[str, bytes]) -> bytes:
-    import io
-    import zipfile
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, body in files.items():
-            archive.writestr(path, body)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize("fault, words", [("reset", "broke off"), ("truncate", "broke off after"), ("error", "500")],
                          ids=["connection closed mid-body", "fewer bytes than Content-Length", "server error"])
 def test_broken_downloads_keep_the_last_snapshot_and_record_the_error(web, fault, words):
     server, config, repo = web
     course = config.courses["web"]
-    server.put("/course.zip", zip_of({"a.txt": b"a" * 50_000, "b.txt": b"b"}))
+    server.put("/course.zip", zip_bytes({"a.txt": b"a" * 50_000, "b.txt": b"b"}))
     first = sync_course(config, course, connector=http_connector(server.url("/course.zip")))
     assert first.ok
 
-    server.put("/course.zip", zip_of({"a.txt": b"A" * 50_000, "b.txt": b"B", "c.txt": b"c"}))
+    server.put("/course.zip", zip_bytes({"a.txt": b"A" * 50_000, "b.txt": b"B", "c.txt": b"c"}))
     server.fault = fault
     failed = sync_course(config, course, connector=http_connector(server.url("/course.zip")))
     assert not failed.ok and words in failed.error, failed.error
