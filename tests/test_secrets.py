@@ -262,3 +262,32 @@ def test_a_committed_snapshot_holds_no_credential(tmp_path):
         result = sync_course(config, config.courses["cs101"], connector=fake.connector())
     assert result.ok and CourseRepo.for_course(config, "cs101").head()
     assert not data_dir_leaks(tmp_path / "data")
+
+
+
+def test_the_access_log_never_shows_a_query_string(tmp_path, caplog):
+    """A client may send `?token=…` (f2git ignores it); the access log must not keep it."""
+    import logging
+    import urllib.error
+    import urllib.request
+
+    from f2git.config import parse
+    from tests.serverhelpers import RunningServer
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+
+    def config(port):
+        return parse({"server": {"port": port, "data_dir": str(tmp_path / "data")},
+                      "courses": {"demo": {"source": "local", "path": str(tmp_path / "src")}}},
+                     tmp_path / "f2git.toml", {})
+
+    with caplog.at_level(logging.INFO, logger="tornado.access"), RunningServer(config) as server:
+        for path in ("/git/demo/info/refs?service=git-upload-pack&token=tok-SECRET-q1",
+                     "/api/courses/nope?token=tok-SECRET-q2"):
+            try:
+                urllib.request.urlopen(server.url + path, timeout=30).read()
+            except urllib.error.HTTPError:
+                pass
+    assert "/git/demo/info/refs" in caplog.text and "/api/courses/nope" in caplog.text
+    assert "SECRET" not in caplog.text and "token=" not in caplog.text

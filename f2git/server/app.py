@@ -46,7 +46,20 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_metrics=metrics,
         f2git_backends=Backends() if backends is None else backends,
         f2git_next_refresh=next_refresh,
+        log_function=log_request,
     )
+
+
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access line without the query string: a client may put a token there."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    access_log.log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path,
+                   request.remote_ip, 1000.0 * request.request_time())
 
 
 def with_service_prefix(routes: list[tuple]) -> list[tuple]:
