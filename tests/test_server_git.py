@@ -158,6 +158,16 @@ def backend_processes(repos_dir: Path) -> list[int]:
     return found
 
 
+def blocked_writing_a_pipe(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            if "pipe_write" in Path(f"/proc/{pid}/wchan").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def raw_request(server: RunningServer, head: str, body: bytes = b"", receive_buffer: int = 0) -> socket.socket:
     connection = socket.socket()
     if receive_buffer:
@@ -197,7 +207,9 @@ def test_client_leaving_mid_pack_ends_the_backend(server, source):
     connection.settimeout(30)
     received = connection.recv(65536)
     assert received.startswith(b"HTTP/1.1 200"), received[:200]
-    assert backend_processes(server.config.repos_dir)
+    # The student's side stalls: the server's socket buffer fills, it stops reading the
+    # backend, and the backend blocks writing its full pipe. Then the student leaves.
+    assert wait_until(lambda: blocked_writing_a_pipe(backend_processes(server.config.repos_dir)))
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     connection.close()  # a reset, as when a student closes the tab mid-clone
     assert wait_until(lambda: server.call(lambda: len(server.server.backends)) == 0)

@@ -77,51 +77,101 @@ def backend_env(config_repos_dir: str, course: str, action: str, request: Any) -
     return env
 
 
+class Backend:
+    """One `git http-backend` run. Its output has exactly one reader: the relay that streams
+    it to the client, or, when no relay runs, the reaper."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+        self.stderr = asyncio.get_running_loop().create_task(self._read_stderr())
+        self.reaped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._claimed = False
+
+    def claim_output(self) -> bool:
+        """True for the first caller only: it reads stdout to the end and then reaps."""
+        if self._claimed:
+            return False
+        self._claimed = True
+        return True
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    async def reap(self) -> int:
+        """Kill the group if it still runs and wait for it, by the holder of the output.
+
+        asyncio's wait() returns only once every pipe has closed, and a full pipe nobody
+        reads never closes: read what is left first (nothing writes after the kill)."""
+        self.kill()
+        while await self.process.stdout.read(READ_SIZE):
+            pass
+        code = await self.process.wait()
+        await asyncio.gather(self.stderr, return_exceptions=True)
+        if not self.reaped.done():
+            self.reaped.set_result(code)
+        return code
+
+    async def _read_stderr(self) -> bytes:
+        tail = b""
+        while chunk := await self.process.stderr.read(READ_SIZE):
+            tail = (tail + chunk)[-4096:]
+        return tail
+
+    async def stderr_text(self) -> str:
+        try:
+            tail = await asyncio.wait_for(asyncio.shield(self.stderr), timeout=5)
+        except asyncio.TimeoutError:
+            tail = b""
+        return tail.decode("utf-8", "replace").strip() or "(no error output)"
+
+
 class Backends:
     """Every running `git http-backend`, so none outlives its request or the server."""
 
     def __init__(self) -> None:
-        self._processes: set[asyncio.subprocess.Process] = set()
+        self._running: set[Backend] = set()
         self._reapers: set[asyncio.Task] = set()
 
     def __len__(self) -> int:
-        return len(self._processes)
+        return len(self._running)
 
-    async def spawn(self, env: dict[str, str]) -> asyncio.subprocess.Process:
+    async def spawn(self, env: dict[str, str]) -> Backend:
         # Its own process group: git runs http-backend, which runs upload-pack and
         # pack-objects; killing the group ends them all, not just the first.
         process = await asyncio.create_subprocess_exec(
             *git_command("http-backend"), env=env, start_new_session=True,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        self._processes.add(process)
-        return process
+        backend = Backend(process)
+        self._running.add(backend)
+        backend.reaped.add_done_callback(lambda _: self._running.discard(backend))
+        return backend
 
-    async def reap(self, process: asyncio.subprocess.Process) -> int:
-        """Kill the backend if it still runs, and wait for it (no zombies)."""
-        if process.returncode is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        code = await process.wait()
-        self._processes.discard(process)
-        return code
+    def end(self, backend: Backend) -> None:
+        """Its client is gone: kill it; whoever holds the output reaps it."""
+        if backend.claim_output():
+            task = asyncio.get_running_loop().create_task(backend.reap())
+            self._reapers.add(task)
+            task.add_done_callback(self._reapers.discard)
+        else:
+            backend.kill()  # the relay reads to the end and reaps
 
-    def reap_soon(self, process: asyncio.subprocess.Process) -> None:
-        task = asyncio.get_running_loop().create_task(self.reap(process))
-        self._reapers.add(task)
-        task.add_done_callback(self._reapers.discard)
-
-    async def close(self) -> None:
-        await asyncio.gather(*(self.reap(p) for p in list(self._processes)), *self._reapers,
-                             return_exceptions=True)
+    async def close(self, timeout: float = 30) -> None:
+        running = list(self._running)
+        for backend in running:
+            self.end(backend)
+        if running:
+            await asyncio.wait([backend.reaped for backend in running], timeout=timeout)
 
 
 @tornado.web.stream_request_body
 class GitHandler(BaseHandler):
-    process: asyncio.subprocess.Process | None = None
-    _stderr: asyncio.Task | None = None
+    backend: Backend | None = None
     _stdin_open = False
+    _client_gone = False
 
     @property
     def backends(self) -> Backends:
@@ -154,16 +204,16 @@ class GitHandler(BaseHandler):
 
     async def start_backend(self) -> None:
         env = backend_env(str(self.config.repos_dir), self.course.name, self.path_kwargs["action"], self.request)
-        self.process = await self.backends.spawn(env)
+        self.backend = await self.backends.spawn(env)
         self._stdin_open = True
-        self._stderr = asyncio.get_running_loop().create_task(self._read_stderr(self.process))
 
     async def data_received(self, chunk: bytes) -> None:
-        if not self._stdin_open or self.process is None:
+        if not self._stdin_open or self.backend is None:
             return
+        stdin = self.backend.process.stdin
         try:
-            self.process.stdin.write(chunk)
-            await self.process.stdin.drain()
+            stdin.write(chunk)
+            await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             # The backend stopped reading (it answered an error); its output says why.
             self._stdin_open = False
@@ -195,34 +245,43 @@ class GitHandler(BaseHandler):
 
     async def relay(self) -> None:
         """Close the backend's input, then stream its CGI answer to the client."""
-        process = self.process
-        assert process is not None
+        backend = self.backend
+        assert backend is not None
+        if not backend.claim_output():
+            return  # the client left before its body was in; the backend is being reaped
+        stdout = backend.process.stdout
         try:
             await self._close_stdin()
             try:
-                head = await process.stdout.readuntil(b"\r\n\r\n")
+                head = await stdout.readuntil(b"\r\n\r\n")
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                raise Refusal(502, "git http-backend failed: " + await self._stderr_text()) from None
+                if self._client_gone:
+                    return
+                raise Refusal(502, "git http-backend failed: " + await backend.stderr_text()) from None
             self._apply_cgi_headers(head)
-            while chunk := await process.stdout.read(READ_SIZE):
+            while chunk := await stdout.read(READ_SIZE):
                 self.write(chunk)
                 await self.flush()
-            self.finish()
+            if not self._client_gone:
+                self.finish()
         except tornado.iostream.StreamClosedError:
-            log.info("course %s: client %s went away during %s", self.course.name,
-                     self.request.remote_ip, self.path_kwargs["action"])
+            self._client_gone = True
         finally:
-            code = await self.backends.reap(process)
-            if code not in (0, -9):
+            code = await backend.reap()
+            if self._client_gone:
+                log.info("course %s: client %s went away during %s", self.course.name,
+                         self.request.remote_ip, self.path_kwargs["action"])
+            elif code not in (0, -signal.SIGKILL):  # killed: the server is stopping
                 log.warning("course %s: git http-backend exited with %s: %s",
-                            self.course.name, code, await self._stderr_text())
+                            self.course.name, code, await backend.stderr_text())
 
     async def _close_stdin(self) -> None:
         if self._stdin_open:
             self._stdin_open = False
+            stdin = self.backend.process.stdin
             try:
-                self.process.stdin.close()
-                await self.process.stdin.wait_closed()
+                stdin.close()
+                await stdin.wait_closed()
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
@@ -238,26 +297,11 @@ class GitHandler(BaseHandler):
             else:
                 self.set_header(name, value)
 
-    @staticmethod
-    async def _read_stderr(process: asyncio.subprocess.Process) -> bytes:
-        tail = b""
-        while chunk := await process.stderr.read(READ_SIZE):
-            tail = (tail + chunk)[-4096:]
-        return tail
-
-    async def _stderr_text(self) -> str:
-        if self._stderr is None:
-            return ""
-        try:
-            tail = await asyncio.wait_for(asyncio.shield(self._stderr), timeout=5)
-        except asyncio.TimeoutError:
-            return "(no error output)"
-        return tail.decode("utf-8", "replace").strip() or "(no error output)"
-
     def on_connection_close(self) -> None:
         # Also called when the client leaves mid-upload, where post() never runs.
-        if self.process is not None and self.process.returncode is None:
-            self.backends.reap_soon(self.process)
+        self._client_gone = True
+        if self.backend is not None and not self.backend.reaped.done():
+            self.backends.end(self.backend)
         super().on_connection_close()
 
 
