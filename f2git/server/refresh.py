@@ -20,16 +20,12 @@ from f2git.snapshot import Progress, SyncResult, sync_course
 
 log = logging.getLogger("f2git.refresh")
 
-SyncFunction = Callable[..., SyncResult]
-
-
 class Refresher:
     """Single-flight syncs per course, run in worker threads off the event loop."""
 
     def __init__(self, config: Config, *, max_workers: int | None = None,
-                 sync: SyncFunction = sync_course, clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time):
         self.config = config
-        self._sync = sync
         self._clock = clock
         workers = max_workers or max(1, min(4, len(config.courses)))
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="f2git-sync")
@@ -147,8 +143,8 @@ class Refresher:
 
         try:
             result = await loop.run_in_executor(
-                self._executor, lambda: self._sync(self.config, course, allow_mass_delete=allow_mass_delete,
-                                                   progress=progress))
+                self._executor, lambda: sync_course(self.config, course, allow_mass_delete=allow_mass_delete,
+                                                    progress=progress))
         except Exception:
             # sync_course reports source and git trouble in its result; this is a bug.
             log.exception("course %s: sync crashed", course.name)
