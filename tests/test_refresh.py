@@ -104,6 +104,16 @@ def test_clicks_within_the_ttl_ask_the_source_nothing(tmp_path, request, bucket)
         assert (tmp_path / "student4" / "README.md").read_bytes() == FILES["README.md"]
 
 
+def test_a_restarted_server_remembers_the_last_check(tmp_path, request, bucket):
+    """The TTL survives a restart: the last check is read back from the status records."""
+    with serve(tmp_path, request, refresh_ttl=3600) as server:
+        first = advertised_main(server)
+    assert bucket.lists == 1
+    with serve(tmp_path, request, refresh_ttl=3600) as server:
+        assert advertised_main(server) == first
+    assert bucket.lists == 1
+
+
 def test_a_slow_source_costs_a_click_at_most_refresh_wait(tmp_path, request, bucket, gate):
     wait = 1.0
     with serve(tmp_path, request, refresh_ttl=0, refresh_wait=wait) as server:
