@@ -190,6 +190,22 @@ def test_client_leaving_mid_upload_ends_the_backend(server):
     assert wait_until(lambda: backend_processes(server.config.repos_dir) == [])
 
 
+def test_a_stalled_upload_times_out_and_ends_the_backend(tmp_path, source):
+    make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}})
+    with RunningServer(make, body_timeout=0.5) as server:
+        git("ls-remote", server.git_url(COURSE))
+        connection = raw_request(server, (
+            f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/x-git-upload-pack-request\r\nContent-Length: 1000\r\n\r\n"), b"0032w")
+        try:
+            assert wait_until(lambda: backend_processes(server.config.repos_dir))
+            # The client keeps the connection open but never finishes its body.
+            assert wait_until(lambda: backend_processes(server.config.repos_dir) == [], timeout=10)
+            assert server.call(lambda: len(server.server.backends)) == 0
+        finally:
+            connection.close()
+
+
 def pkt(line: str) -> bytes:
     return b"%04x" % (len(line) + 4) + line.encode()
 

@@ -27,6 +27,10 @@ from .releases import ReleaseSchedule
 
 log = logging.getLogger("f2git.server")
 
+# s a request body may take: a fetch request is small, and a client that stalls mid-body
+# would otherwise hold its git http-backend forever.
+BODY_TIMEOUT = 120.0
+
 
 def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher | None = None,
              backends: Backends | None = None,
@@ -117,9 +121,11 @@ class Schedule:
 class Server:
     """The app bound to its sockets, plus the schedule; `start()` and `stop()` in the loop."""
 
-    def __init__(self, config: Config, *, auth: Auth | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, config: Config, *, auth: Auth | None = None, clock: Callable[[], float] = time.time,
+                 body_timeout: float = BODY_TIMEOUT):
         """`clock` tells the time for TTL decisions (tests turn it forward)."""
         self.config = config
+        self.body_timeout = body_timeout
         self.refresher = Refresher(config, clock=clock)
         self.backends = Backends()
         self.schedule = Schedule(config, self.refresher)
@@ -128,7 +134,7 @@ class Server:
         self.http: tornado.httpserver.HTTPServer | None = None
 
     async def start(self, sockets: Iterable[socket.socket] | None = None) -> None:
-        self.http = tornado.httpserver.HTTPServer(self.app)
+        self.http = tornado.httpserver.HTTPServer(self.app, body_timeout=self.body_timeout)
         if sockets is None:
             self.http.listen(self.config.server.port, self.config.server.host)
         else:
