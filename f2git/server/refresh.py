@@ -88,6 +88,8 @@ class Refresher:
         if task is None:
             task = asyncio.get_running_loop().create_task(
                 self._run(course, allow_mass_delete), name=f"f2git-sync-{course.name}")
+            # A crash is logged in _run; nobody may be awaiting a sync someone only started.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._running[course.name] = task
             self._mass_delete[course.name] = allow_mass_delete
         return task
