@@ -273,3 +273,40 @@ def test_f2git_serve_stops_cleanly_on_sigterm_mid_fetch(tmp_path, source):
             connection.close()
         assert backend_processes(repos) == []
         assert "stopping" in served.output()
+
+
+def test_a_herd_of_clones_queues_behind_max_git_processes(tmp_path, source):
+    """More simultaneous fetches than `max_git_processes` wait their turn; all succeed."""
+    import threading
+
+    make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}},
+                          refresh_ttl=60, max_git_processes=2)
+    with RunningServer(make) as server:
+        git("clone", "-q", "--depth", "1", server.git_url(COURSE), str(tmp_path / "warm"))
+        peak, done = [0], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], len(server.server.backends))
+                time.sleep(0.002)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        failures = []
+
+        def clone(i):
+            try:
+                git("clone", "-q", "--depth", "1", server.git_url(COURSE), str(tmp_path / f"c{i}"))
+            except Exception as error:  # noqa: BLE001 (collected and asserted below)
+                failures.append(error)
+
+        clones = [threading.Thread(target=clone, args=(i,)) for i in range(10)]
+        for thread in clones:
+            thread.start()
+        for thread in clones:
+            thread.join(120)
+        done.set()
+        watcher.join()
+    assert not failures
+    assert all(checkout_files(tmp_path / f"c{i}") == FILES for i in range(10))
+    assert 1 <= peak[0] <= 2

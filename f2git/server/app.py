@@ -48,7 +48,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_auth=auth,
         f2git_refresher=refresher,
         f2git_metrics=metrics,
-        f2git_backends=Backends() if backends is None else backends,
+        f2git_backends=Backends(config.server.max_git_processes) if backends is None else backends,
         f2git_next_refresh=next_refresh,
         log_function=log_request,
     )
@@ -127,7 +127,7 @@ class Server:
         self.config = config
         self.body_timeout = body_timeout
         self.refresher = Refresher(config, clock=clock)
-        self.backends = Backends()
+        self.backends = Backends(config.server.max_git_processes)
         self.schedule = Schedule(config, self.refresher)
         self.app = make_app(config, auth=auth, refresher=self.refresher, backends=self.backends,
                             next_refresh=self.schedule.next_run)

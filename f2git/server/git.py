@@ -132,22 +132,35 @@ class Backend:
 class Backends:
     """Every running `git http-backend`, so none outlives its request or the server."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 0) -> None:
         self._running: set[Backend] = set()
         self._reapers: set[asyncio.Task] = set()
+        # A herd of clicks queues here instead of running hundreds of pack-objects at once.
+        self.limit = limit or 4 * (os.cpu_count() or 1)
+        self._slots = asyncio.Semaphore(self.limit)
 
     def __len__(self) -> int:
         return len(self._running)
 
     async def spawn(self, env: dict[str, str]) -> Backend:
-        # Its own process group: git runs http-backend, which runs upload-pack and
-        # pack-objects; killing the group ends them all, not just the first.
-        process = await asyncio.create_subprocess_exec(
-            *git_command("http-backend"), env=env, start_new_session=True,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await self._slots.acquire()
+        try:
+            # Its own process group: git runs http-backend, which runs upload-pack and
+            # pack-objects; killing the group ends them all, not just the first.
+            process = await asyncio.create_subprocess_exec(
+                *git_command("http-backend"), env=env, start_new_session=True,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except BaseException:
+            self._slots.release()
+            raise
         backend = Backend(process)
         self._running.add(backend)
-        backend.reaped.add_done_callback(lambda _: self._running.discard(backend))
+
+        def reaped(_: asyncio.Future) -> None:
+            self._running.discard(backend)
+            self._slots.release()
+
+        backend.reaped.add_done_callback(reaped)
         return backend
 
     def end(self, backend: Backend) -> None:
