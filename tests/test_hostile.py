@@ -414,14 +414,21 @@ def test_ilias_garbled_listings_are_source_errors(tmp_path):
                                  b"<d:propstat><d:prop><d:getetag>e</d:getetag></d:prop><d:status>HTTP/1.1 200 OK"
                                  b"</d:status></d:propstat></d:response></d:multistatus>", "outside the course"),
     ]
-    for index, (status, content_type, body, words) in enumerate(answers):
+    hops = iter(range(1000))
+    loop = (307, None, lambda request: (307, {"Location": f"{url}?hop={next(hops) % 2}"}, ""), "too many redirects")
+    for index, (status, content_type, body, words) in enumerate([*answers, loop]):
         folder = tmp_path / str(index)
+        folder.mkdir()
         config = parse({"server": {"data_dir": str(folder / "data")}, "courses": {"il": course}},
                        folder / "f2git.toml", env)
         with responses.RequestsMock() as mock:
-            mock.add("PROPFIND", url, status=status, body=body, content_type=content_type)
+            if callable(body):  # 307 keeps the method: a PROPFIND loop
+                mock.add_callback("PROPFIND", re.compile(re.escape(url) + ".*"), callback=body)
+            else:
+                mock.add("PROPFIND", url, status=status, body=body, content_type=content_type)
             result = sync_course(config, config.courses["il"], connector=config.courses["il"].connector(env=env))
         assert not result.ok and result.error.startswith("ILIAS") and words in result.error, result.error
+        assert {p.name for p in folder.iterdir()} == {"data"}  # nothing written beside the data dir
 
 
 # --- config -----------------------------------------------------------------------------------
