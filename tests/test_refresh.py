@@ -159,8 +159,8 @@ def test_a_failed_source_is_asked_again_only_after_the_ttl(tmp_path, request, bu
             assert advertised_main(server) == old
         assert bucket.lists == 2  # one failed try; then the last snapshot until the TTL passes again
         clock.advance(61)
-        advertised_main(server)
-        assert bucket.lists == 3
+        advertised_main(server)  # served at once; the retry runs in the background
+        wait_until(lambda: bucket.lists == 3, timeout=30)
 
 
 def test_a_course_without_snapshot_answers_a_clear_git_error(tmp_path, request, bucket):
@@ -213,3 +213,31 @@ def test_the_schedule_refreshes_without_clicks(tmp_path, request, bucket):
         assert wait_until(lambda: "week2/new.ipynb" in CourseRepo.for_course(server.config, COURSE).files(head(server)))
         course = server.get_json(f"/api/courses/{COURSE}")
         assert course["next_refresh"] is not None and course["next_refresh"] > time.time() - 1
+
+
+def test_while_the_source_stays_down_clicks_do_not_wait_for_each_retry(tmp_path, request, bucket, gate):
+    """After a failed sync, a stale click starts the retry in the background and gets the last
+    snapshot at once, instead of every student waiting out refresh_wait while the LMS is down."""
+    clock = ManualClock()
+    courses = {COURSE: {"source": "gated", "bucket": f"refresh-{request.node.name}", "schedule": 0}}
+    make = config_factory(tmp_path, courses, refresh_ttl=60, refresh_wait=120)
+    with RunningServer(make, clock=clock) as server:
+        old = advertised_main(server)
+        bucket.fail_listing = "Canvas answered 503 Service Unavailable"
+        clock.advance(61)
+        assert advertised_main(server) == old  # this click saw the failure happen
+
+        gate.close()  # the next retry hangs like a dead LMS
+        bucket.files["README.md"] = b"# fixed\n"
+        clock.advance(61)
+        answered = []
+        click = threading.Thread(target=lambda: answered.append(advertised_main(server)))
+        click.start()
+        click.join(60)
+        assert answered == [old], "the click waited for a retry of a failing source"
+        assert gate.reached.wait(10)  # the retry did start, and is held at the dead LMS
+
+        bucket.fail_listing = None
+        gate.open()  # the LMS is back: the retry finishes and the next click gets the change
+        wait_until(lambda: not server.get_json(f"/api/courses/{COURSE}")["refreshing"], timeout=30)
+        assert advertised_main(server) != old

@@ -36,6 +36,7 @@ class Refresher:
         self._last_failure: dict[str, float] = {}
         self._last_error: dict[str, str | None] = {}
         self._waiting: dict[str, int] = {}
+        self._has_snapshot: set[str] = set()
         self._result_listeners: list[Callable[[SyncResult], None]] = []
         self._progress_listeners: list[Callable[[Progress], None]] = []
         self._click_listeners: list[Callable[[str, str, float], None]] = []
@@ -44,6 +45,8 @@ class Refresher:
             self._last_check[name] = record.last_check or 0.0
             if record.last_error:
                 self._last_failure[name] = record.last_error_at or 0.0
+            if record.commit:
+                self._has_snapshot.add(name)
 
     def on_result(self, listener: Callable[[SyncResult], None]) -> None:
         """Call `listener(result)` in the event loop after every sync."""
@@ -111,6 +114,12 @@ class Refresher:
         waited_since = time.monotonic()
         if not self.is_stale(course.name) and not self.is_running(course.name):
             outcome = "fresh"
+        elif course.name in self._last_failure and course.name in self._has_snapshot:
+            # The source failed last time: retry in the background, but don't make every
+            # student wait out refresh_wait while it stays down. The next click gets the fix.
+            if not self.is_running(course.name):
+                self.start(course)
+            outcome = "failed"
         else:
             task = self.start(course)
             self._waiting[course.name] = self._waiting.get(course.name, 0) + 1
@@ -156,6 +165,7 @@ class Refresher:
         finally:
             self._running.pop(course.name, None)
         if result.ok:
+            self._has_snapshot.add(course.name)
             self._last_check[course.name] = started
             self._last_failure.pop(course.name, None)
             self._last_error[course.name] = None
