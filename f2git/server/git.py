@@ -20,7 +20,7 @@ import tornado.iostream
 import tornado.web
 
 from f2git.config import CourseConfig
-from f2git.store import CourseRepo, git_command
+from f2git.store import git_command
 
 from .base import BaseHandler, Refusal
 
@@ -233,8 +233,7 @@ class GitHandler(BaseHandler):
 
     async def get(self, repo: str, action: str) -> None:
         await self.refresher.on_click(self.course)
-        repo_store = CourseRepo.for_course(self.config, self.course.name)
-        if await asyncio.to_thread(repo_store.head) is None:
+        if not await self.refresher.has_snapshot(self.course.name):
             self.answer_no_snapshot()
             return
         await self.start_backend()

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from f2git import status
 from f2git.config import Config, CourseConfig
 from f2git.snapshot import Progress, SyncResult, sync_course
+from f2git.store import CourseRepo
 
 log = logging.getLogger("f2git.refresh")
 
@@ -66,6 +67,14 @@ class Refresher:
         if course in self._last_error:
             return self._last_error[course]
         return status.read(self.config, course).last_error
+
+    async def has_snapshot(self, course: str) -> bool:
+        """Whether the course has a snapshot to serve. History only grows: once true, always true."""
+        if course not in self._has_snapshot:
+            repo = CourseRepo.for_course(self.config, course)
+            if await asyncio.to_thread(repo.head) is not None:
+                self._has_snapshot.add(course)
+        return course in self._has_snapshot
 
     def is_running(self, course: str) -> bool:
         return course in self._running
