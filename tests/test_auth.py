@@ -121,3 +121,34 @@ def test_jupyterhub_instructors_group_and_admins_manage():
     assert not auth.may_manage(Identity("grader", kind="service"), None)
     no_group, _ = hub_auth("")
     assert not no_group.may_manage(Identity("s", kind="user", groups=frozenset({""})), None)
+
+
+def test_jupyterhub_read_metrics_scope_may_scrape_but_not_manage(monkeypatch):
+    """The Prometheus that scrapes the hub's /hub/metrics (a service token with read:metrics)
+    may read f2git's /metrics, and nothing more."""
+    import asyncio
+
+    auth, cfg = hub_auth("teachers")
+    models = {
+        "scraper-token": {"kind": "service", "name": "prometheus",
+                          "scopes": ["read:metrics", "access:services!service=courses"]},
+        "grader-token": {"kind": "service", "name": "grader", "scopes": ["access:services!service=courses"]},
+    }
+
+    async def user_for_token(token, sync=True):
+        return models.get(token)
+
+    monkeypatch.setattr(auth.hub, "user_for_token", user_for_token)
+
+    class Handler:
+        def __init__(self, token):
+            self.request = HTTPServerRequest(start_line=RequestStartLine("GET", "/metrics", "HTTP/1.1"),
+                                             headers=HTTPHeaders({"Authorization": f"token {token}",
+                                                                  "Host": "127.0.0.1"}))
+
+    scraper = asyncio.run(auth.identify(Handler("scraper-token")))
+    grader = asyncio.run(auth.identify(Handler("grader-token")))
+    assert scraper.read_metrics and auth.may_read_metrics(scraper)
+    assert not auth.may_manage(scraper, None) and not auth.may_manage(scraper, cfg.courses["ml"])
+    assert not grader.read_metrics and not auth.may_read_metrics(grader)
+    assert auth.may_read_metrics(Identity("t", kind="user", groups=frozenset({"teachers"})))

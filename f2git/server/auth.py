@@ -45,6 +45,8 @@ class Identity:
     admin: bool = False
     # False when the hub knows the token but it lacks access to this service (→ 403, not 401)
     service_access: bool = True
+    # The hub token holds read:metrics, the scope JupyterHub's own /hub/metrics asks for.
+    read_metrics: bool = False
 
 
 ANONYMOUS = Identity("anonymous")
@@ -61,6 +63,9 @@ class Auth:
 
     def may_manage(self, identity: Identity, course: "CourseConfig | None") -> bool:
         return True
+
+    def may_read_metrics(self, identity: Identity) -> bool:
+        return self.may_manage(identity, None)
 
     def extra_handlers(self, prefix: str | None = None) -> list[tuple]:
         """Routes the policy needs in the app (the OAuth callback for `jupyterhub`)."""
@@ -175,10 +180,12 @@ class HubAuth(Auth):
             return None
         kind = model.get("kind", "user")
         access = bool(self.hub.check_scopes({self.access_scope}, model))
+        metrics = bool(self.hub.check_scopes({"read:metrics"}, model))
         if kind != "user":
-            return Identity(model["name"], kind=kind, service_access=access)
+            return Identity(model["name"], kind=kind, service_access=access, read_metrics=metrics)
         groups, admin = await self.membership.lookup(model["name"])
-        return Identity(model["name"], kind="user", groups=groups, admin=admin, service_access=access)
+        return Identity(model["name"], kind="user", groups=groups, admin=admin, service_access=access,
+                        read_metrics=metrics)
 
     def may_fetch(self, identity, course):
         if not identity.service_access:
@@ -191,6 +198,10 @@ class HubAuth(Auth):
         if not identity.service_access or identity.kind != "user":
             return False
         return identity.admin or bool(self.instructors_group and self.instructors_group in identity.groups)
+
+    def may_read_metrics(self, identity):
+        # The Prometheus that scrapes the hub (a service with read:metrics) may scrape f2git too.
+        return identity.read_metrics or self.may_manage(identity, None)
 
     def extra_handlers(self, prefix=None):
         # the hub sends browsers back to <service prefix>oauth_callback (through its proxy)
