@@ -163,6 +163,28 @@ class SourceSession:
         return BodyStream(response, self, expected_size=expected_size, md5=md5)
 
 
+class SessionConnector:
+    """Mixin for connectors that talk HTTP: `session` is built by `make_session()` on first
+    use (so secrets are read only when needed) and closed with the connector."""
+
+    _session: SourceSession | None = None
+
+    def make_session(self) -> SourceSession:
+        raise NotImplementedError
+
+    @property
+    def session(self) -> SourceSession:
+        if self._session is None:
+            self._session = self.make_session()
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.session.close()
+            self._session = None
+        super().close()
+
+
 class BodyStream(io.RawIOBase):
     """A response body as a file: checks the length (and md5) and turns transport errors into SourceError."""
 

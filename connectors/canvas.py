@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import requests
 
-from ._http import SourceSession
+from ._http import SessionConnector, SourceSession
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
 from .base import Connector, Entry, Listing, SourceError
 
@@ -56,7 +56,7 @@ class CanvasOptions:
             raise ValueError("missing key 'token_env'")
 
 
-class CanvasConnector(Connector):
+class CanvasConnector(SessionConnector, Connector):
     source = "canvas"
     label = "Canvas"
     Options = CanvasOptions
@@ -68,16 +68,13 @@ class CanvasConnector(Connector):
     def __init__(self, options: CanvasOptions, **kwargs: Any):
         super().__init__(options, **kwargs)
         self.base_url = options.url.rstrip("/")
-        self._http: SourceSession | None = None
 
-    @property
-    def http(self) -> SourceSession:
-        if self._http is None:
-            token = self.secret(self.options.token_env)
-            self._http = SourceSession(self.label, self.base_url, headers={"Authorization": f"Bearer {token}"},
-                                       secrets=(token,), sleep=lambda seconds: self.sleep(seconds))
-            self._http.session.hooks["response"].append(self._pace)
-        return self._http
+    def make_session(self) -> SourceSession:
+        token = self.secret(self.options.token_env)
+        session = SourceSession(self.label, self.base_url, headers={"Authorization": f"Bearer {token}"},
+                                secrets=(token,), sleep=lambda seconds: self.sleep(seconds))
+        session.session.hooks["response"].append(self._pace)
+        return session
 
     def _pace(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """Slow down while Canvas's rate-limit bucket is nearly empty, before it answers 403."""
@@ -96,9 +93,9 @@ class CanvasConnector(Connector):
 
     def pages(self, path: str) -> Iterator[dict]:
         with self._token_hint():
-            for page in self.http.link_pages(self.api(path), params={"per_page": 100}):
+            for page in self.session.link_pages(self.api(path), params={"per_page": 100}):
                 if not isinstance(page, list):
-                    raise self.http.fail(f"expected a list from /api/v1/{path}, got {type(page).__name__}")
+                    raise self.session.fail(f"expected a list from /api/v1/{path}, got {type(page).__name__}")
                 yield from page
 
     def list(self, state: Mapping[str, Any]) -> Listing:
@@ -163,7 +160,7 @@ class CanvasConnector(Connector):
     def _top_folder(self, folders: dict[int, dict], paths: dict[int, str]) -> int | None:
         roots = [folder_id for folder_id, folder in folders.items() if folder.get("parent_folder_id") is None]
         if len(roots) > 1:
-            raise self.http.fail(f"course {self.options.course_id} has {len(roots)} root folders, expected one")
+            raise self.session.fail(f"course {self.options.course_id} has {len(roots)} root folders, expected one")
         wanted = folder_path(self.options.folder)
         if not wanted:
             return roots[0] if roots else None
@@ -218,10 +215,5 @@ class CanvasConnector(Connector):
     def open(self, entry: Entry) -> BinaryIO:
         # The URL redirects to a files host; the token stays on the Canvas host (HostBoundAuth).
         with self._token_hint():
-            return self.http.open_stream(entry.ref, expected_size=entry.size)
+            return self.session.open_stream(entry.ref, expected_size=entry.size)
 
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.session.close()
-            self._http = None
-        super().close()

@@ -20,7 +20,7 @@ import requests
 
 from . import _archive
 from ._archive import ARCHIVE_SUFFIXES
-from ._http import BodyStream, SourceSession, where
+from ._http import BodyStream, SessionConnector, SourceSession, where
 from .base import Connector, Entry, Listing, SourceError
 
 ARCHIVE_TYPES = {"application/zip", "application/x-zip-compressed", "application/x-zip",
@@ -42,7 +42,7 @@ class HttpOptions:
             raise ValueError(f"key 'url': expected an http:// or https:// URL, got {where(self.url)!r}")
 
 
-class HttpConnector(Connector):
+class HttpConnector(SessionConnector, Connector):
     source = "http"
     label = "web server"
     Options = HttpOptions
@@ -52,7 +52,6 @@ class HttpConnector(Connector):
 
     def __init__(self, options: HttpOptions, **kwargs: Any):
         super().__init__(options, **kwargs)
-        self.session = SourceSession(self.label, options.url)
         self._download_dir: str | None = None
 
     def list(self, state: Mapping[str, Any]) -> Listing:
@@ -123,8 +122,10 @@ class HttpConnector(Connector):
         # A name like "slides.docx" (a zip inside) is a file; only a bare name is sniffed.
         return "." not in name and _archive.archive_kind(path) is not None
 
+    def make_session(self) -> SourceSession:
+        return SourceSession(self.label, self.options.url)
+
     def close(self) -> None:
-        self.session.session.close()
         self._download_dir = None
         super().close()
 

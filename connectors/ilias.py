@@ -17,7 +17,7 @@ import requests
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from ._http import SourceSession, where
+from ._http import SessionConnector, SourceSession, where
 from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
 
 DAV = "{DAV:}"
@@ -117,24 +117,16 @@ def _text(props: Mapping[str, Any], name: str) -> str:
     return (element.text or "").strip() if element is not None else ""
 
 
-class IliasConnector(Connector):
+class IliasConnector(SessionConnector, Connector):
     source = "ilias"
     label = "ILIAS"
     Options = IliasOptions
 
-    def __init__(self, options: IliasOptions, **kwargs: Any):
-        super().__init__(options, **kwargs)
-        self._session: SourceSession | None = None
-
-    @property
-    def session(self) -> SourceSession:
-        if self._session is None:
-            username = self.secret(self.options.username_env)
-            password = self.secret(self.options.password_env)
-            self._session = SourceSession(
-                self.label, self.options.webdav_url,
-                auth=requests.auth.HTTPBasicAuth(username, password), secrets=(password,))
-        return self._session
+    def make_session(self) -> SourceSession:
+        username = self.secret(self.options.username_env)
+        password = self.secret(self.options.password_env)
+        return SourceSession(self.label, self.options.webdav_url,
+                             auth=requests.auth.HTTPBasicAuth(username, password), secrets=(password,))
 
     def list(self, state: Mapping[str, Any]) -> Listing:
         root_url = self.options.webdav_url.rstrip("/") + "/"
@@ -196,8 +188,3 @@ class IliasConnector(Connector):
     def open(self, entry: Entry) -> BinaryIO:
         return self.session.open_stream(entry.ref, expected_size=entry.size)
 
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.session.close()
-            self._session = None
-        super().close()

@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from ._http import SourceSession, origin
+from ._http import SessionConnector, SourceSession, origin
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
 from .base import Connector, Entry, Listing, SourceError
 
@@ -63,7 +63,7 @@ def unix_time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(seconds, timezone.utc) if seconds > 0 else None
 
 
-class StudipConnector(Connector):
+class StudipConnector(SessionConnector, Connector):
     source = "studip"
     label = "Stud.IP"
     Options = StudipOptions
@@ -75,17 +75,13 @@ class StudipConnector(Connector):
     def __init__(self, options: StudipOptions, **kwargs: Any):
         super().__init__(options, **kwargs)
         self.api_url = options.url.rstrip("/") + "/jsonapi.php/v1"
-        self._http: SourceSession | None = None
 
-    @property
-    def http(self) -> SourceSession:
-        if self._http is None:
-            username = self.secret(self.options.username_env)
-            password = self.secret(self.options.password_env)
-            self._http = SourceSession(self.label, self.api_url, auth=requests.auth.HTTPBasicAuth(username, password),
-                                       headers={"Accept": "application/vnd.api+json"},
-                                       secrets=(password,), sleep=lambda seconds: self.sleep(seconds))
-        return self._http
+    def make_session(self) -> SourceSession:
+        username = self.secret(self.options.username_env)
+        password = self.secret(self.options.password_env)
+        return SourceSession(self.label, self.api_url, auth=requests.auth.HTTPBasicAuth(username, password),
+                             headers={"Accept": "application/vnd.api+json"},
+                             secrets=(password,), sleep=lambda seconds: self.sleep(seconds))
 
     def _credentials_hint(self):
         return credentials_hint(f"check the account in ${self.options.username_env} and ${self.options.password_env}")
@@ -99,17 +95,17 @@ class StudipConnector(Connector):
         seen = {url}
         with self._credentials_hint():
             while url:
-                document, _ = self.http.get_json(url, params=params)
+                document, _ = self.session.get_json(url, params=params)
                 data = document.get("data") if isinstance(document, dict) else None
                 if not isinstance(data, list):
-                    raise self.http.fail(f"expected a JSON:API collection from /{route}")
+                    raise self.session.fail(f"expected a JSON:API collection from /{route}")
                 yield from data
                 received += len(data)
                 page = (document.get("meta") or {}).get("page") or {}
                 if "total" in page:
                     if total is not None and page["total"] != total:
                         # Offsets shift when something is added or deleted meanwhile: items could be missed.
-                        raise self.http.fail(f"/{route} changed while it was being read; try again")
+                        raise self.session.fail(f"/{route} changed while it was being read; try again")
                     total = int(page["total"])
                     offset = int(page.get("offset", 0)) + int(page.get("limit") or len(data))
                     more = offset < total and bool(data)
@@ -120,13 +116,13 @@ class StudipConnector(Connector):
                     following = (document.get("links") or {}).get("next")
                     following = urljoin(url, following) if isinstance(following, str) and following else ""
                     if following and origin(following) != origin(self.api_url):
-                        raise self.http.fail(f"/{route} links its next page on another server; not followed")
+                        raise self.session.fail(f"/{route} links its next page on another server; not followed")
                     if following in seen:
-                        raise self.http.fail(f"/{route} pagination loops")
+                        raise self.session.fail(f"/{route} pagination loops")
                     seen.add(following)
                     url, params = following, None
         if total is not None and received != total:
-            raise self.http.fail(f"/{route} sent {received} of {total} items; try again")
+            raise self.session.fail(f"/{route} sent {received} of {total} items; try again")
 
     def list(self, state: Mapping[str, Any]) -> Listing:
         with api_shape(self.label):
@@ -141,7 +137,7 @@ class StudipConnector(Connector):
                    for folder_id, parent in parents.items()}
         roots = [folder_id for folder_id, parent in parents.items() if parent is None]
         if len(roots) != 1:
-            raise self.http.fail(f"course {course} should have one top folder, the API listed {len(roots)}")
+            raise self.session.fail(f"course {course} should have one top folder, the API listed {len(roots)}")
         paths = self._paths(folders, parents, roots[0])
         top = self._top(paths, roots[0])
         now = self.now()
@@ -254,10 +250,5 @@ class StudipConnector(Connector):
     def open(self, entry: Entry) -> BinaryIO:
         # May redirect (linked files); HostBoundAuth keeps the password on this server.
         with self._credentials_hint():
-            return self.http.open_stream(f"{self.api_url}/file-refs/{entry.ref}/content", expected_size=entry.size)
+            return self.session.open_stream(f"{self.api_url}/file-refs/{entry.ref}/content", expected_size=entry.size)
 
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.session.close()
-            self._http = None
-        super().close()

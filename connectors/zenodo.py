@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from . import _archive
 from ._archive import ARCHIVE_SUFFIXES
-from ._http import SourceSession, where
+from ._http import SessionConnector, SourceSession, where
 from .base import AuthError, Connector, Entry, Listing, SourceError
 
 DEFAULT_URL = "https://zenodo.org"
@@ -95,28 +95,25 @@ class EmbargoedError(SourceError):
         self.next_release = next_release
 
 
-class ZenodoConnector(Connector):
+class ZenodoConnector(SessionConnector, Connector):
     source = "zenodo"
     label = "Zenodo"
     Options = ZenodoOptions
 
     def __init__(self, options: ZenodoOptions, **kwargs: Any):
         super().__init__(options, **kwargs)
-        self._session: SourceSession | None = None
         self._archive: tuple[str, list[Entry], list] | None = None  # (checksum, entries, skipped)
 
     @property
     def api(self) -> str:
         return f"{self.options.url.rstrip('/')}/api"
 
-    @property
-    def session(self) -> SourceSession:
-        if self._session is None:
-            token = self.secret(self.options.token_env)
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            self._session = SourceSession(self.label, self.options.url, headers=headers, secrets=(token,))
-            self._session.session.headers["Accept"] = "application/json"
-        return self._session
+    def make_session(self) -> SourceSession:
+        token = self.secret(self.options.token_env)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        session = SourceSession(self.label, self.options.url, headers=headers, secrets=(token,))
+        session.session.headers["Accept"] = "application/json"
+        return session
 
     # --- the record -----------------------------------------------------------------------
 
@@ -263,8 +260,5 @@ class ZenodoConnector(Connector):
         return self._download(entry.ref)
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.session.close()
-            self._session = None
         self._archive = None
         super().close()
