@@ -1,6 +1,7 @@
 """Issue-2 figures: syncing 3000 files, cloning through f2git against file://, 50 clicks."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -11,9 +12,12 @@ from pathlib import Path
 from f2git.config import load
 from f2git.snapshot import sync_course
 
-from .common import free_port, generate_course, median, running_server, table, timed, write_config
+from tests.serveprocess import ServeProcess, write_config
+
+from .common import generate_course, median, table, timed
 
 FILES = 3000
+SERVER = {"data_dir": "data", "refresh_ttl": 30, "refresh_wait": 10}
 COURSE_BYTES = 20 * 1024 * 1024
 CLICKS = 50
 
@@ -21,7 +25,7 @@ CLICKS = 50
 def bench_sync(work: Path) -> None:
     source = work / "source"
     generate_course(source, FILES, COURSE_BYTES)
-    config = load(write_config(work, source, free_port()))
+    config = load(bench_config(work, source))
     course = config.courses["bench"]
     first, result = timed(sync_course, config, course)
     assert result.ok, result.error
@@ -37,6 +41,12 @@ def bench_sync(work: Path) -> None:
     ])
 
 
+def bench_config(work: Path, source: Path, **server: object) -> Path:
+    """One local course, `bench`, that only syncs when asked (schedule 0)."""
+    return write_config(work / "f2git.toml", {**SERVER, **server},
+                        {"bench": {"source": "local", "path": str(source), "schedule": 0}})
+
+
 def clone(url: str, into: Path) -> float:
     seconds, _ = timed(subprocess.run, ["git", "clone", "-q", "--depth", "1", url, str(into)],
                        check=True, capture_output=True)
@@ -47,34 +57,32 @@ def clone(url: str, into: Path) -> float:
 def bench_serving(work: Path) -> None:
     source = work / "serve-source"
     generate_course(source, 200, COURSE_BYTES, seed=1)
-    port = free_port()
-    config_path = write_config(work, source, port, refresh_ttl=30, refresh_wait=10)
+    config_path = bench_config(work, source)
     config = load(config_path)
     assert sync_course(config, config.courses["bench"]).ok
     repo = config.repos_dir / "bench.git"
-    with running_server(config_path, port):
-        url = f"http://127.0.0.1:{port}/git/bench"
+    with ServeProcess(config_path) as server:
+        url = server.git_url("bench")
         clone(url, work / "warm")  # first click refreshes; measure the steady state
         through = [clone(url, work / f"c{i}") for i in range(5)]
         direct = [clone(f"file://{repo}", work / f"d{i}") for i in range(5)]
     table("Serving a 200-file, 20 MiB course", [
         ("shallow clone through f2git (median of 5)", f"{median(through):.3f} s"),
         ("git clone --depth 1 file:// same repo (median of 5)", f"{median(direct):.3f} s")])
-    bench_clicks(work, config_path, port, source)
+    bench_clicks(work, source)
 
 
 CLICK_TTL = 3.0
 
 
-def bench_clicks(work: Path, config_path: Path, port: int, source: Path) -> None:
+def bench_clicks(work: Path, source: Path) -> None:
     """The herd arrives at a course whose last check is older than the TTL, right after a change."""
-    config_path.write_text(config_path.read_text().replace("refresh_ttl = 30", f"refresh_ttl = {CLICK_TTL}"))
-    with running_server(config_path, port):
-        url = f"http://127.0.0.1:{port}/git/bench"
+    with ServeProcess(bench_config(work, source, refresh_ttl=CLICK_TTL)) as server:
+        url = server.git_url("bench")
         subprocess.run(["git", "ls-remote", url], check=True, capture_output=True)
         time.sleep(CLICK_TTL + 0.5)  # past the TTL: the next click must refresh
         (source / "unit01" / "another.txt").write_text("released\n")
-        listings_before = _listings(port)
+        listings_before = _listings(server)
         failures, latencies = [], []
         barrier = threading.Barrier(CLICKS)
 
@@ -99,7 +107,7 @@ def bench_clicks(work: Path, config_path: Path, port: int, source: Path) -> None
         for thread in threads:
             thread.join()
         wall = time.perf_counter() - started
-        listings = _listings(port) - listings_before
+        listings = _listings(server) - listings_before
     table(f"{CLICKS} simultaneous clicks (shallow clones) right after a change", [
         ("source listings (syncs) for all clicks", str(listings)),
         ("failed clicks / missed the change", str(len(failures))),
@@ -108,12 +116,10 @@ def bench_clicks(work: Path, config_path: Path, port: int, source: Path) -> None
     ])
 
 
-def _listings(port: int) -> int:
+def _listings(server: ServeProcess) -> int:
     """Successful and failed syncs recorded in the course status history."""
-    import json
-    import urllib.request
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/courses/bench", timeout=10) as answer:
-        return len(json.load(answer).get("history", []))
+    _, body = server.request("GET", "/api/courses/bench")
+    return len(json.loads(body).get("history", []))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,10 +17,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
+from tests.gitcgi import GitCgiServer
 from tests.serveprocess import ServeProcess, descendants, open_fds, rss, write_config
 
 from .common import generate_course, median, percentile, table
@@ -97,79 +97,6 @@ def settle(pid: int, timeout: float = 30) -> list[int]:
 
 # --- git http-backend alone, as the baseline --------------------------------------------------------
 
-class _BackendHandler(BaseHTTPRequestHandler):
-    """`git http-backend` as plain CGI: what any web server would run, without f2git around it."""
-
-    protocol_version = "HTTP/1.0"
-    server: "BareGitServer"
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._cgi()
-
-    do_POST = do_GET
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while (size := int(self.rfile.readline().split(b";")[0], 16)):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            self.rfile.readline()
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _cgi(self) -> None:
-        path, _, query = self.path.partition("?")
-        body = self._body() if self.command == "POST" else b""
-        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": self.server.repos, "GIT_HTTP_EXPORT_ALL": "1",
-               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
-               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-               "REMOTE_ADDR": self.client_address[0], "GIT_CONFIG_NOSYSTEM": "1"}
-        for header, variable in (("Git-Protocol", "GIT_PROTOCOL"), ("Content-Encoding", "HTTP_CONTENT_ENCODING")):
-            if self.headers.get(header):
-                env[variable] = self.headers[header]
-        process = subprocess.Popen(["git", "http-backend"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        feeder = threading.Thread(target=lambda: (process.stdin.write(body), process.stdin.close()))
-        feeder.start()
-        code, headers = 200, []
-        while (line := process.stdout.readline().rstrip(b"\r\n")):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "status":
-                code = int(value.split()[0])
-            else:
-                headers.append((name, value.strip()))
-        self.send_response(code)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        shutil.copyfileobj(process.stdout, self.wfile, 64 * 1024)
-        feeder.join()
-        process.wait()
-
-
-class BareGitServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, repos: Path):
-        super().__init__(("127.0.0.1", 0), _BackendHandler)
-        self.repos = str(repos)
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    def url(self, course: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{course}.git"
-
-    def __enter__(self) -> "BareGitServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.shutdown()
-        self.server_close()
-
-
 # --- the run --------------------------------------------------------------------------------------
 
 @dataclass
@@ -216,7 +143,7 @@ def measure(work: Path, *, mib: int = 20, files: int = 200, clones: int = 200, c
         figures.clone_f2git = median(clone_herd(url, sequential, 1, clones_dir).latencies)
         figures.click_f2git = median(click_herd(url, sequential * 2, 1).latencies)
         assert "Traceback" not in server.output(), server.output()
-    with BareGitServer(work / "data" / "repos") as bare:
+    with GitCgiServer(work / "data" / "repos") as bare:
         backend = clone_herd(bare.url("bench"), sequential, 1, clones_dir)
         assert not backend.failures, backend.failures
         figures.clone_backend = median(backend.latencies)

@@ -12,28 +12,20 @@ import base64
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
+
+from tests.gitcgi import GitCgiHandler, GitCgiServer
+from tests.serveprocess import free_port  # noqa: F401 (re-exported for the hub tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CHP = ROOT / ".cache" / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def git(*args: str, cwd: Path | str | None = None, env: dict | None = None) -> str:
@@ -45,14 +37,12 @@ def git(*args: str, cwd: Path | str | None = None, env: dict | None = None) -> s
                           text=True).stdout
 
 
-class _GitHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # one request per connection: simple CGI relaying
-    server: "_GitServer"
+class _MirrorHandler(GitCgiHandler):
+    """Fetches and pushes; HTTP Basic with the host's token as password, as GitLab/Gitea take tokens."""
 
-    def log_message(self, format, *args):
-        pass
+    server: "_MirrorServer"
 
-    def _authorised(self) -> bool:
+    def allowed(self) -> bool:
         host = self.server.owner
         header = self.headers.get("Authorization", "")
         host.authorizations.append(header)
@@ -71,54 +61,12 @@ class _GitHandler(BaseHTTPRequestHandler):
             return False
         return secrets.compare_digest(password, host.token)
 
-    def _run(self):
-        if not self._authorised():
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
-            self.end_headers()
-            return
-        body = b""
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            while True:
-                size = int(self.rfile.readline().strip(), 16)
-                chunk = self.rfile.read(size + 2)[:size]
-                if size == 0:
-                    break
-                body += chunk
-        else:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        path, _, query = self.path.partition("?")
-        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.server.owner.root),
-               "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
-               "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-               "REMOTE_USER": "mirror", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-               "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.receivepack", "GIT_CONFIG_VALUE_0": "true"}
-        if self.headers.get("Content-Encoding"):
-            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        if self.headers.get("Git-Protocol"):
-            env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status = 200
-        headers = []
-        for line in head.decode().splitlines():
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.split()[0])
-            else:
-                headers.append((name, value.strip()))
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = _run
+    def extra_env(self) -> dict[str, str]:
+        return {"REMOTE_USER": "mirror", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.receivepack",
+                "GIT_CONFIG_VALUE_0": "true"}
 
 
-class _GitServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _MirrorServer(GitCgiServer):
     owner: "GitHost"
 
 
@@ -139,20 +87,17 @@ class GitHost:
         return path
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}.git"
+        return self.http.url(name)
 
     def __enter__(self) -> "GitHost":
-        self.http = _GitServer(("127.0.0.1", 0), _GitHandler)
+        self.http = _MirrorServer(self.root, _MirrorHandler)
         self.http.owner = self
-        self.port = self.http.server_address[1]
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
+        self.port = self.http.port
+        self.http.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join()
+        self.http.__exit__(*exc)
 
 
 HUB_CONFIG = '''
