@@ -97,6 +97,11 @@ class Config:
                               f" (configured: {', '.join(self.courses) or 'none'})") from None
 
 
+def shown(text: str) -> str:
+    """`text` as is, or quoted when it could break the one-line error (newlines, controls)."""
+    return text if text.isprintable() else repr(text)
+
+
 def _type_name(annotation: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
             Path: "a path string"}.get(annotation, str(annotation).replace("typing.", ""))
@@ -146,12 +151,12 @@ def build(cls: type, table: Mapping[str, Any], where: str, base_dir: Path,
             continue
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"{where} unknown key '{key}' (known keys: {known})")
+            raise ConfigError(f"{where} unknown key '{shown(key)}' (known keys: {known})")
         value = _coerce(value, hints[key], where, key)
         if hints[key] is Path:
             value = (base_dir / value).resolve()
         if key.endswith("_env") and value and value not in env:
-            raise ConfigError(f"{where} key '{key}': environment variable {value} is not set")
+            raise ConfigError(f"{where} key '{key}': environment variable {shown(value)} is not set")
         values[key] = value
     for name, f in fields.items():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -182,7 +187,7 @@ def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Config
     base_dir = path.resolve().parent
     unknown = set(data) - {"server", "hub", "courses"}
     if unknown:
-        raise ConfigError(f"{path}: unknown table [{sorted(unknown)[0]}] (known: server, hub, courses)")
+        raise ConfigError(f"{path}: unknown table [{shown(sorted(unknown)[0])}] (known: server, hub, courses)")
     tables = {}
     for name in ("server", "hub", "courses"):
         table = data.get(name, {})
@@ -200,7 +205,7 @@ def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Config
 
 
 def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping[str, str]) -> CourseConfig:
-    where = f"{path}: [courses.{name}]"
+    where = f"{path}: [courses.{shown(name)}]"
     if not COURSE_NAME.match(name):
         raise ConfigError(f"{where} course name must match [a-z0-9][a-z0-9._-]*")
     if not isinstance(table, dict):
@@ -221,7 +226,7 @@ def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping
     unknown = [k for k in table if k not in common and k not in source_keys]
     if unknown:
         known = ", ".join(sorted((common | source_keys) - {"name", "options"}))
-        raise ConfigError(f"{where} unknown key '{unknown[0]}' for source {source!r} (known keys: {known})")
+        raise ConfigError(f"{where} unknown key '{shown(unknown[0])}' for source {source!r} (known keys: {known})")
     options_table = {k: v for k, v in table.items() if k in source_keys}
     course.options = build(connector.Options, options_table, where, base_dir, env)
     validate = getattr(course.options, "validate", None)
