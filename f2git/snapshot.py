@@ -306,9 +306,8 @@ def _finish(repo: CourseRepo, writer, course: CourseConfig, label: str, head: st
     result.added, result.modified, result.deleted = counts["added"], counts["modified"], counts["deleted"]
     result.changed = bool(changes or deletions) or head is None
     next_release = listing.next_release.isoformat() if listing.next_release else None
-    new_state = SyncState(commit=None, files=versions, source=listing.state, next_release=next_release)
-    if not result.changed and state is not None and state.to_json() == \
-            SyncState(head, versions, listing.state, next_release).to_json():
+    new_state = SyncState(head, versions, listing.state, next_release)
+    if not result.changed and state is not None and state.to_json() == new_state.to_json():
         result.commit = head
         return  # nothing new to record at all
     report(Progress(course.name, "writing", len(versions), len(versions)))
@@ -317,24 +316,16 @@ def _finish(repo: CourseRepo, writer, course: CourseConfig, label: str, head: st
         message = commit_message(label, result.paths, counts) if (changes or deletions) else \
             f"Start course {course.name} from {label} (nothing released yet)\n"
         commit_mark = writer.commit(message, changes, deletions)
-    # The state names the commit it describes; it is published in the same transaction.
-    marks_needed = commit_mark
-    if marks_needed is None:
-        new_state.commit = head
-        state_mark = writer.state(new_state)
-        marks = writer.finish()
-    else:
-        # The commit id is known only after fast-import; write the state in a second run.
-        marks = writer.finish()
+    marks = writer.finish()  # every blob, and the commit when there is one
+    if commit_mark:
         new_state.commit = marks[commit_mark]
-        second = repo.writer(None)
-        try:
-            state_mark = second.state(new_state)
-            marks.update(second.finish())
-            second.scratch_refs += writer.scratch_refs
-            writer = second
-        except BaseException:
-            second.abort()
-            raise
-    writer.publish(new_state.commit, head, marks[state_mark], state_holder)
+    # The state names the commit it describes, whose id exists only now: a second, small run.
+    state_writer = repo.writer(None)
+    try:
+        state_writer.scratch_refs += writer.scratch_refs
+        state_mark = state_writer.state(new_state)
+        state_id = state_writer.finish()[state_mark]
+        state_writer.publish(new_state.commit, head, state_id, state_holder)
+    finally:
+        state_writer.abort()
     result.commit = new_state.commit
