@@ -27,7 +27,7 @@ from connectors import AuthError, SourceError
 from f2git import status
 from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
-from tests.conformance import by_path
+from tests.conformance import ConnectorConformance, by_path
 
 SECRET_NAME = "exam-solutions.ipynb"
 SECRET_BYTES = b"the answer to question 3 is 42"
@@ -35,6 +35,18 @@ SECRET_BYTES = b"the answer to question 3 is 42"
 
 def listed(connector) -> dict:
     return by_path(connector.list({}))
+
+
+class LmsConformance(ConnectorConformance):
+    """The shared connector suite, run against the test class's `fake` fixture."""
+
+    @pytest.fixture(autouse=True)
+    def _fake(self, fake):
+        self.fake = fake
+
+    def publish(self, files):
+        self.fake.publish(files)
+        return self.fake.connector()
 
 
 class LmsContract:

@@ -21,8 +21,8 @@ import responses
 from connectors import SourceError
 from connectors.canvas import CanvasConnector, CanvasOptions
 from f2git.config import ConfigError, parse
-from tests.conformance import ConnectorConformance, read_all
-from tests.lms_contract import LmsContract, listed
+from tests.conformance import read_all
+from tests.lms_contract import LmsConformance, LmsContract, listed
 
 BASE = "https://canvas.example.edu"
 FILES_HOST = "https://inst-fs-iad-prod.inscloudgate.net"
@@ -214,14 +214,8 @@ class TestCanvasLmsContract(LmsContract):
     credential_hint = "$CANVAS_TOKEN"
 
 
-class TestCanvasConformance(ConnectorConformance):
-    @pytest.fixture(autouse=True)
-    def _fake(self, fake):
-        self.fake = fake
-
-    def publish(self, files):
-        self.fake.publish(files)
-        return self.fake.connector()
+class TestCanvasConformance(LmsConformance):
+    pass
 
 
 # --- release rules ------------------------------------------------------------------------

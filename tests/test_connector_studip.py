@@ -22,8 +22,8 @@ import responses
 from connectors import SourceError
 from connectors.studip import StudipConnector, StudipOptions
 from f2git.config import ConfigError, parse
-from tests.conformance import ConnectorConformance, read_all
-from tests.lms_contract import LmsContract, listed
+from tests.conformance import read_all
+from tests.lms_contract import LmsConformance, LmsContract, listed
 
 BASE = "https://studip.example.de"
 API = f"{BASE}/jsonapi.php/v1"
@@ -260,14 +260,8 @@ class TestStudipLmsContract(LmsContract):
     credential_hint = "$STUDIP_USER and $STUDIP_PASSWORD"
 
 
-class TestStudipConformance(ConnectorConformance):
-    @pytest.fixture(autouse=True)
-    def _fake(self, fake):
-        self.fake = fake
-
-    def publish(self, files):
-        self.fake.publish(files)
-        return self.fake.connector()
+class TestStudipConformance(LmsConformance):
+    pass
 
 
 # --- release rules ------------------------------------------------------------------------
