@@ -84,9 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = resource.body
         if fault in ("truncate", "reset"):
             body = body[: len(body) // 2]
-        self.wfile.write(body)
-        with owner.lock:
+        with owner.lock:  # counted before sending: once the client has the bytes, they are counted
             owner.bytes_sent += len(body)
+        self.wfile.write(body)
         if fault == "truncate":
             self.close_connection = True
         elif fault == "reset":
