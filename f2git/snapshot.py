@@ -18,7 +18,7 @@ from typing import IO, Callable
 from filelock import FileLock, Timeout
 
 from connectors import Connector, Entry, Listing, Skipped, SourceError
-from connectors.base import AuthError, Traffic, traffic
+from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
 
 from . import mirror, status
 from .config import Config, CourseConfig
@@ -176,6 +176,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     result = SyncResult(course=course.name, dry_run=dry_run)
     report = progress or (lambda event: None)
     counting = traffic.set(result.source_traffic)  # threads run many syncs: reset below
+    limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed))
     try:
         with course_lock(config, course.name):
             _sync(config, course, result, allow_mass_delete or course.allow_mass_delete,
@@ -200,6 +201,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
             result.error = f"could not write the snapshot: {error.strerror or error}"
     finally:
         traffic.reset(counting)
+        read_limits.reset(limited)
     result.duration = time.time() - started
     if result.ok:
         log.info("%s: %s", course.name, "changed, " + (result.commit or "")[:10] if result.changed else "no change")
@@ -279,7 +281,7 @@ def _download(source: Connector, course: CourseConfig, wanted: dict[str, Entry],
     for done, path in enumerate(fetch):
         report(Progress(course.name, "downloading", done, len(fetch), path))
         entry = wanted[path]
-        with source.open(entry) as stream:
+        with source.open(entry) as opened, WatchedStream(opened, f"{source.label}: {path}") as stream:
             spool = Spool(stream, course.max_file_size)
         try:
             if spool.too_large:
