@@ -12,7 +12,8 @@ import pytest
 
 from f2git import status
 from f2git.snapshot import course_lock, sync_course
-from f2git.store import STATE_REF, CourseRepo
+from f2git.store import CourseRepo, GitError, SnapshotWriter
+from f2git.syncstate import StateStore
 
 
 def git(repo: CourseRepo, *args: str) -> str:
@@ -202,31 +203,75 @@ def test_dry_run_plans_without_committing(course):
     assert repo.head() == good
 
 
-def test_sync_state_is_hidden_and_describes_the_served_commit(course):
+def all_objects(repo: CourseRepo) -> set[str]:
+    out = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    return set(out.split())
+
+
+def test_sync_state_lives_outside_the_served_repo_and_describes_the_served_commit(course):
     config, c1, bucket, repo = course
     result = sync_course(config, c1)
-    state, _ = repo.read_state()
-    assert state.commit == result.commit and set(state.files) == set(bucket.files)
-    assert git(repo, "config", "--get-all", "uploadpack.hideRefs").split() == ["refs/f2git"]
-    refs = git(repo, "for-each-ref", "--format=%(refname)").split()
-    assert sorted(refs) == [STATE_REF, "refs/heads/main"]  # fast-import's scratch refs are gone
+    state = StateStore.for_course(config, "c1").read()
+    assert state.commit == result.commit
+    assert {path: row.blob for path, row in state.files.items()} == repo.files(result.commit)
+    assert not StateStore.for_course(config, "c1").path.is_relative_to(config.repos_dir)
+    # The served repo holds the snapshots and nothing else: no hidden ref, no stray object.
+    assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
+    reachable = set(git(repo, "rev-list", "--objects", "--all").split()[::1]) & all_objects(repo)
+    assert all_objects(repo) == reachable
 
 
-def test_state_out_of_step_with_main_is_reverified_without_a_new_commit(course):
-    """A crash between the two ref updates: the state no longer names main's commit."""
+def test_state_behind_main_is_reverified_without_a_new_commit(course):
+    """A state that names an older commit than main's: only what it does not vouch for is read."""
     config, c1, bucket, repo = course
+    store = StateStore.for_course(config, "c1")
     first = sync_course(config, c1).commit
-    _, first_state = repo.read_state()
+    saved = store.path.read_bytes()
     bucket.files["b.txt"] = b"b"
+    bucket.files["README.md"] = b"# Course, edited\n"
     second = sync_course(config, c1).commit
-    git(repo, "update-ref", STATE_REF, first_state)  # main moved, the state did not
-    assert repo.read_state()[0].commit == first
+    store.path.write_bytes(saved)  # main moved, the state did not
+    assert store.read().commit == first
     opens = bucket.opens
     result = sync_course(config, c1)
     assert result.ok and not result.changed and repo.head() == second
-    assert bucket.opens == opens + len(bucket.files)  # everything re-read once, nothing lost
-    state, _ = repo.read_state()
-    assert state.commit == second
+    assert bucket.opens == opens + 2  # b.txt and README.md re-read, the rest vouched for by its blob
+    assert store.read().commit == second and set(store.read().files) == set(bucket.files)
+
+
+def test_a_crash_between_recording_and_publishing_loses_nothing(course):
+    """The state already names a commit main never got: the next run re-reads what changed."""
+    config, c1, bucket, repo = course
+    good = sync_course(config, c1).commit
+    bucket.files["week1/a.ipynb"] = b'{"cells": [2]}'
+    bucket.files["c.txt"] = b"c"
+
+    def crash(self, new_main, old_main):
+        raise GitError("killed")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SnapshotWriter, "publish", crash)
+        failed = sync_course(config, c1)
+    assert not failed.ok and repo.head() == good
+    assert StateStore.for_course(config, "c1").read().commit not in (good, None)
+
+    opens = bucket.opens
+    healed = sync_course(config, c1)
+    assert healed.ok and (healed.added, healed.modified) == (1, 1)
+    assert bucket.opens == opens + 2
+    assert tree(repo) == bucket.files
+    assert StateStore.for_course(config, "c1").read().commit == repo.head()
+    fsck_clean(repo)
+
+
+def test_a_torn_state_database_costs_a_reread_only(course):
+    config, c1, bucket, repo = course
+    good = sync_course(config, c1).commit
+    StateStore.for_course(config, "c1").path.write_bytes(b"not a database at all" * 100)
+    opens = bucket.opens
+    result = sync_course(config, c1)
+    assert result.ok and not result.changed and repo.head() == good
+    assert bucket.opens == opens + len(bucket.files)
+    assert StateStore.for_course(config, "c1").read().commit == good
 
 
 def test_bodies_stream_without_being_held_in_memory(memory_source, make_config, tmp_path):
@@ -297,7 +342,7 @@ def test_leftovers_of_a_killed_sync_do_not_block_the_next(course):
     """A sync killed inside `git update-ref` or fast-import leaves lock files and scratch objects."""
     config, c1, bucket, repo = course
     sync_course(config, c1)
-    leftovers = [repo.path / "refs/heads/main.lock", repo.path / "refs/f2git/state.lock",
+    leftovers = [repo.path / "refs/heads/main.lock", repo.path / "refs/f2git/incoming.lock",
                  repo.path / "packed-refs.lock", repo.path / "objects/pack/tmp_pack_AbC123",
                  repo.path / "f2git-marks-x1y2"]
     for leftover in leftovers:
@@ -307,5 +352,5 @@ def test_leftovers_of_a_killed_sync_do_not_block_the_next(course):
     result = sync_course(config, c1)
     assert result.ok and result.added == 1, result.error
     assert not [p for p in leftovers if p.exists()]
-    assert sorted(git(repo, "for-each-ref", "--format=%(refname)").split()) == [STATE_REF, "refs/heads/main"]
+    assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
     fsck_clean(repo)
