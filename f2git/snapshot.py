@@ -306,9 +306,10 @@ class SyncRun:
         if not self.dry_run:
             self.repo.ensure()
             self.repo.recover()
-            self.migrate()
-        self.head = self.repo.head()
         self.state = self.store.read()
+        if not self.dry_run and self.migrate():
+            self.state = self.store.read()
+        self.head = self.repo.head()
         self.in_step = self.head is not None and self.state is not None and self.state.commit == self.head
         if self.in_step:
             self.known = self.state.files
@@ -320,25 +321,25 @@ class SyncRun:
             rows = self.state.files if self.state else {}
             self.known = {path: row for path, row in rows.items() if self.current.get(path) == row.blob}
 
-    def migrate(self) -> None:
+    def migrate(self) -> bool:
         """f2git 0.1 kept the state in the served repo (refs/f2git/state), where protocol v2
         serves any object named by id: move it to the state store, then purge it from the repo.
         Resumable: the store names the old commit until the purge is done."""
-        state = self.store.read()
-        if state is not None and not state.legacy:
-            return
-        holder = state.legacy if state else self.repo.resolve(LEGACY_STATE_REF)
+        if self.state is not None and not self.state.legacy:
+            return False
+        holder = self.state.legacy if self.state else self.repo.resolve(LEGACY_STATE_REF)
         if holder is None:
-            return
-        if state is None:
+            return False
+        if self.state is None:
             old = self.repo.legacy_state(holder) or {}
             files = {path: Row(str(row["version"]), str(row["blob"])) for path, row in old.get("files", {}).items()
                      if isinstance(row, dict) and "version" in row and "blob" in row}
-            self.store.record(old.get("commit"), files, [], old.get("source") or {}, old.get("next_release"),
-                              replace=True, legacy=holder)
+            source = old.get("source") if isinstance(old.get("source"), dict) else {}
+            self.store.record(old.get("commit"), files, [], source, old.get("next_release"), replace=True, legacy=holder)
         self.repo.purge_legacy_state()
         self.store.forget_legacy()
         log.info("%s: moved the sync state out of the served repo", self.course.name)
+        return True
 
     def list(self, source: Connector) -> bool:
         """Everything the source releases; False when it proved nothing changed."""
