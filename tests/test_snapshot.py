@@ -2,6 +2,7 @@
 deletions only from complete listings, mass deletes refused, one sync at a time."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -11,8 +12,8 @@ import tracemalloc
 import pytest
 
 from f2git import status
-from f2git.snapshot import course_lock, sync_course
-from f2git.store import CourseRepo, GitError, SnapshotWriter
+from f2git.snapshot import LISTED_PATHS, course_lock, sync_course, too_large
+from f2git.store import BIG_FILE, CourseRepo, GitError, SnapshotWriter
 from f2git.syncstate import StateStore
 
 
@@ -127,8 +128,10 @@ def test_mass_delete_is_refused_unless_allowed(memory_source, make_config):
         del bucket.files[name]
     refused = sync_course(config, course)
     assert not refused.ok and "delete 6 of 10" in refused.error and repo.head() == good
+    assert refused.mass_delete_refused == 6 and refused.to_json()["mass_delete_refused"] == 6
     allowed = sync_course(config, course, allow_mass_delete=True)
     assert allowed.ok and allowed.deleted == 6 and len(repo.files(repo.head())) == 4
+    assert allowed.mass_delete_refused is None
 
 
 def test_fewer_than_five_deletions_are_never_a_mass_delete(memory_source, make_config):
@@ -182,6 +185,24 @@ def test_max_file_size_skips_and_reports(memory_source, make_config):
     assert [s.path for s in result.skipped] == ["big.bin"] and "max_file_size" in result.skipped[0].reason
     repo = CourseRepo.for_course(config, "m")
     assert set(repo.files(repo.head())) == {"small.txt"}
+
+
+def test_a_skipped_size_is_in_mb_and_names_the_setting_that_lets_it_through():
+    assert too_large(12_900_000, 10 << 20) == \
+        "12.3 MB, larger than max_file_size (10 MB): raise max_file_size for this course"
+    assert too_large(None, 100 << 20) == "larger than max_file_size (100 MB): raise max_file_size for this course"
+
+
+def test_ten_thousand_skipped_files_make_a_bounded_answer(memory_source, make_config):
+    bucket = memory_source("many", {f"data/big{i:05d}.bin": b"xx" for i in range(10_000)})
+    bucket.files["README.md"] = b"x"
+    config = make_config({"many": {"source": "memory", "bucket": "many", "max_file_size": 1}})
+    result = sync_course(config, config.courses["many"])
+    assert result.ok and result.skipped_total == 10_000 and len(result.skipped) == LISTED_PATHS
+    answer = result.to_json()
+    assert answer["skipped_total"] == 10_000 and len(json.dumps(answer)) < 50_000
+    stored = status.read(config, "many")
+    assert len(stored.skipped) == LISTED_PATHS and len(json.dumps(stored.to_json())) < 100_000
 
 
 def test_include_and_exclude(memory_source, make_config):
@@ -354,3 +375,37 @@ def test_leftovers_of_a_killed_sync_do_not_block_the_next(course):
     assert not [p for p in leftovers if p.exists()]
     assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
     fsck_clean(repo)
+
+
+def test_a_big_file_is_written_once_and_kept_out_of_later_repacks(make_config, tmp_path):
+    """A file past BIG_FILE streams into its own kept pack: byte-exact, never rewritten by the
+    repacks of later small syncs, and fast-import leaves no loose objects to compress again."""
+    source = tmp_path / "source"
+    (source / "data").mkdir(parents=True)
+    big = os.urandom(BIG_FILE // 2) + b"text " * (BIG_FILE // 5 + 4096)
+    (source / "data" / "big.bin").write_bytes(big)
+    (source / "notes.md").write_text("v0\n")
+    config = make_config({"s": {"source": "local", "path": str(source)}})
+    repo = CourseRepo.for_course(config, "s")
+    assert sync_course(config, config.courses["s"]).ok
+    kept = list((repo.path / "objects" / "pack").glob("*.keep"))
+    assert len(kept) == 1
+    pack = kept[0].with_suffix(".pack")
+    before = pack.stat()
+    blob = repo.files(repo.head())["data/big.bin"]
+    assert git(repo, "cat-file", "-s", blob).strip() == str(len(big))
+    assert subprocess.run(["git", "--git-dir", str(repo.path), "cat-file", "blob", blob],
+                          check=True, capture_output=True).stdout == big
+    for round_ in range(1, 4):
+        (source / "notes.md").write_text(f"v{round_}\n")
+        os.utime(source / "notes.md", ns=(time.time_ns() + round_ * 10**9,) * 2)
+        assert sync_course(config, config.courses["s"]).modified == 1
+    after = pack.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+    counts = dict(line.split(": ") for line in git(repo, "count-objects", "-v").splitlines())
+    assert counts["count"] == "0"  # nothing loose: every sync's objects went straight into a pack
+    assert len(list((repo.path / "objects" / "pack").glob("*.pack"))) <= 3  # small packs were folded
+    fsck_clean(repo)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", f"file://{repo.path}", str(clone)], check=True, capture_output=True)
+    assert (clone / "data" / "big.bin").read_bytes() == big and (clone / "notes.md").read_text() == "v3\n"
