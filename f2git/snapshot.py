@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import hashlib
 import logging
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -114,11 +116,30 @@ def course_lock(config: Config, name: str) -> FileLock:
     return FileLock(str(locks / f"{name}.lock"), timeout=LOCK_TIMEOUT)
 
 
+def _pattern(patterns: list[str]) -> re.Pattern | None:
+    """One regex for a list of globs; "**" and "dir/**" match at any depth (fnmatch's "*" crosses "/")."""
+    globs = {glob for p in patterns for glob in (p, p.replace("**/", ""))}
+    return re.compile("|".join(fnmatch.translate(glob) for glob in sorted(globs))) if globs else None
+
+
 def included(path: str, include: list[str], exclude: list[str]) -> bool:
-    def matches(patterns: list[str]) -> bool:
-        # "**" and "dir/**" match at any depth; fnmatch's "*" crosses "/" anyway.
-        return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p.replace("**/", "")) for p in patterns)
-    return matches(include) and not matches(exclude)
+    wanted, unwanted = _pattern(include), _pattern(exclude)
+    return bool(wanted and wanted.match(path)) and not (unwanted and unwanted.match(path))
+
+
+def _checked(raw: object) -> tuple[str | None, str | None]:
+    """safe_path(raw), or None and the reason it is refused."""
+    return _checked_name(raw) if isinstance(raw, str) else _check(raw)
+
+
+def _check(raw) -> tuple[str | None, str | None]:
+    try:
+        return safe_path(raw), None
+    except UnsafePath as reason:
+        return None, str(reason)
+
+
+_checked_name = functools.lru_cache(maxsize=1 << 17)(_check)  # a server sees the same names every sync
 
 
 def select(listing: Listing, course: CourseConfig) -> tuple[dict[str, Entry], list[Skipped]]:
@@ -126,34 +147,43 @@ def select(listing: Listing, course: CourseConfig) -> tuple[dict[str, Entry], li
     wanted: dict[str, Entry] = {}
     skipped = list(listing.skipped)
     folded: dict[str, str] = {}
+    include, exclude = _pattern(course.include), _pattern(course.exclude)
+    everything = course.include == ["**"] and not course.exclude
     for entry in sorted(listing.entries, key=lambda e: e.path):
-        try:
-            path = safe_path(entry.path)
-        except UnsafePath as reason:
-            skipped.append(Skipped(entry.path, f"unsafe name: {reason}"))
+        path, unsafe = _checked(entry.path)
+        if path is None:
+            skipped.append(Skipped(entry.path, f"unsafe name: {unsafe}"))
             continue
-        if not included(path, course.include, course.exclude):
+        if not everything and not (include and include.match(path) and not (exclude and exclude.match(path))):
             continue
         if entry.size is not None and entry.size > course.max_file_size:
             skipped.append(Skipped(path, too_large(entry.size, course.max_file_size)))
             continue
-        twin = folded.get(path.casefold())
+        key = path.casefold()
+        twin = folded.get(key)
         if twin is not None:
             same = "the same name as" if twin == path else "a name differing only in letter case from"
             skipped.append(Skipped(entry.path, f"{same} {twin}"))
             continue
-        folded[path.casefold()] = path
+        folded[key] = path
         wanted[path] = entry
     # A name cannot be a file and a folder at once (in any letter case, for Mac and
-    # Windows checkouts): keep the file, skip what lies below it.
+    # Windows checkouts): keep the file, skip what lies below it. Checked once per folder.
+    blocking: dict[str, str | None] = {"": None}  # folder -> the shallowest file among it and its parents
+
+    def file_above(folder: str) -> str | None:
+        chain = []  # the folder and its parents not yet known, deepest first
+        while folder not in blocking:
+            chain.append(folder)
+            folder = folder.rpartition("/")[0]
+        for unknown in reversed(chain):
+            blocking[unknown] = blocking[unknown.rpartition("/")[0]] or folded.get(unknown.casefold())
+        return blocking[chain[0]] if chain else blocking[folder]
+
     for path in sorted(wanted):
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            folder = folded.get("/".join(parts[:depth]).casefold())
-            if folder in wanted:
-                skipped.append(Skipped(path, f"{folder} is a file, not a folder"))
-                del wanted[path]
-                break
+        if (file := file_above(path.rpartition("/")[0])) is not None:
+            skipped.append(Skipped(path, f"{file} is a file, not a folder"))
+            del wanted[path]
     return wanted, skipped
 
 

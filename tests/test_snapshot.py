@@ -178,6 +178,19 @@ def test_twins_and_file_folder_clashes_are_skipped(memory_source, make_config):
     assert {"readme.md", "a/b.txt"} <= skipped and (nfd in skipped or "Lösung.txt" in skipped)
 
 
+def test_a_file_blocks_every_path_below_it_at_any_depth(memory_source, make_config):
+    deep = "/".join(["d"] * 1500) + "/leaf.txt"  # deeper than Python's recursion limit
+    bucket = memory_source("deep", {"x": b"file", "X/y/z.txt": b"1", "x/y/w/v.txt": b"2", "y/x": b"3",
+                                    deep: b"4", "d/d": b"5"})
+    config = make_config({"deep": {"source": "memory", "bucket": "deep"}})
+    result = sync_course(config, config.courses["deep"])
+    repo = CourseRepo.for_course(config, "deep")
+    assert set(repo.files(repo.head())) == {"x", "y/x", "d/d"}
+    reasons = {s.path: s.reason for s in result.skipped}
+    assert reasons == {"X/y/z.txt": "x is a file, not a folder", "x/y/w/v.txt": "x is a file, not a folder",
+                       deep: "d/d is a file, not a folder"}
+
+
 def test_max_file_size_skips_and_reports(memory_source, make_config):
     memory_source("m", {"big.bin": b"x" * 2000, "small.txt": b"x"})
     config = make_config({"m": {"source": "memory", "bucket": "m", "max_file_size": 1000}})
