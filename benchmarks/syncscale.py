@@ -28,24 +28,34 @@ QUICK = {"files": (300, 3_000), "big": 64 << 20}
 BYTES_PER_FILE = 2048
 TINY = 11  # the small course the issue compares a big one with
 
-# One sync in a fresh interpreter: the figure is sync_course() alone, without start-up.
+# One sync (or one listing of the source) in a fresh interpreter: the figures are of that
+# call alone, without interpreter start-up and imports.
 DRIVER = """
-import json, sys, time
+import json, resource, sys, time
 from f2git.config import load
 from f2git.snapshot import sync_course
 config = load(sys.argv[1])
-started = time.perf_counter()
-result = sync_course(config, config.courses["bench"])
-print(json.dumps({"seconds": time.perf_counter() - started, "ok": result.ok, "error": result.error,
-                  "added": result.added, "modified": result.modified, "changed": result.changed}))
+course = config.courses["bench"]
+def cpu():
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+started, used = time.perf_counter(), cpu()
+if sys.argv[2] == "list":
+    with course.connector() as source:
+        source.list({})
+    answer = {"ok": True}
+else:
+    result = sync_course(config, course)
+    answer = {"ok": result.ok, "error": result.error, "modified": result.modified, "changed": result.changed}
+print(json.dumps({**answer, "seconds": time.perf_counter() - started, "cpu": cpu() - used}))
 """
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "b",
            "GIT_AUTHOR_EMAIL": "b@example.org", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@example.org", "LC_ALL": "C"}
 
 
-def run_alone(command: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, int, bytes]:
-    """Run `command` and return (wall s, peak RSS MiB of its largest process, stdout)."""
+def run_alone(command: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float, int, bytes]:
+    """Run `command`: (wall s, CPU s of it and its children, peak RSS MiB of its largest process, stdout)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     out = process.stdout.read()
@@ -55,19 +65,19 @@ def run_alone(command: list[str], env: dict | None = None, cwd: Path | None = No
     seconds = time.perf_counter() - started
     if process.returncode:
         raise RuntimeError(f"{' '.join(command[:4])} failed: {err.decode(errors='replace')[-2000:]}")
-    return seconds, usage.ru_maxrss // 1024, out
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, out
 
 
-def f2git_sync(config_path: Path) -> tuple[float, int, dict]:
-    seconds, peak, out = run_alone([sys.executable, "-c", DRIVER, str(config_path)])
+def f2git(config_path: Path, what: str = "sync") -> tuple[float, float, int, dict]:
+    _, _, peak, out = run_alone([sys.executable, "-c", DRIVER, str(config_path), what])
     result = json.loads(out)
     assert result["ok"], result["error"]
-    return result["seconds"], peak, result
+    return result["seconds"], result["cpu"], peak, result
 
 
-def git_alone(script: str, tree: Path) -> tuple[float, int]:
-    seconds, peak, _ = run_alone(["sh", "-ec", script], env={**os.environ, **GIT_ENV}, cwd=tree)
-    return seconds, peak
+def git_alone(script: str, tree: Path) -> tuple[float, float, int, None]:
+    seconds, cpu, peak, _ = run_alone(["sh", "-ec", script], env={**os.environ, **GIT_ENV}, cwd=tree)
+    return seconds, cpu, peak, None
 
 
 def write_big(path: Path, size: int, seed: int) -> None:
@@ -91,23 +101,30 @@ def one_course(work: Path, label: str, make_source) -> list[tuple[str, str]]:
     config = write_config(work / "f2git.toml", {"data_dir": "data"},
                           {"bench": {"source": "local", "path": str(source), "schedule": 0,
                                      "max_file_size": 4 << 30}})
-    rows = []
-    first = f2git_sync(config)
+    first = f2git(config)
     git_first = git_alone(f"cp -r {source} {plain} && cd {plain} && git init -q && git add -A"
                           " && git commit -q -m first", work)
-    same = f2git_sync(config)
-    assert not same[2]["changed"], same
+    same = f2git(config)
+    assert not same[3]["changed"], same
     git_same = git_alone("git status --porcelain >/dev/null", plain)
+    listing = f2git(config, "list")
     rewrite_tail(changed)
-    one = f2git_sync(config)
-    assert one[2]["modified"] == 1, one
+    one = f2git(config)
+    assert one[3]["modified"] == 1, one
     relative = changed.relative_to(source)
     git_one = git_alone(f"cp {changed} {plain / relative} && git add -A && git commit -q -m one", plain)
-    for name, ours, theirs in (("first sync", first, git_first), ("re-sync, no change", same, git_same),
-                               ("re-sync, one file changed", one, git_one)):
-        rows.append((f"{label}: {name}", f"{ours[0]:7.3f} s {ours[1]:5d} MiB   git alone {theirs[0]:7.3f} s "
-                     f"{theirs[1]:5d} MiB   ratio {ours[0] / max(theirs[0], 1e-6):5.2f}"))
-    return rows
+    rows = [(f"{label}: {name}", figures(ours, theirs)) for name, ours, theirs in (
+        ("first sync", first, git_first), ("re-sync, no change", same, git_same),
+        ("re-sync, one file changed", one, git_one))]
+    return rows + [(f"{label}: listing the source alone", figures(listing, None))]
+
+
+def figures(ours, theirs) -> str:
+    text = f"{ours[0]:7.3f} s {ours[1]:7.3f} s {ours[2]:5d} MiB"
+    if theirs is not None:
+        text += (f" | {theirs[0]:7.3f} s {theirs[1]:7.3f} s {theirs[2]:5d} MiB"
+                 f" | {ours[0] / max(theirs[0], 1e-3):5.2f} {ours[1] / max(theirs[1], 1e-3):5.2f}")
+    return text
 
 
 def rewrite_tail(path: Path) -> None:
@@ -147,8 +164,9 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(work / str(count))
         (work / "big").mkdir()
         rows += one_course(work / "big", f"1 file of {sizes['big'] >> 20} MiB", big_course(sizes["big"]))
-    table("Sync scaling, local source (wall, peak RSS of the largest process; git alone = cp + git add"
-          " + git commit, git status for no change)", rows)
+    rows.insert(0, ("", "f2git: wall, CPU, peak RSS      | git alone: wall, CPU, peak RSS  | ratio wall, CPU"))
+    table("Sync scaling, local source (peak RSS of the largest process; git alone = cp + git add + git commit,"
+          " git status for no change)", rows)
 
 
 if __name__ == "__main__":
