@@ -281,7 +281,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
 
 class SyncRun:
     """One sync of one course, step by step: open, list, select, plan, download, commit,
-    record, publish; after_publish once it succeeded.
+    record, publish; then after_publish (repack, mirror push, …) whenever the run succeeded.
 
     sync_course() makes one per sync, under the course lock, and turns what a step raises
     into the result's error. Until publish() moves `main`, a failure leaves the last snapshot
@@ -313,8 +313,8 @@ class SyncRun:
 
     def run(self, connector: Connector) -> None:
         try:
-            self.open()
             with connector as source:
+                self.open()
                 if not self.list(source):
                     return
                 self.select()
@@ -337,7 +337,10 @@ class SyncRun:
             self.repo.ensure()
             self.repo.recover()
         self.state = self.store.read()
-        if not self.dry_run and self.migrate():
+        if self.dry_run and self.state is None:  # a preview changes nothing, not even the layout
+            holder = self.repo.resolve(LEGACY_STATE_REF) if self.repo.exists() else None
+            self.state = self.legacy_state(holder) if holder else None
+        elif not self.dry_run and self.migrate():
             self.state = self.store.read()
         self.head = self.repo.head()
         self.in_step = self.head is not None and self.state is not None and self.state.commit == self.head
@@ -361,15 +364,19 @@ class SyncRun:
         if holder is None:
             return False
         if self.state is None:
-            old = self.repo.legacy_state(holder) or {}
-            files = {path: Row(str(row["version"]), str(row["blob"])) for path, row in old.get("files", {}).items()
-                     if isinstance(row, dict) and "version" in row and "blob" in row}
-            source = old.get("source") if isinstance(old.get("source"), dict) else {}
-            self.store.record(old.get("commit"), files, [], source, old.get("next_release"), replace=True, legacy=holder)
+            old = self.legacy_state(holder)
+            self.store.record(old.commit, old.files, [], old.source, old.next_release, replace=True, legacy=holder)
         self.repo.purge_legacy_state()
         self.store.forget_legacy()
         log.info("%s: moved the sync state out of the served repo", self.course.name)
         return True
+
+    def legacy_state(self, holder: str) -> SyncState:
+        old = self.repo.legacy_state(holder) or {}
+        files = {path: Row(str(row["version"]), str(row["blob"])) for path, row in old.get("files", {}).items()
+                 if isinstance(row, dict) and "version" in row and "blob" in row}
+        source = old.get("source") if isinstance(old.get("source"), dict) else {}
+        return SyncState(old.get("commit"), files, source, old.get("next_release"))
 
     def list(self, source: Connector) -> bool:
         """Everything the source releases; False when it proved nothing changed."""

@@ -93,6 +93,16 @@ def test_the_old_state_cannot_be_fetched_by_id_or_cloned_after_the_first_sync(le
     git("--git-dir", repo.path, "fsck", "--strict", "--no-dangling")
 
 
+def test_a_preview_reads_the_old_state_and_changes_nothing(legacy):
+    make, config, bucket, (current, older) = legacy
+    repo = CourseRepo.for_course(config, "legacy")
+    bucket.files["new.txt"] = b"new"
+    plan = sync_course(config, config.courses["legacy"], dry_run=True)
+    assert plan.ok and plan.paths == {"added": ["new.txt"], "modified": [], "deleted": []}
+    assert git("--git-dir", repo.path, "rev-parse", "refs/f2git/state").stdout.decode().strip() == current
+    assert not StateStore.for_course(config, "legacy").path.exists()
+
+
 def test_a_migration_cut_short_is_finished_by_the_next_sync(legacy, monkeypatch):
     make, config, bucket, (current, older) = legacy
     repo = CourseRepo.for_course(config, "legacy")
