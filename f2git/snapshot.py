@@ -192,7 +192,7 @@ class Spool:
     capped while copying, its blob id computed as it arrives when the source named its size."""
 
     def __init__(self, stream: IO[bytes], limit: int, size: int | None = None, folder: Path | None = None):
-        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=folder)
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=folder, prefix="f2git-spool-")
         self.size = 0
         self.too_large = False
         digest = hashlib.sha1(b"blob %d\0" % size) if size is not None else None

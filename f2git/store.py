@@ -199,7 +199,7 @@ class CourseRepo:
         writer of ours is running, and any git lock file or scratch object is stale."""
         stale = [*self.path.glob("refs/**/*.lock"), *self.path.glob("*.lock"),
                  *self.path.glob("objects/pack/tmp_*"), *self.path.glob("objects/tmp_*"),
-                 *self.path.glob("f2git-marks-*")]
+                 *self.path.glob("f2git-marks-*"), *self.path.glob("f2git-spool-*")]
         for leftover in stale:
             leftover.unlink(missing_ok=True)
         out = self.git("for-each-ref", "--format=%(refname)", INCOMING, check=False)

@@ -378,7 +378,7 @@ def test_leftovers_of_a_killed_sync_do_not_block_the_next(course):
     sync_course(config, c1)
     leftovers = [repo.path / "refs/heads/main.lock", repo.path / "refs/f2git/incoming.lock",
                  repo.path / "packed-refs.lock", repo.path / "objects/pack/tmp_pack_AbC123",
-                 repo.path / "f2git-marks-x1y2"]
+                 repo.path / "f2git-marks-x1y2", repo.path / "f2git-spool-abc"]
     for leftover in leftovers:
         leftover.write_bytes(b"0" * 41)
     git(repo, "update-ref", "refs/f2git/incoming/dead/main", repo.head())
