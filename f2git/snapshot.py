@@ -337,12 +337,12 @@ class SyncRun:
             self.repo.ensure()
             self.repo.recover()
         self.state = self.store.read()
+        self.head = self.repo.head()
         if self.dry_run and self.state is None:  # a preview changes nothing, not even the layout
             holder = self.repo.resolve(LEGACY_STATE_REF) if self.repo.exists() else None
             self.state = self.legacy_state(holder) if holder else None
         elif not self.dry_run and self.migrate():
             self.state = self.store.read()
-        self.head = self.repo.head()
         self.in_step = self.head is not None and self.state is not None and self.state.commit == self.head
         if self.in_step:
             self.known = self.state.files
@@ -358,12 +358,14 @@ class SyncRun:
         """f2git 0.1 kept the state in the served repo (refs/f2git/state), where protocol v2
         serves any object named by id: move it to the state store, then purge it from the repo.
         Resumable: the store names the old commit until the purge is done."""
-        if self.state is not None and not self.state.legacy:
-            return False
-        holder = self.state.legacy if self.state else self.repo.resolve(LEGACY_STATE_REF)
+        state = self.state
+        if state is not None and not state.legacy and state.commit == self.head:
+            return False  # the usual case: in step, nothing left of the old layout
+        imported = state is not None and state.legacy
+        holder = state.legacy if imported else self.repo.resolve(LEGACY_STATE_REF)
         if holder is None:
             return False
-        if self.state is None:
+        if not imported:
             old = self.legacy_state(holder)
             self.store.record(old.commit, old.files, [], old.source, old.next_release, replace=True, legacy=holder)
         self.repo.purge_legacy_state()
