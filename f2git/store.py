@@ -200,6 +200,9 @@ class CourseRepo:
         stale = [*self.path.glob("refs/**/*.lock"), *self.path.glob("*.lock"),
                  *self.path.glob("objects/pack/tmp_*"), *self.path.glob("objects/tmp_*"),
                  *self.path.glob("f2git-marks-*"), *self.path.glob("f2git-spool-*")]
+        # fast-import marks each pack it finishes with a .keep until it ends: one it never
+        # ended would keep its unreachable objects forever.
+        stale += [keep for keep in self.path.glob("objects/pack/*.keep") if keep.read_bytes() == b"fast-import\n"]
         for leftover in stale:
             leftover.unlink(missing_ok=True)
         out = self.git("for-each-ref", "--format=%(refname)", INCOMING, check=False)
@@ -228,7 +231,7 @@ class SnapshotWriter:
         self.big = False  # a big file went in: its pack is kept out of routine repacks
         self.process = subprocess.Popen(
             git_command("--git-dir", str(repo.path), *FAST_IMPORT, "fast-import", "--quiet", "--done",
-                        f"--big-file-threshold={BIG_FILE}", f"--export-marks={self.marks_file}"),
+                        f"--export-marks={self.marks_file}"),
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=git_env())
         self.stdin: IO[bytes] = self.process.stdin
         self._send(b"feature done\n")

@@ -381,6 +381,9 @@ def test_leftovers_of_a_killed_sync_do_not_block_the_next(course):
                  repo.path / "f2git-marks-x1y2", repo.path / "f2git-spool-abc"]
     for leftover in leftovers:
         leftover.write_bytes(b"0" * 41)
+    pack = next((repo.path / "objects" / "pack").glob("*.pack"))
+    leftovers.append(pack.with_suffix(".keep"))  # a fast-import killed before it dropped its mark
+    leftovers[-1].write_bytes(b"fast-import\n")
     git(repo, "update-ref", "refs/f2git/incoming/dead/main", repo.head())
     bucket.files["after-crash.txt"] = b"arrives"
     result = sync_course(config, c1)
