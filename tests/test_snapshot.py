@@ -2,6 +2,7 @@
 deletions only from complete listings, mass deletes refused, one sync at a time."""
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -12,7 +13,7 @@ import tracemalloc
 import pytest
 
 from f2git import status
-from f2git.snapshot import LISTED_PATHS, course_lock, sync_course, too_large
+from f2git.snapshot import LISTED_PATHS, Spool, course_lock, sync_course, too_large
 from f2git.store import BIG_FILE, CourseRepo, GitError, SnapshotWriter
 from f2git.syncstate import StateStore
 
@@ -321,6 +322,17 @@ def test_bodies_stream_without_being_held_in_memory(memory_source, make_config, 
     tracemalloc.stop()
     assert result.ok and result.added == 1
     assert peak < 16 * (1 << 20), f"peak {peak} bytes for a 64 MiB file"
+
+
+@pytest.mark.parametrize("said", [None, 5, 11, 999])
+def test_a_spooled_body_has_its_git_blob_id_whatever_size_the_source_said(said, tmp_path):
+    body = b"hello world"
+    expected = subprocess.run(["git", "hash-object", "--stdin"], input=body, check=True,
+                              capture_output=True).stdout.decode().strip()
+    with Spool(io.BytesIO(body), 100, said, tmp_path) as spool:
+        assert (spool.blob, spool.size, spool.file.read()) == (expected, len(body), body)
+    with Spool(io.BytesIO(body), 10, said, tmp_path) as spool:
+        assert spool.too_large
 
 
 def _hold_lock(config, started, release):
