@@ -147,6 +147,8 @@ class SourceError(Exception):
     Messages are shown to instructors and must never contain a credential.
     """
 
+    next_release: datetime | None = None  # when the source will release what it withholds (an embargo's end)
+
 
 class AuthError(SourceError):
     """The source rejected the credentials."""
