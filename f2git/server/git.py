@@ -232,7 +232,7 @@ class GitHandler(BaseHandler):
             self._stdin_open = False
 
     async def get(self, repo: str, action: str) -> None:
-        await self.refresher.on_click(self.course)
+        await self.refresher.on_click(self.course, self.click_client())
         if not await self.refresher.has_snapshot(self.course.name):
             self.answer_no_snapshot()
             return
