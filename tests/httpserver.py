@@ -8,7 +8,8 @@
 It answers GET with ETag and Last-Modified, honours If-None-Match / If-Modified-Since
 (304), counts requests and body bytes, and misbehaves on request:
 `truncate` (fewer bytes than Content-Length, then a clean close), `reset` (part of the
-body, then a TCP reset), `error` (500) and `hang` (no answer until the server stops).
+body, then a TCP reset), `error` (500), `hang` (no answer until the server stops) and
+`trickle` (the body one byte a second until the server stops: no single read times out).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-FAULTS = (None, "truncate", "reset", "error", "hang")
+FAULTS = (None, "truncate", "reset", "error", "hang", "trickle")
 _EPOCH = 1_700_000_000  # Last-Modified of the first version; each change adds a second
 
 
@@ -82,6 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._validators(resource)
         self.end_headers()
         body = resource.body
+        if fault == "trickle":
+            for offset in range(len(body)):
+                self.wfile.write(body[offset:offset + 1])
+                self.wfile.flush()
+                if owner.released.wait(1.0):
+                    break
+            self.close_connection = True
+            return
         if fault in ("truncate", "reset"):
             body = body[: len(body) // 2]
         with owner.lock:  # counted before sending: once the client has the bytes, they are counted

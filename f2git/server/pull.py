@@ -22,8 +22,9 @@ class RemoteHandler(JsonHandler):
         self.require_fetch(course)
         mirror = self.mirror_for_students(course.mirror, self.refresher.status(name).mirror_error)
         if mirror:
-            # f2git's own git endpoint refreshes on click; a mirror cannot, so refresh here
-            await self.refresher.on_click(course, self.click_client())
+            # f2git's own git endpoint refreshes on click; a mirror cannot, so refresh here.
+            # Per git command: f2git never sees the fetch that would end a click (see on_click).
+            await self.refresher.on_click(course)
             mirror = self.mirror_for_students(course.mirror, self.refresher.status(name).mirror_error)
         self.write_json({"course": name, "git_url": git_url(self.config, name), "mirror": mirror})
 

@@ -4,9 +4,9 @@ Every path that syncs a course in the server (a git click, the scheduler, the AP
 through one `Refresher`, which keeps at most one sync per course in flight and lets
 everyone who asks meanwhile share its result. A click only refreshes when the last check
 is older than `refresh_ttl`, and waits for it at most `refresh_wait`; after that the last
-snapshot is served while the sync finishes in the background. One client's git requests
-within `click_window` of its click's refresh are that click (nbgitpuller runs `ls-remote`
-twice, then `fetch`): only the first refreshes.
+snapshot is served while the sync finishes in the background. One click is one client's git
+requests from the first until its fetch of a pack, within `click_window` of the click's
+refresh (nbgitpuller runs `ls-remote` twice, then `clone` or `fetch`): only the first refreshes.
 
 The refresher is also what the server knows of each course (`CourseState`): the status as
 last recorded, the head, and what runs. Readers ask it, not the disk or git.
@@ -264,6 +264,10 @@ class Refresher:
         self._tell(self._click_listeners, course.name, outcome, time.monotonic() - waited_since)
         return outcome
 
+    def click_fetched(self, course: str, client: str) -> None:
+        """The client fetches a pack: its click ends, its next request is a new click."""
+        self._courses[course].clicks.pop(client, None)
+
     def _same_click(self, state: CourseState, client: str) -> bool:
         now, window = time.monotonic(), self.config.server.click_window
         for known, served in list(state.clicks.items()):
@@ -306,6 +310,7 @@ class Refresher:
             if result.ok:  # the snapshot is fine, the server's record of it is not: not OK
                 recorded.last_error, recorded.last_error_at = result.status_error, started
             log.error("course %s: %s; the outcome is kept in memory only", state.name, result.status_error)
+            self._disk_checked = float("-inf")  # look at the disk again at the next health check
         recorded.commit = head
         state.record, state.status_error = recorded, result.status_error
         if result.ok:
