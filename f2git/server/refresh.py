@@ -194,12 +194,12 @@ class Refresher:
         "Refresh now"), so it goes ahead of scheduled checks."""
         state = self._courses[course.name]
         if state.sync is None:
-            def work() -> tuple[float, SyncResult, status.CourseStatus | None]:
-                started = time.time()
+            def work() -> tuple[float, float, SyncResult, status.CourseStatus | None]:
+                started, started_at = time.time(), self._clock()  # wall time for the record, clock for the TTL
                 result = sync_course(self.config, course, allow_mass_delete=allow_mass_delete, progress=progress)
                 # What was recorded, read back in this thread (a CLI sync may have added to it too).
                 recorded = None if result.status_error else status.read_file(self.config, course.name)
-                return started, result, recorded
+                return started, started_at, result, recorded
 
             loop = asyncio.get_running_loop()
 
@@ -283,11 +283,8 @@ class Refresher:
                 log.exception("a refresh listener failed")
 
     async def _run(self, state: CourseState, job: Job) -> SyncResult:
-        started_at = self._clock()
-        try:
-            started, result, recorded = await job.future
-        except asyncio.CancelledError:  # the server stopped before the sync could start
-            raise
+        try:  # cancelled when the server stops before the sync started
+            started, started_at, result, recorded = await job.future
         except Exception:
             # sync_course reports source and git trouble in its result; this is a bug.
             log.exception("course %s: sync crashed", state.name)
