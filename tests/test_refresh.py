@@ -6,6 +6,7 @@ import asyncio
 import html
 import json
 import shutil
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -446,3 +447,45 @@ def test_a_failure_the_disk_cannot_record_is_shown_by_api_dashboard_healthz_and_
 
     assert cli.main(["--config", str(config_path), "status"]) == 1
     assert f"cannot write to {status_dir}" in capsys.readouterr().err
+
+
+@pytest.fixture
+def read_only_later(tmp_path):
+    """The data dir on its own small tmpfs, and a function that remounts it read-only (as a disk
+    the kernel turned read-only after errors). Where mounting is not permitted, a file standing
+    where the status folder should be makes the same writes fail."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(data)],
+                             capture_output=True).returncode == 0
+
+    def make_read_only() -> None:
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(data)], check=True)
+        else:
+            shutil.rmtree(data / "status")
+            (data / "status").write_text("not a folder\n")
+
+    yield make_read_only
+    if mounted:
+        subprocess.run(["umount", "-l", str(data)], check=True)
+
+
+def test_a_read_only_data_dir_is_degraded_and_the_failure_still_shows(tmp_path, read_only_later):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "README.md").write_text("# CS 101\n")
+    courses = {COURSE: {"source": "local", "path": str(source), "schedule": 0}}
+    with RunningServer(config_factory(tmp_path, courses, refresh_ttl=0)) as server:
+        old = first_snapshot(server)
+        read_only_later()
+        code, _, body = server.request("GET", "/healthz")
+        assert code == 503 and body.startswith(b"degraded: data dir: cannot write to "), body
+
+        (source / "README.md").write_text("# CS 101, new\n")
+        code, failed = server.post_json(f"/api/courses/{COURSE}/refresh")
+        assert code == 200 and not failed["ok"] and failed["error"]
+        course = server.get_json(f"/api/courses/{COURSE}")
+        assert course["last_error"] == failed["error"] and course["commit"] == old
+        assert advertised_main(server) == old  # students still get the last snapshot
+        assert html.escape(failed["error"], quote=False) in server.request("GET", "/")[2].decode()
