@@ -30,6 +30,7 @@ class ServerConfig:
     public_url: str = ""
     refresh_ttl: float = 30.0
     refresh_wait: float = 10.0
+    click_window: float = 10.0  # s: one client's git requests this soon after its click's refresh share it
     auth: str = "none"
     max_git_processes: int = 0  # git backends serving clones at once (0 = 4 per CPU core); more clicks queue
     tokens_env: str = ""  # with auth = "token": names a variable holding comma-separated bearer tokens
@@ -40,7 +41,7 @@ class ServerConfig:
             raise ConfigError(f"{where} key 'auth': must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{where} key 'port': {self.port} is not a TCP port")
-        for key in ("refresh_ttl", "refresh_wait", "max_git_processes"):
+        for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where} key '{key}': must not be negative")
         if not self.public_url:

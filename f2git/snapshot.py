@@ -68,6 +68,7 @@ class SyncResult:
     dry_run: bool = False
     mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
     source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
+    status_error: str | None = None  # why this outcome could not be written to the status file
 
     def to_json(self) -> dict:
         if not self.ok:
@@ -82,6 +83,8 @@ class SyncResult:
             data["skipped_total"] = self.skipped_total
         if self.mirror_error:
             data["mirror_error"] = self.mirror_error
+        if self.status_error:
+            data["status_error"] = self.status_error
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths
@@ -276,7 +279,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     else:
         log.warning("%s: sync failed: %s", course.name, result.error)
     if not dry_run:
-        status.record(config, result, started)
+        result.status_error = status.record(config, result, started)
     report(Progress(course.name, "finished"))
     return result
 
