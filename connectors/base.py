@@ -43,6 +43,9 @@ class Listing:
     state: dict = field(default_factory=dict)
     # The source proved nothing changed since `state` (e.g. HTTP 304): keep the snapshot as it is.
     unchanged: bool = False
+    # Items the source's rules might release but f2git cannot decide, so withheld: reason → count
+    # (e.g. "grade restriction" → 2). Counts only: their names never leave the connector.
+    withheld: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

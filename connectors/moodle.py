@@ -1,0 +1,365 @@
+"""Moodle: the files of a course through its web service API, as students see them.
+
+Reads `core_course_get_contents` (sections → modules → contents) and, for assignments,
+`mod_assign_get_assignments` (intro attachments). Copies files of `resource` and `folder`
+modules and assignments' intro attachments; links (`url`), pages and other activities
+stay in Moodle.
+
+Two ways to run it. A student's token: Moodle filters by itself (`uservisible`). A
+teacher's token: Moodle shows everything, so the rules are applied here: hidden sections
+and modules, stealth modules (`visibleoncoursepage` 0) and modules whose `availability`
+JSON is closed now stay out; date conditions are evaluated (also nested and negated), and
+a module with a condition f2git cannot decide (grade, completion, profile, group…) is
+withheld and counted in `Listing.withheld`. Moodle gives a teacher a section's own
+restriction only as text (`availabilityinfo`), so such a section withholds its modules.
+
+The token travels in POST bodies only, never in a URL, and never to another host.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from urllib.parse import urljoin
+
+from ._http import BodyStream, SessionConnector, SourceSession, origin, where
+from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now
+from .base import AuthError, Connector, Entry, Listing, SourceError
+
+SERVER = "webservice/rest/server.php"
+# The web service functions a token's service must include.
+FUNCTIONS = ("core_course_get_contents", "mod_assign_get_assignments")
+REDIRECTS = (301, 302, 303, 307, 308)
+FILE_MODULES = {"resource", "folder", "assign"}
+
+# Reasons for Listing.withheld, as the dashboard shows them.
+SECTION_RESTRICTED = "section restriction (teacher token)"
+UNREADABLE = "unreadable restriction"
+
+# Moodle's errorcodes (HTTP 200 with {"exception", "errorcode", "message"}) that mean the
+# token cannot be used, and what to do about them.
+AUTH_ERRORS = {
+    "invalidtoken": "Moodle rejected the token",
+    "accessexception": "Moodle refused the token access (the web service must include "
+                       + " and ".join(FUNCTIONS) + ", and the token's user may use it)",
+    "errorcoursecontextnotvalid": "Moodle: the token's user cannot open the course (enrolled in it?)",
+    "requireloginerror": "Moodle: the token's user cannot open the course (enrolled in it?)",
+    "usernotfullysetup": "Moodle: the token's user must first complete their Moodle profile",
+    "forcepasswordchangenotice": "Moodle: the token's user must first change their Moodle password",
+}
+SOURCE_ERRORS = {
+    "servicenotavailable": "Moodle: the web service is not available (an admin must enable web services,"
+                           " the REST protocol and the token's service)",
+    "invalidrecord": "Moodle: the course does not exist (key 'course_id')",
+    "sitemaintenance": "Moodle: the site is in maintenance mode; try again later",
+}
+
+
+@dataclass
+class MoodleOptions:
+    url: str = ""
+    course_id: int = 0
+    token_env: str = ""
+    folder: str = ""
+
+    def validate(self) -> None:
+        if not self.url:
+            raise ValueError("missing key 'url'")
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError(f"key 'url': expected the site's http(s) base URL like https://moodle.example.edu,"
+                             f" got {self.url!r}")
+        if "webservice/" in self.url or "course/view.php" in self.url:
+            raise ValueError("key 'url': give the site's base URL; f2git appends /webservice/rest/server.php")
+        if not isinstance(self.course_id, int) or self.course_id <= 0:
+            raise ValueError("missing key 'course_id' (the number in …/course/view.php?id=N)")
+        if not self.token_env:
+            raise ValueError("missing key 'token_env'")
+
+
+# -- availability: the JSON that availability/classes/tree.php reads ------------------------------
+
+def _holds(node: Mapping, now: float) -> bool | None:
+    """Whether a condition tree lets students in at `now`; None when it depends on things
+    f2git cannot know (grades, completion, profile, groups…). Malformed trees raise ValueError."""
+    if not isinstance(node, Mapping):
+        raise ValueError("not an object")
+    if "type" in node:
+        if node["type"] != "date":
+            return None
+        moment = float(node["t"])
+        if node["d"] == ">=":
+            return now >= moment
+        if node["d"] == "<":
+            return now < moment
+        raise ValueError(f"unknown date direction {node['d']!r}")
+    op, children = node["op"], node["c"]
+    if op not in ("&", "|", "!&", "!|") or not isinstance(children, list):
+        raise ValueError("unknown operator")
+    if not children:
+        return True  # Moodle: a tree without conditions is available
+    values = [_holds(child, now) for child in children]
+    if op in ("&", "!&"):
+        value = False if False in values else None if None in values else True
+    else:
+        value = True if True in values else None if None in values else False
+    return value if value is None or not op.startswith("!") else not value
+
+
+def _walk(node: Any) -> Iterable[Mapping]:
+    """Every condition (leaf) of a tree."""
+    if isinstance(node, Mapping):
+        if "type" in node:
+            yield node
+        for child in node.get("c") or ():
+            yield from _walk(child)
+
+
+def restriction(raw: Any, now: datetime) -> tuple[Release, str | None]:
+    """A module's `availability` JSON → whether it is released now, when it will be, and
+    why f2git cannot decide (a withheld reason) when it cannot."""
+    if raw in (None, ""):
+        return Release(True), None
+    try:
+        tree = json.loads(raw) if isinstance(raw, str) else raw
+        if tree is None:
+            return Release(True), None
+        value = _holds(tree, now.timestamp())
+        if value:
+            return Release(True), None
+        if value is None:
+            kinds = sorted({str(leaf.get("type")) for leaf in _walk(tree) if leaf.get("type") != "date"})
+            return Release.NEVER, f"{'/'.join(kinds)} restriction"
+        # Closed now: the first date at which the tree opens is a refresh moment.
+        for moment in sorted({float(leaf["t"]) for leaf in _walk(tree) if leaf.get("type") == "date"}):
+            if moment > now.timestamp() and _holds(tree, moment):
+                return Release(False, datetime.fromtimestamp(moment, timezone.utc)), None
+        return Release.NEVER, None
+    except (ValueError, TypeError, KeyError, OverflowError):
+        return Release.NEVER, UNREADABLE
+
+
+# -- names --------------------------------------------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def folder_name(name: Any, fallback: str) -> str:
+    """A section or module name as one folder name: entities decoded (Moodle's names are
+    HTML-formatted), no slashes or control characters, never empty."""
+    text = _CONTROL.sub("", html.unescape(str(name or "")))
+    text = _SPACES.sub(" ", text.replace("/", "-").replace("\\", "-")).strip().rstrip(".")
+    return text or fallback
+
+
+def _flag(item: Mapping, key: str, default: int = 1) -> bool:
+    """Moodle's 0/1 (or true/false) flags; absent means the default."""
+    value = item.get(key, default)
+    return bool(int(value)) if not isinstance(value, bool) else value
+
+
+class MoodleConnector(SessionConnector, Connector):
+    source = "moodle"
+    label = "Moodle"
+    Options = MoodleOptions
+
+    # Injectable for tests: the clock and the sleep used between retries.
+    now: Callable[[], datetime] = staticmethod(utc_now)
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+
+    def __init__(self, options: MoodleOptions, **kwargs: Any):
+        super().__init__(options, **kwargs)
+        self.base_url = options.url.rstrip("/")
+        self.server_url = f"{self.base_url}/{SERVER}"
+        self._token = ""
+
+    def make_session(self) -> SourceSession:
+        self._token = self.secret(self.options.token_env)
+        return SourceSession(self.label, self.base_url, secrets=(self._token,),
+                             sleep=lambda seconds: self.sleep(seconds))
+
+    def _token_hint(self):
+        return credentials_hint(f"check the token in ${self.options.token_env}")
+
+    # -- the web service ------------------------------------------------------------------------
+
+    def call(self, function: str, params: Mapping[str, Any]) -> Any:
+        """One web service function; the token goes in the POST body, not in the URL."""
+        session = self.session
+        form = {"wstoken": self._token, "wsfunction": function, "moodlewsrestformat": "json", **params}
+        with self._token_hint():
+            response = session.request("POST", self.server_url, data=form, allow_redirects=False,
+                                       ok=(200, *REDIRECTS))
+            if response.is_redirect:
+                # Never re-send the token: look at where it leads without it (a login page?).
+                location = urljoin(self.server_url, response.headers.get("Location", ""))
+                response.close()
+                session.get_json(location)
+                raise session.fail(f"the web service redirected to {where(location)}; check key 'url'")
+            data = session.json_body(response)
+            if isinstance(data, dict) and "errorcode" in data and ("exception" in data or "error" in data):
+                raise self._error(data)
+        return data
+
+    def _error(self, data: Mapping) -> SourceError:
+        code = str(data.get("errorcode"))
+        said = str(data.get("message") or data.get("error") or "")[:300]
+        if code in AUTH_ERRORS:
+            return AuthError(self.session.redact(f"{AUTH_ERRORS[code]} ({code}: {said})"))
+        if code in SOURCE_ERRORS:
+            return SourceError(self.session.redact(f"{SOURCE_ERRORS[code]} ({code})"))
+        return self.session.fail(f"the web service answered with an error ({code}: {said})")
+
+    # -- the listing ----------------------------------------------------------------------------
+
+    def list(self, state: Mapping[str, Any]) -> Listing:
+        course = self.options.course_id
+        sections = self.call("core_course_get_contents", {"courseid": course})
+        if not isinstance(sections, list):
+            raise self.session.fail("core_course_get_contents did not answer with a list of sections")
+        with api_shape(self.label):
+            return self._list(sections)
+
+    def _list(self, sections: list[dict]) -> Listing:
+        now = self.now()
+        listing = Listing()
+        upcoming: list[datetime] = []
+        folders: set[str] = {""}
+        released: list[tuple[str, dict, list[dict]]] = []  # (folder, module, files)
+        assignments: dict[int, dict] | None = None
+        for section in sections:
+            section_folder = "" if int(section.get("section", -1)) == 0 else \
+                folder_name(section.get("name"), f"Section {section.get('section', section['id'])}")
+            folders.add(section_folder)
+            section_open = (section.get("uservisible", True) is not False and _flag(section, "visible")
+                            and not _flag(section, "hiddenbynumsections", 0))
+            for module in section["modules"]:
+                if module["modname"] not in FILE_MODULES:
+                    continue
+                folder = self._module_folder(section_folder, module)
+                folders.add(folder)
+                for item in module.get("contents") or ():
+                    folders.update(self._parents(folder, item))
+                if not section_open:
+                    continue
+                if section.get("availabilityinfo"):
+                    self._withhold(listing, SECTION_RESTRICTED)
+                    continue
+                if module.get("uservisible", True) is False or not _flag(module, "visible") \
+                        or not _flag(module, "visibleoncoursepage"):
+                    continue
+                release, reason = restriction(module.get("availability"), now)
+                if reason:
+                    self._withhold(listing, reason)
+                if release.at is not None:
+                    upcoming.append(release.at)
+                if not release.visible:
+                    continue
+                if module["modname"] == "assign":
+                    if assignments is None:
+                        assignments = self._assignments()
+                    files = self._attachments(assignments.get(module["id"]), now, upcoming)
+                else:
+                    files = [item for item in module.get("contents") or () if item.get("type") == "file"]
+                released.append((folder, module, files))
+        top = folder_path(self.options.folder)
+        if top not in folders:
+            raise SourceError(f"Moodle: course {self.options.course_id} has no folder {top!r} (key 'folder')")
+        for folder, module, files in released:
+            for item in files:
+                path = self._path(folder, item)
+                if top and not path.startswith(top + "/"):
+                    continue
+                listing.entries.append(self._entry(path[len(top):].lstrip("/"), module, item))
+        listing.entries.sort(key=lambda entry: entry.path)
+        listing.next_release = min(upcoming, default=None)
+        return listing
+
+    @staticmethod
+    def _module_folder(section_folder: str, module: dict) -> str:
+        """Files of a resource lie in their section's folder; a folder or an assignment is a
+        folder of its own, named like the module."""
+        if module["modname"] == "resource":
+            return section_folder
+        name = folder_name(module.get("name"), f"Module {module['id']}")
+        return f"{section_folder}/{name}" if section_folder else name
+
+    @staticmethod
+    def _path(folder: str, item: dict) -> str:
+        inside = "/".join(part for part in str(item.get("filepath") or "/").split("/") if part)
+        return "/".join(part for part in (folder, inside, item["filename"]) if part)
+
+    def _parents(self, folder: str, item: dict) -> Iterable[str]:
+        parts = self._path(folder, item).split("/")[:-1]
+        return ("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+
+    @staticmethod
+    def _withhold(listing: Listing, reason: str) -> None:
+        listing.withheld[reason] = listing.withheld.get(reason, 0) + 1
+
+    def _assignments(self) -> dict[int, dict]:
+        data = self.call("mod_assign_get_assignments", {"courseids[0]": self.options.course_id})
+        with api_shape(self.label):
+            return {assignment["cmid"]: assignment for course in data["courses"]
+                    for assignment in course["assignments"]}
+
+    @staticmethod
+    def _attachments(assignment: dict | None, now: datetime, upcoming: list[datetime]) -> list[dict]:
+        """An assignment's intro attachments; Moodle leaves them out until the description shows
+        (`allowsubmissionsfromdate`, unless "always show description"), which is then a refresh moment."""
+        if assignment is None:
+            return []
+        if "introattachments" not in assignment:
+            opens = int(assignment.get("allowsubmissionsfromdate") or 0)
+            if opens > now.timestamp():
+                upcoming.append(datetime.fromtimestamp(opens, timezone.utc))
+            return []
+        stamp = assignment.get("timemodified")
+        return [{"timemodified": stamp, **item} for item in assignment["introattachments"]]
+
+    def _entry(self, path: str, module: dict, item: dict) -> Entry:
+        size = item.get("filesize")
+        size = size if isinstance(size, int) and not item.get("isexternalfile") else None
+        # Per file, not per module: one changed file in a folder changes one version.
+        version = f"{module['id']}:{item.get('timemodified')}:{item.get('filesize')}"
+        return Entry(path, size, version, ref=(item["fileurl"], item.get("mimetype") or ""))
+
+    # -- downloads ------------------------------------------------------------------------------
+
+    def open(self, entry: Entry) -> BinaryIO:
+        url, mimetype = entry.ref
+        session = self.session
+        with self._token_hint():
+            if origin(url) != origin(self.base_url):
+                response = session.request("GET", url, stream=True)  # not Moodle: no token
+            else:
+                response = session.request("POST", url, data={"token": self._token}, stream=True,
+                                           allow_redirects=False, ok=(200, *REDIRECTS))
+                if response.is_redirect:  # e.g. to an object store: follow without the token
+                    location = urljoin(url, response.headers.get("Location", ""))
+                    response.close()
+                    response = session.request("GET", location, stream=True)
+            self._check_download(response, entry, mimetype)
+        return BodyStream(response, session, expected_size=entry.size)
+
+    def _check_download(self, response, entry: Entry, mimetype: str) -> None:
+        """Moodle answers a bad token or a missing file with an HTML page or a JSON error."""
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind == "text/html" and mimetype != "text/html":
+            response.close()
+            raise self.session.fail(f"answered with an HTML page instead of the file at {where(response.url)}"
+                                    " (a login page? check the token)")
+        if kind == "application/json" and mimetype != "application/json":
+            body = response.raw.read(65536, decode_content=True)
+            response.close()
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and "errorcode" in data:
+                raise self._error(data)
+            raise self.session.fail(f"answered with JSON instead of the file at {where(response.url)}")
