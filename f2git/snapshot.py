@@ -55,6 +55,7 @@ class SyncResult:
     error: str | None = None
     auth_failed: bool = False
     next_release: datetime | None = None
+    withheld: dict[str, int] = field(default_factory=dict)  # Listing.withheld: reason → count
     paths: dict[str, list[str]] = field(default_factory=lambda: {"added": [], "modified": [], "deleted": []})
     duration: float = 0.0
     dry_run: bool = False
@@ -228,6 +229,7 @@ def _sync(config: Config, course: CourseConfig, result: SyncResult, allow_mass_d
     with (connector or course.connector()) as source:
         listing = source.list(state.source if state else {})
         result.next_release = listing.next_release
+        result.withheld = dict(listing.withheld)
         if listing.unchanged and head is not None:
             result.commit = head
             return

@@ -674,3 +674,46 @@ def test_config_table_builds_validated_options(tmp_path):
         broken = {"courses": {"da101": {**table["courses"]["da101"], **bad}}}
         with pytest.raises(ConfigError, match=key):
             parse(broken, tmp_path / "f2git.toml", {"MOODLE_TOKEN": TOKEN})
+
+
+# --- end to end: a real f2git server ----------------------------------------------------------
+
+def test_the_served_course_shows_withheld_counts_and_the_next_release_but_no_names_or_token(
+        fake, tmp_path, monkeypatch):
+    """Sync through a real `f2git serve`: the dashboard's course page counts the modules withheld
+    for rules f2git cannot check and names the next release; no page, status file, metric or
+    commit holds the token or a withheld file's name."""
+    import subprocess
+    import time
+
+    from f2git.store import CourseRepo
+    from tests.serverhelpers import RunningServer, config_factory
+
+    fake.mock.add_passthru("http://127.0.0.1")
+    monkeypatch.setenv("MOODLE_TOKEN", TOKEN)
+    opens = int(time.time()) + 6 * 3600  # the server's connector reads the real clock
+    fake.publish({"README.md": b"# Kurs\n", "Woche 1/intro.ipynb": b"{}"})
+    fake.put(f"Woche 1/Bonus/{SECRET_NAME}", b"x", availability=availability(ws.tree("&", ws.grade())))
+    fake.put(f"Woche 1/Gruppe/{SECRET_NAME}", b"x", availability=availability(ws.tree("&", ws.group())))
+    fake.put(f"Woche 2/Blatt/{SECRET_NAME}", b"x", availability=availability(ws.tree("&", ws.date(">=", opens))))
+    make = config_factory(tmp_path, {"da101": {**fake.course_table(), "schedule": 0}}, env=fake.env,
+                          refresh_ttl=0)
+    with RunningServer(make) as server:
+        code, answer = server.post_json("/api/courses/da101/refresh")
+        assert code == 200 and answer.get("ok", True), answer
+        page = server.request("GET", "/courses/da101")[2].decode()
+        assert "1 × grade restriction" in page and "1 × group restriction" in page
+        assert "Next release in the source" in page
+        assert datetime.fromtimestamp(opens, timezone.utc).isoformat(timespec="seconds") in page
+        repo = CourseRepo.for_course(server.config, "da101")
+        assert sorted(repo.files(repo.head())) == ["README.md", "Woche 1/intro.ipynb"]
+        everything = subprocess.run(["git", "--git-dir", str(repo.path), "cat-file", "--batch-all-objects",
+                                     "--batch"], check=True, capture_output=True).stdout.decode(errors="replace")
+        status_file = (tmp_path / "data" / "status" / "da101.json").read_text()
+        metrics_status, _, metrics_body = server.request("GET", "/metrics")
+        metrics = metrics_body.decode()
+        assert metrics_status == 200 and "f2git_" in metrics
+        api = json.dumps(server.get_json("/api/courses/da101"))
+        for text in (page, everything, status_file, metrics, api):
+            assert TOKEN not in text and SECRET_NAME not in text
+        assert json.loads(status_file)["withheld"] == {"grade restriction": 1, "group restriction": 1}
