@@ -11,7 +11,8 @@ and modules, stealth modules (`visibleoncoursepage` 0) and modules whose `availa
 JSON is closed now stay out; date conditions are evaluated (also nested and negated), and
 a module with a condition f2git cannot decide (grade, completion, profile, group…) is
 withheld and counted in `Listing.withheld`. Moodle gives a teacher a section's own
-restriction only as text (`availabilityinfo`), so such a section withholds its modules.
+restriction only as text (`availabilityinfo`, when the teacher does not meet it) or as a
+flag (`hasrestrictions` of core_courseformat_get_state): such a section withholds its modules.
 
 The token travels in POST bodies only, never in a URL, and never to another host.
 """
@@ -33,6 +34,7 @@ from .base import AuthError, Connector, Entry, Listing, SourceError
 SERVER = "webservice/rest/server.php"
 # The web service functions a token's service must include.
 FUNCTIONS = ("core_course_get_contents", "mod_assign_get_assignments")
+STATE_FUNCTION = "core_courseformat_get_state"  # recommended for a teacher's token
 REDIRECTS = (301, 302, 303, 307, 308)
 FILE_MODULES = {"resource", "folder", "assign"}
 
@@ -201,18 +203,22 @@ class MoodleConnector(SessionConnector, Connector):
                 session.get_json(location)
                 raise session.fail(f"the web service redirected to {where(location)}; check key 'url'")
             data = session.json_body(response)
-            if isinstance(data, dict) and "errorcode" in data and ("exception" in data or "error" in data):
-                raise self._error(data)
+        if isinstance(data, dict) and "errorcode" in data and ("exception" in data or "error" in data):
+            raise self._error(data)
         return data
 
     def _error(self, data: Mapping) -> SourceError:
         code = str(data.get("errorcode"))
         said = str(data.get("message") or data.get("error") or "")[:300]
         if code in AUTH_ERRORS:
-            return AuthError(self.session.redact(f"{AUTH_ERRORS[code]} ({code}: {said})"))
-        if code in SOURCE_ERRORS:
-            return SourceError(self.session.redact(f"{SOURCE_ERRORS[code]} ({code})"))
-        return self.session.fail(f"the web service answered with an error ({code}: {said})")
+            error = AuthError(self.session.redact(f"{AUTH_ERRORS[code]} ({code}: {said});"
+                                                  f" check the token in ${self.options.token_env}"))
+        elif code in SOURCE_ERRORS:
+            error = SourceError(self.session.redact(f"{SOURCE_ERRORS[code]} ({code})"))
+        else:
+            error = self.session.fail(f"the web service answered with an error ({code}: {said})")
+        error.errorcode = code
+        return error
 
     # -- the listing ----------------------------------------------------------------------------
 
@@ -227,6 +233,9 @@ class MoodleConnector(SessionConnector, Connector):
     def _list(self, sections: list[dict]) -> Listing:
         now = self.now()
         listing = Listing()
+        # A teacher's token (it gets `availability`) sees restricted sections as open.
+        teacher = any("availability" in module for section in sections for module in section["modules"])
+        restricted = self._restricted_sections() if teacher else set()
         upcoming: list[datetime] = []
         folders: set[str] = {""}
         released: list[tuple[str, dict, list[dict]]] = []  # (folder, module, files)
@@ -246,7 +255,7 @@ class MoodleConnector(SessionConnector, Connector):
                     folders.update(self._parents(folder, item))
                 if not section_open:
                     continue
-                if section.get("availabilityinfo"):
+                if section.get("availabilityinfo") or section["id"] in restricted:
                     self._withhold(listing, SECTION_RESTRICTED)
                     continue
                 if module.get("uservisible", True) is False or not _flag(module, "visible") \
@@ -278,6 +287,20 @@ class MoodleConnector(SessionConnector, Connector):
         listing.entries.sort(key=lambda entry: entry.path)
         listing.next_release = min(upcoming, default=None)
         return listing
+
+    def _restricted_sections(self) -> set[int]:
+        """Ids of sections with an access restriction of their own. The course editor's state
+        (`core_courseformat_get_state`, Moodle 4.x) flags them for a teacher (`hasrestrictions`);
+        without it only restrictions the teacher does not meet show (`availabilityinfo`)."""
+        try:
+            raw = self.call(STATE_FUNCTION, {"courseid": self.options.course_id})
+        except SourceError as error:
+            if getattr(error, "errorcode", "") in ("accessexception", "invalidrecord"):
+                return set()  # not in the token's service, or a Moodle without it
+            raise
+        with api_shape(self.label):
+            state = json.loads(raw)
+            return {section["id"] for section in state["section"] if section.get("hasrestrictions")}
 
     @staticmethod
     def _module_folder(section_folder: str, module: dict) -> str:
@@ -343,7 +366,7 @@ class MoodleConnector(SessionConnector, Connector):
                     location = urljoin(url, response.headers.get("Location", ""))
                     response.close()
                     response = session.request("GET", location, stream=True)
-            self._check_download(response, entry, mimetype)
+        self._check_download(response, entry, mimetype)
         return BodyStream(response, session, expected_size=entry.size)
 
     def _check_download(self, response, entry: Entry, mimetype: str) -> None:

@@ -54,6 +54,7 @@ class FakeMoodle:
         self.modules: dict[tuple[str, str], dict] = {}  # (section, folder name or file name) → module
         self.injected: list = []  # canned answers core_course_get_contents serves first
         self.login_page = False
+        self.state_function = True  # the token's service includes core_courseformat_get_state
         self.calls: list[str] = []  # wsfunctions called
         self.downloads: list[str] = []  # file paths downloaded
         self.forms: list[dict] = []  # every POST body
@@ -73,7 +74,7 @@ class FakeMoodle:
     def section(self, name: str, **settings) -> dict:
         if name not in self.sections:
             self.sections[name] = {"id": next(self.ids), "number": len(self.sections), "visible": 1,
-                                   "availabilityinfo": None, "hiddenbynumsections": 0}
+                                   "availabilityinfo": None, "hiddenbynumsections": 0, "restricted": False}
         self.sections[name].update(settings)
         return self.sections[name]
 
@@ -197,6 +198,11 @@ class FakeMoodle:
             if form.get("courseid") != str(COURSE):
                 return self._json(ws.error("errorcoursecontextnotvalid"))
             return self._json(self._contents())
+        if function == "core_courseformat_get_state" and self.state_function and not self.student:
+            sections = self._contents()
+            for section, settings in zip(sections, self.sections.values()):
+                section["hasrestrictions"] = bool(settings["restricted"] or settings["availabilityinfo"])
+            return self._json(ws.course_state(COURSE, sections))
         if function == "mod_assign_get_assignments":
             return self._json(ws.assignments_answer(COURSE, self._assignments()))
         return self._json(ws.error("accessexception"))
@@ -218,7 +224,7 @@ class FakeMoodle:
     def _contents(self) -> list[dict]:
         sections = []
         for name, settings in self.sections.items():
-            open_section = settings["visible"] and not settings["availabilityinfo"]
+            open_section = settings["visible"] and not settings["availabilityinfo"] and not settings["restricted"]
             modules = []
             for (section, _), module in self.modules.items():
                 if section != name:
@@ -314,6 +320,8 @@ UNRELEASED = {
     "section hidden": ("section", {"visible": 0}),
     "section restricted (text only)": ("section", {"availabilityinfo": "Not available unless: You belong to <strong>Gruppe A</strong>"}),
     "section beyond the course's sections": ("section", {"hiddenbynumsections": 1}),
+    # A group restriction the teacher passes (accessallgroups): no text, only the editor's flag.
+    "section restricted (flag only)": ("section", {"restricted": True}),
     "module hidden": ("module", {"visible": 0}),
     "module stealth (available, not on the course page)": ("module", {"visibleoncoursepage": 0}),
     "opens later": ("module", {"availability": availability(ws.tree("&", ws.date(">=", unix(FUTURE))))}),
@@ -350,7 +358,7 @@ def test_unreleased_modules_appear_nowhere(fake, case):
     assert "README.md" in paths
     assert ("exams/notes.txt" in paths) == (target == "module")
     # Released again, the module is listed: the rule above is what held it back.
-    fake.section("exams", visible=1, availabilityinfo=None, hiddenbynumsections=0)
+    fake.section("exams", visible=1, availabilityinfo=None, hiddenbynumsections=0, restricted=False)
     fake.modules[("exams", "sub")].update(visible=1, visibleoncoursepage=1, availability=None)
     assert f"exams/sub/{SECRET_NAME}" in listed(fake.connector())
 
@@ -389,6 +397,23 @@ def test_undecidable_conditions_are_counted_by_reason_never_named(fake):
     assert listing.withheld == {"grade restriction": 2, "completion/group restriction": 1,
                                 "section restriction (teacher token)": 1}
     assert listing.next_release == FUTURE  # a date is not "cannot decide": it is a refresh moment
+
+
+def test_a_restricted_section_is_found_without_the_course_state_too_when_moodle_shows_its_text(fake):
+    """A service without core_courseformat_get_state: the listing still works, and sections
+    whose restriction the teacher does not meet (the text Moodle shows) stay withheld."""
+    fake.state_function = False
+    fake.publish({"README.md": b"r", f"restricted/{SECRET_NAME}": b"x"})
+    fake.section("restricted", availabilityinfo="Not available unless: It is on or after <strong>1 Dec</strong>")
+    listing = fake.connector().list({})
+    assert [e.path for e in listing.entries] == ["README.md"]
+    assert listing.withheld == {"section restriction (teacher token)": 1}
+
+
+def test_a_student_token_does_not_ask_for_the_course_editors_state(student):
+    student.publish({"README.md": b"r"})
+    student.connector().list({})
+    assert student.calls == ["core_course_get_contents"]
 
 
 def test_next_release_is_the_earliest_moment_a_restricted_module_opens(fake):
@@ -469,7 +494,7 @@ def test_only_files_of_resources_folders_and_assignment_attachments_are_copied(f
 def test_assignments_are_not_asked_for_when_the_course_has_none(fake):
     fake.publish({"README.md": b"r", "w/x.txt": b"x"})
     fake.connector().list({})
-    assert fake.calls == ["core_course_get_contents"]
+    assert fake.calls == ["core_course_get_contents", "core_courseformat_get_state"]
 
 
 def test_a_hidden_assignment_is_not_read(fake):
