@@ -46,8 +46,9 @@ UNREADABLE = "unreadable restriction"
 # token cannot be used, and what to do about them.
 AUTH_ERRORS = {
     "invalidtoken": "Moodle rejected the token",
-    "accessexception": "Moodle refused the token access (the web service must include "
-                       + " and ".join(FUNCTIONS) + ", and the token's user may use it)",
+    "accessexception": "Moodle refused the token access (its service must include "
+                       + " and ".join(FUNCTIONS) + " and allow downloading files,"
+                       " and the token's user may use it)",
     "errorcoursecontextnotvalid": "Moodle: the token's user cannot open the course (enrolled in it?)",
     "requireloginerror": "Moodle: the token's user cannot open the course (enrolled in it?)",
     "usernotfullysetup": "Moodle: the token's user must first complete their Moodle profile",
