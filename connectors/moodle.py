@@ -347,7 +347,9 @@ class MoodleConnector(SessionConnector, Connector):
 
     def _entry(self, path: str, module: dict, item: dict) -> Entry:
         size = item.get("filesize")
-        size = size if isinstance(size, int) and not item.get("isexternalfile") else None
+        size = size if type(size) is int and size >= 0 and not item.get("isexternalfile") else None
+        if not isinstance(item["fileurl"], str) or not item["fileurl"].startswith(("https://", "http://")):
+            raise ValueError("fileurl is not a URL")
         # Per file, not per module: one changed file in a folder changes one version.
         version = f"{module['id']}:{item.get('timemodified')}:{item.get('filesize')}"
         return Entry(path, size, version, ref=(item["fileurl"], item.get("mimetype") or ""))

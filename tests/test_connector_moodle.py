@@ -53,6 +53,7 @@ class FakeMoodle:
         self.sections: dict[str, dict] = {}  # name ("" = top section) → settings
         self.modules: dict[tuple[str, str], dict] = {}  # (section, folder name or file name) → module
         self.injected: list = []  # canned answers core_course_get_contents serves first
+        self.canned: dict[str, tuple] = {}  # wsfunction → the answer it always gets
         self.login_page = False
         self.state_function = True  # the token's service includes core_courseformat_get_state
         self.calls: list[str] = []  # wsfunctions called
@@ -192,6 +193,8 @@ class FakeMoodle:
             return self._json(ws.error("invalidtoken"))
         function = form.get("wsfunction")
         self.calls.append(function)
+        if function in self.canned:
+            return self.canned[function]
         if function == "core_course_get_contents":
             if self.injected:
                 return self.injected.pop(0)
@@ -288,18 +291,7 @@ def student():
 
 class TestMoodleLmsContract(LmsContract):
     credential_hint = "$MOODLE_TOKEN"
-
-    def test_rejected_credentials_are_an_auth_error_without_the_secret(self, fake):
-        """Moodle answers a bad token with HTTP 200 and errorcode invalidtoken, not 401."""
-        fake.publish({"a.txt": b"a"})
-        connector = fake.connector()
-        wrong = fake.reject(connector)
-        with pytest.raises(AuthError) as caught:
-            connector.list({})
-        message = str(caught.value)
-        assert message.startswith("Moodle rejected the token") and "invalidtoken" in message
-        assert self.credential_hint in message
-        assert wrong not in message and fake.secret not in message
+    rejection_words = ("Moodle rejected the token", "invalidtoken")  # HTTP 200, not 401
 
 
 class TestMoodleConformance(LmsConformance):
@@ -742,3 +734,54 @@ def test_the_served_course_shows_withheld_counts_and_the_next_release_but_no_nam
         for text in (page, everything, status_file, metrics, api):
             assert TOKEN not in text and SECRET_NAME not in text
         assert json.loads(status_file)["withheld"] == {"grade restriction": 1, "group restriction": 1}
+
+
+# --- garbled answers ------------------------------------------------------------------------
+
+def _garble(fake, mutate):
+    contents = fake._contents()
+    mutate(contents)
+    fake.injected = [FakeMoodle._json(contents)]
+
+
+GARBLED = {
+    "a section without modules": lambda c: c.clear() or c.append({"courses": []}),
+    "modules not a list": lambda c: c[1].update(modules={"a": 1}),
+    "module without modname": lambda c: c[1]["modules"][0].pop("modname"),
+    "contents not a list": lambda c: c[1]["modules"][0].update(contents=7),
+    "file without filename": lambda c: c[1]["modules"][0]["contents"][0].pop("filename"),
+    "fileurl not a URL": lambda c: c[1]["modules"][0]["contents"][0].update(fileurl={"x": 1}),
+    "fileurl relative": lambda c: c[1]["modules"][0]["contents"][0].update(fileurl="/pluginfile.php/1/a"),
+    "visible not a number": lambda c: c[1]["modules"][0].update(visible="yes"),
+    "availability not a tree": lambda c: c[1]["modules"][0].update(availability="[1, 2]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GARBLED))
+def test_garbled_contents_are_a_source_error_or_withhold_never_a_crash(fake, case):
+    fake.publish({"README.md": b"r", "w/data/x.csv": b"1"})
+    _garble(fake, GARBLED[case])
+    try:
+        listing = fake.connector().list({})
+    except SourceError as error:
+        assert str(error).startswith("Moodle") and TOKEN not in str(error)
+    else:  # only a restriction f2git cannot read may instead withhold the module
+        assert [e.path for e in listing.entries] == ["README.md"] and listing.withheld
+
+
+@pytest.mark.parametrize("answer", [
+    {"courses": "none"}, {"courses": [{"assignments": [{"name": "x"}]}]}, ["not", "an", "object"]])
+def test_garbled_assignments_are_a_source_error(fake, answer):
+    fake.publish({"README.md": b"r"})
+    fake.assignment("w", "Blatt 1", {"a.ipynb": b"{}"})
+    fake.canned["mod_assign_get_assignments"] = FakeMoodle._json(answer)
+    with pytest.raises(SourceError, match="unexpected shape"):
+        fake.connector().list({})
+
+
+@pytest.mark.parametrize("state", ['"{not json"', '{"section": "x"}', "[1]"])
+def test_a_garbled_course_state_is_a_source_error(fake, state):
+    fake.publish({"README.md": b"r", "w/x.txt": b"x"})
+    fake.canned["core_courseformat_get_state"] = (200, {"Content-Type": "application/json"}, state)
+    with pytest.raises(SourceError, match="unexpected shape"):
+        fake.connector().list({})
