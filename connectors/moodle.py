@@ -326,8 +326,15 @@ class MoodleConnector(SessionConnector, Connector):
         listing.withheld[reason] = listing.withheld.get(reason, 0) + 1
 
     def _assignments(self) -> dict[int, dict]:
-        data = self.call("mod_assign_get_assignments", {"courseids[0]": self.options.course_id})
+        course_id = self.options.course_id
+        # Also for a token's user who may see the course without being enrolled (an admin).
+        data = self.call("mod_assign_get_assignments", {"courseids[0]": course_id, "includenotenrolledcourses": 1})
         with api_shape(self.label):
+            for warning in data.get("warnings") or ():
+                if warning["item"] == "course" and int(warning["itemid"]) == course_id:
+                    # Not an empty course: its assignments' files would silently go missing.
+                    raise self.session.fail(f"mod_assign_get_assignments cannot read course {course_id}"
+                                            f" ({str(warning.get('message', ''))[:200]})")
             return {assignment["cmid"]: assignment for course in data["courses"]
                     for assignment in course["assignments"]}
 

@@ -70,6 +70,8 @@ class SyncResult:
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
         if self.mirror_error:
             data["mirror_error"] = self.mirror_error
+        if self.withheld:
+            data["withheld"] = self.withheld
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths

@@ -207,6 +207,7 @@ class FakeMoodle:
                 section["hasrestrictions"] = bool(settings["restricted"] or settings["availabilityinfo"])
             return self._json(ws.course_state(COURSE, sections))
         if function == "mod_assign_get_assignments":
+            assert form.get("courseids[0]") == str(COURSE) and form.get("includenotenrolledcourses") == "1"
             return self._json(ws.assignments_answer(COURSE, self._assignments()))
         return self._json(ws.error("accessexception"))
 
@@ -776,6 +777,16 @@ def test_garbled_assignments_are_a_source_error(fake, answer):
     fake.assignment("w", "Blatt 1", {"a.ipynb": b"{}"})
     fake.canned["mod_assign_get_assignments"] = FakeMoodle._json(answer)
     with pytest.raises(SourceError, match="unexpected shape"):
+        fake.connector().list({})
+
+
+def test_assignments_moodle_will_not_show_for_the_course_fail_the_listing_instead_of_going_missing(fake):
+    fake.publish({"README.md": b"r"})
+    fake.assignment("w", "Blatt 1", {"a.ipynb": b"{}"})
+    fake.canned["mod_assign_get_assignments"] = FakeMoodle._json({"courses": [], "warnings": [
+        {"item": "course", "itemid": COURSE, "warningcode": "1",
+         "message": "No access rights in course context Course or activity not accessible. (Not enrolled)"}]})
+    with pytest.raises(SourceError, match="mod_assign_get_assignments cannot read course 4711.*Not enrolled"):
         fake.connector().list({})
 
 
