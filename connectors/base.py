@@ -110,7 +110,8 @@ class Connector(AbstractContextManager):
     def check(self) -> str:
         """Try the credentials and the listing; return a one-line summary for `f2git check`."""
         listing = self.list({})
-        return f"{len(listing.entries)} released files"
+        withheld = ", ".join(f"{count} × {reason}" for reason, count in sorted(listing.withheld.items()))
+        return f"{len(listing.entries)} released files" + (f"; withheld: {withheld}" if withheld else "")
 
     def close(self) -> None:
         if self._tmpdir is not None:

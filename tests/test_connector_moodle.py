@@ -390,6 +390,9 @@ def test_undecidable_conditions_are_counted_by_reason_never_named(fake):
     assert listing.withheld == {"grade restriction": 2, "completion/group restriction": 1,
                                 "section restriction (teacher token)": 1}
     assert listing.next_release == FUTURE  # a date is not "cannot decide": it is a refresh moment
+    assert fake.connector().check() == \
+        "1 released files; withheld: 1 × completion/group restriction, 2 × grade restriction," \
+        " 1 × section restriction (teacher token)"
 
 
 def test_a_restricted_section_is_found_without_the_course_state_too_when_moodle_shows_its_text(fake):
