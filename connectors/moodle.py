@@ -41,6 +41,7 @@ FILE_MODULES = {"resource", "folder", "assign"}
 # Reasons for Listing.withheld, as the dashboard shows them.
 SECTION_RESTRICTED = "section restriction (teacher token)"
 UNREADABLE = "unreadable restriction"
+UNPLACED = "subsection outside the course page"
 
 # Moodle's errorcodes (HTTP 200 with {"exception", "errorcode", "message"}) that mean the
 # token cannot be used, and what to do about them.
@@ -165,6 +166,55 @@ def _flag(item: Mapping, key: str, default: int = 1) -> bool:
     return bool(int(value)) if not isinstance(value, bool) else value
 
 
+# -- gates: what stands between students and a module ---------------------------------------------
+
+Gate = tuple[Release, "str | None"]  # (release, why f2git withholds it when it cannot decide)
+OPEN: Gate = (Release(True), None)
+CLOSED: Gate = (Release.NEVER, None)
+
+
+def combine(*gates: Gate) -> Gate:
+    """Every gate must let students in. A closed one wins (nothing to count: students never
+    see it), then one f2git cannot decide; else it opens when the last one opens."""
+    if any(not release.visible and release.at is None and not reason for release, reason in gates):
+        return CLOSED
+    reasons = [reason for _, reason in gates if reason]
+    if reasons:
+        return Release.NEVER, reasons[0]
+    waiting = [release.at for release, _ in gates if not release.visible]
+    return (Release(False, max(waiting)), None) if waiting else OPEN
+
+
+class _Walk:
+    """One listing's state while the sections are walked."""
+
+    def __init__(self, now: datetime, restricted: set[int]):
+        self.now = now
+        self.restricted = restricted  # ids of sections with a restriction of their own (teacher token)
+        self.delegated: dict[Any, dict] = {}
+        self.listing = Listing()
+        self.folders: set[str] = {""}
+        self.released: list[tuple[str, dict]] = []  # (folder, module)
+        self.upcoming: list[datetime] = []
+
+    def withhold(self, reason: str) -> None:
+        self.listing.withheld[reason] = self.listing.withheld.get(reason, 0) + 1
+
+    def section_gate(self, section: dict) -> Gate:
+        if section.get("uservisible", True) is False or not _flag(section, "visible") \
+                or _flag(section, "hiddenbynumsections", 0):
+            return CLOSED
+        if section.get("availabilityinfo") or section["id"] in self.restricted:
+            return Release.NEVER, SECTION_RESTRICTED
+        return OPEN
+
+    def module_gate(self, module: dict) -> Gate:
+        if module.get("uservisible", True) is False or not _flag(module, "visible") \
+                or not _flag(module, "visibleoncoursepage"):
+            return CLOSED  # hidden, stealth, or (student token) not for this student
+        return restriction(module.get("availability"), self.now)
+
+
 class MoodleConnector(SessionConnector, Connector):
     source = "moodle"
     label = "Moodle"
@@ -232,62 +282,70 @@ class MoodleConnector(SessionConnector, Connector):
             return self._list(sections)
 
     def _list(self, sections: list[dict]) -> Listing:
-        now = self.now()
-        listing = Listing()
         # A teacher's token (it gets `availability`) sees restricted sections as open.
         teacher = any("availability" in module for section in sections for module in section["modules"])
-        restricted = self._restricted_sections() if teacher else set()
-        upcoming: list[datetime] = []
-        folders: set[str] = {""}
-        released: list[tuple[str, dict, list[dict]]] = []  # (folder, module, files)
-        assignments: dict[int, dict] | None = None
+        walk = _Walk(self.now(), self._restricted_sections() if teacher else set())
+        # Moodle 4.5+: a subsection's section is "delegated" to its module (component,
+        # itemid); it lies where that module lies and is open only when the module is.
+        walk.delegated = {section["itemid"]: section for section in sections
+                          if section.get("component") == "mod_subsection"}
         for section in sections:
-            section_folder = "" if int(section.get("section", -1)) == 0 else \
+            if section.get("component"):
+                continue
+            folder = "" if int(section.get("section", -1)) == 0 else \
                 folder_name(section.get("name"), f"Section {section.get('section', section['id'])}")
-            folders.add(section_folder)
-            section_open = (section.get("uservisible", True) is not False and _flag(section, "visible")
-                            and not _flag(section, "hiddenbynumsections", 0))
+            self._section(walk, section, folder, OPEN)
+        for section in walk.delegated.values():  # no subsection module leads there: never released
             for module in section["modules"]:
-                if module["modname"] not in FILE_MODULES:
-                    continue
-                folder = self._module_folder(section_folder, module)
-                folders.add(folder)
-                for item in module.get("contents") or ():
-                    folders.update(self._parents(folder, item))
-                if not section_open:
-                    continue
-                if section.get("availabilityinfo") or section["id"] in restricted:
-                    self._withhold(listing, SECTION_RESTRICTED)
-                    continue
-                if module.get("uservisible", True) is False or not _flag(module, "visible") \
-                        or not _flag(module, "visibleoncoursepage"):
-                    continue
-                release, reason = restriction(module.get("availability"), now)
-                if reason:
-                    self._withhold(listing, reason)
-                if release.at is not None:
-                    upcoming.append(release.at)
-                if not release.visible:
-                    continue
-                if module["modname"] == "assign":
-                    if assignments is None:
-                        assignments = self._assignments()
-                    files = self._attachments(assignments.get(module["id"]), now, upcoming)
-                else:
-                    files = [item for item in module.get("contents") or () if item.get("type") == "file"]
-                released.append((folder, module, files))
+                if module["modname"] in FILE_MODULES:
+                    walk.withhold(UNPLACED)
         top = folder_path(self.options.folder)
-        if top not in folders:
+        if top not in walk.folders:
             raise SourceError(f"Moodle: course {self.options.course_id} has no folder {top!r} (key 'folder')")
-        for folder, module, files in released:
+        listing = walk.listing
+        assignments: dict[int, dict] | None = None
+        for folder, module in walk.released:
+            if module["modname"] == "assign":
+                if assignments is None:
+                    assignments = self._assignments()
+                files = self._attachments(assignments.get(module["id"]), walk.now, walk.upcoming)
+            else:
+                files = [item for item in module.get("contents") or () if item.get("type") == "file"]
             for item in files:
                 path = self._path(folder, item)
                 if top and not path.startswith(top + "/"):
                     continue
                 listing.entries.append(self._entry(path[len(top):].lstrip("/"), module, item))
         listing.entries.sort(key=lambda entry: entry.path)
-        listing.next_release = min(upcoming, default=None)
+        listing.next_release = min(walk.upcoming, default=None)
         return listing
+
+    def _section(self, walk: "_Walk", section: dict, folder: str, above: "Gate") -> None:
+        """Release what a section holds, behind `above` (the gates of the sections and the
+        subsection module it lies in)."""
+        walk.folders.add(folder)
+        gate = combine(above, walk.section_gate(section))
+        for module in section["modules"]:
+            if module["modname"] == "subsection":
+                inner = walk.delegated.pop(module.get("instance"), None)  # each one once: no loops
+                if inner is not None:
+                    name = folder_name(module.get("name"), f"Module {module['id']}")
+                    self._section(walk, inner, f"{folder}/{name}" if folder else name,
+                                  combine(gate, walk.module_gate(module)))
+                continue
+            if module["modname"] not in FILE_MODULES:
+                continue
+            module_folder = self._module_folder(folder, module)
+            walk.folders.add(module_folder)
+            for item in module.get("contents") or ():
+                walk.folders.update(self._parents(module_folder, item))
+            release, reason = combine(gate, walk.module_gate(module))
+            if reason:
+                walk.withhold(reason)
+            elif release.visible:
+                walk.released.append((module_folder, module))
+            elif release.at is not None:
+                walk.upcoming.append(release.at)
 
     def _restricted_sections(self) -> set[int]:
         """Ids of sections with an access restriction of their own. The course editor's state
@@ -320,10 +378,6 @@ class MoodleConnector(SessionConnector, Connector):
     def _parents(self, folder: str, item: dict) -> Iterable[str]:
         parts = self._path(folder, item).split("/")[:-1]
         return ("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
-
-    @staticmethod
-    def _withhold(listing: Listing, reason: str) -> None:
-        listing.withheld[reason] = listing.withheld.get(reason, 0) + 1
 
     def _assignments(self) -> dict[int, dict]:
         course_id = self.options.course_id

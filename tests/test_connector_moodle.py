@@ -75,7 +75,8 @@ class FakeMoodle:
     def section(self, name: str, **settings) -> dict:
         if name not in self.sections:
             self.sections[name] = {"id": next(self.ids), "number": len(self.sections), "visible": 1,
-                                   "availabilityinfo": None, "hiddenbynumsections": 0, "restricted": False}
+                                   "availabilityinfo": None, "hiddenbynumsections": 0, "restricted": False,
+                                   "component": None, "itemid": None}
         self.sections[name].update(settings)
         return self.sections[name]
 
@@ -90,7 +91,19 @@ class FakeMoodle:
         self.modules[key].update(settings)
         return self.modules[key]
 
+    def subsection(self, parent: str, name: str, **settings) -> dict:
+        """A subsection (Moodle 4.5+): a module in `parent` whose own section is "parent/name"."""
+        module = self.module(parent, name, "subsection", **settings)
+        self.section(f"{parent}/{name}", component="mod_subsection", itemid=module["instance"])
+        return module
+
     def _locate(self, path: str) -> tuple[tuple[str, str], str, str]:
+        first_two = "/".join(path.split("/")[:2])
+        if path.count("/") >= 2 and self.sections.get(first_two, {}).get("component"):
+            inner = path[len(first_two) + 1:].split("/")  # below a subsection: like below a section
+            if len(inner) == 1:
+                return (first_two, inner[0]), "/", inner[0]
+            return (first_two, inner[0]), "/" + "".join(p + "/" for p in inner[1:-1]), inner[-1]
         parts = path.split("/")
         if len(parts) <= 2:
             section = parts[0] if len(parts) == 2 else ""
@@ -99,7 +112,7 @@ class FakeMoodle:
 
     def put(self, path: str, content: bytes, **settings) -> dict:
         key, filepath, filename = self._locate(path)
-        modname = "folder" if filepath != "/" or path.count("/") >= 2 else "resource"
+        modname = "folder" if filepath != "/" or key[1] != filename else "resource"
         module = self.module(*key, modname, **settings)
         old = module["files"].get((filepath, filename))
         if old is None or old["content"] != content:
@@ -218,17 +231,27 @@ class FakeMoodle:
                            if module["modname"] == "resource" else 0, filepath, filename)
 
     def _contents_of(self, module: dict) -> list[dict] | None:
-        if module["modname"] == "assign":
-            return None  # assign has no export_contents: attachments come from get_assignments
+        if module["modname"] in ("assign", "subsection"):
+            return None  # no export_contents: attachments come from get_assignments
         return [ws.content_file(filename=filename, filepath=filepath, size=len(f["content"]),
                                 url=self._file_url(module, filepath, filename), created=f["created"],
                                 modified=f["modified"], sortorder=1 if module["modname"] == "resource" else 0)
                 for (filepath, filename), f in sorted(module["files"].items())]
 
+    def _open(self, name: str) -> bool:
+        """Whether a student may open a section: also its subsection module and parent section."""
+        settings = self.sections[name]
+        if not settings["visible"] or settings["availabilityinfo"] or settings["restricted"]:
+            return False
+        if settings["component"]:
+            parent, module = name.rsplit("/", 1)
+            return bool(self.modules.get((parent, module), {}).get("visible")) and self._open(parent)
+        return True
+
     def _contents(self) -> list[dict]:
         sections = []
         for name, settings in self.sections.items():
-            open_section = settings["visible"] and not settings["availabilityinfo"] and not settings["restricted"]
+            open_section = self._open(name)
             modules = []
             for (section, _), module in self.modules.items():
                 if section != name:
@@ -246,7 +269,8 @@ class FakeMoodle:
             sections.append(ws.section(
                 sectionid=settings["id"], number=settings["number"], name=name or "General", modules=modules,
                 visible=settings["visible"], uservisible=bool(open_section) if self.student else True,
-                availabilityinfo=settings["availabilityinfo"], hiddenbynumsections=settings["hiddenbynumsections"]))
+                availabilityinfo=settings["availabilityinfo"], hiddenbynumsections=settings["hiddenbynumsections"],
+                component=settings["component"], itemid=settings["itemid"]))
         return sections
 
     def _assignments(self) -> list[dict]:
@@ -497,6 +521,65 @@ def test_a_hidden_assignment_is_not_read(fake):
     fake.publish({"README.md": b"r"})
     fake.assignment("week1", "Klausur", {SECRET_NAME: b"x"}, visible=0)
     assert [e.path for e in fake.connector().list({}).entries] == ["README.md"]
+
+
+# --- subsections (Moodle 4.5+) --------------------------------------------------------------
+
+def _with_subsection(fake, **settings):
+    fake.publish({"README.md": b"r", "Woche 1/intro.ipynb": b"{}"})
+    fake.subsection("Woche 1", "Vertiefung", **settings)
+    fake.put("Woche 1/Vertiefung/extra.ipynb", b"{}")
+    fake.put(f"Woche 1/Vertiefung/Daten/{SECRET_NAME}", b"x")
+    return fake
+
+
+def test_a_subsection_is_a_folder_inside_its_section(fake):
+    _with_subsection(fake)
+    contents = fake._contents()
+    assert [s["component"] for s in contents] == [None, None, "mod_subsection"]  # listed as a section of its own
+    connector = fake.connector()
+    assert set(listed(connector)) == {"README.md", "Woche 1/intro.ipynb", "Woche 1/Vertiefung/extra.ipynb",
+                                      f"Woche 1/Vertiefung/Daten/{SECRET_NAME}"}
+    assert set(listed(fake.connector(folder="Woche 1/Vertiefung"))) == {"extra.ipynb", f"Daten/{SECRET_NAME}"}
+
+
+@pytest.mark.parametrize("case, settings, withheld", [
+    ("its section hidden", {"section": {"visible": 0}}, {}),
+    ("its section restricted", {"section": {"restricted": True}}, {"section restriction (teacher token)": 3}),  # intro.ipynb too
+    ("the subsection module hidden", {"module": {"visible": 0}}, {}),
+    ("the subsection opens later", {"module": {"availability": availability(ws.tree("&", ws.date(">=", unix(FUTURE))))}}, {}),
+    ("the subsection needs a grade", {"module": {"availability": availability(ws.tree("&", ws.grade()))}},
+     {"grade restriction": 2}),
+])
+def test_a_subsection_is_closed_by_what_closes_its_section_or_its_module(fake, case, settings, withheld):
+    """The subsection's own section says visible and unrestricted: what holds it back lies above."""
+    _with_subsection(fake)
+    fake.section("Woche 1", **settings.get("section", {}))
+    fake.modules[("Woche 1", "Vertiefung")].update(settings.get("module", {}))
+    listing = fake.connector().list({})
+    assert SECRET_NAME not in json.dumps([e.path for e in listing.entries])
+    assert not any(e.path.startswith("Woche 1/Vertiefung/") for e in listing.entries)
+    assert listing.withheld == withheld
+    if "later" in case:
+        assert listing.next_release == FUTURE
+        later = fake.connector()
+        later.now = lambda: FUTURE
+        assert "Woche 1/Vertiefung/extra.ipynb" in listed(later)
+
+
+def test_a_subsections_section_no_module_leads_to_is_never_released(fake):
+    _with_subsection(fake)
+    del fake.modules[("Woche 1", "Vertiefung")]  # its section is still listed, on its own
+    listing = fake.connector().list({})
+    assert {e.path for e in listing.entries} == {"README.md", "Woche 1/intro.ipynb"}
+    assert listing.withheld == {"subsection outside the course page": 2}
+
+
+def test_a_student_token_sees_a_subsection_as_moodle_shows_it(student):
+    _with_subsection(student)
+    assert "Woche 1/Vertiefung/extra.ipynb" in listed(student.connector())
+    student.modules[("Woche 1", "Vertiefung")]["visible"] = 0
+    assert not any(p.startswith("Woche 1/Vertiefung") for p in listed(student.connector()))
 
 
 # --- release rules: a student's token ---------------------------------------------------------
