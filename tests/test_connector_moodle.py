@@ -882,3 +882,27 @@ def test_a_garbled_course_state_is_a_source_error(fake, state):
     fake.canned["core_courseformat_get_state"] = (200, {"Content-Type": "application/json"}, state)
     with pytest.raises(SourceError, match="unexpected shape"):
         fake.connector().list({})
+
+
+def test_a_moodle_error_that_repeats_the_token_is_redacted(fake):
+    fake.publish({"a.txt": b"a"})
+    echo = {"exception": "invalid_parameter_exception", "errorcode": "invalidparameter",
+            "message": f"Invalid parameter value detected (wstoken={TOKEN})", "debuginfo": TOKEN}
+    fake.injected = [FakeMoodle._json(echo)]
+    with pytest.raises(SourceError) as caught:
+        fake.connector().list({})
+    assert "invalidparameter" in str(caught.value) and TOKEN not in str(caught.value)
+    assert "wstoken=***" in str(caught.value)
+
+
+def test_a_throttled_download_is_retried_after_retry_after(fake):
+    fake.publish({"w/data/x.csv": b"payload"})
+    connector = fake.connector()
+    entry = listed(connector)["w/data/x.csv"]
+    served = fake._pluginfile
+    answers = [(503, {"Retry-After": "5"}, "Service Unavailable"), (429, {"Retry-After": "9"}, "slow down")]
+    fake.mock.remove(responses.POST, re.compile(rf"{re.escape(BASE)}/webservice/pluginfile\.php/.*"))
+    fake.mock.add_callback(responses.POST, re.compile(rf"{re.escape(BASE)}/webservice/pluginfile\.php/.*"),
+                           callback=lambda request: answers.pop(0) if answers else served(request))
+    assert read_all(connector, entry) == b"payload"
+    assert connector.sleeps == [5, 9]
