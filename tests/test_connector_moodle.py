@@ -661,6 +661,20 @@ def test_one_changed_file_downloads_one_file(fake, make_config):
     assert fake.downloads == ["/b.csv"]
 
 
+def test_renaming_the_section_holding_most_files_is_stopped_by_the_mass_delete_guard(fake, make_config):
+    from f2git.snapshot import sync_course
+    fake.publish({"README.md": b"r", **{f"Topic 1/sheet{i}.ipynb": b"{}" for i in range(6)}})
+    config = make_config({"c1": fake.course_table()}, env=fake.env)
+    assert sync_course(config, config.courses["c1"], connector=fake.connector()).ok
+    fake.sections["Week 1"] = fake.sections.pop("Topic 1")
+    fake.modules = {("Week 1" if section == "Topic 1" else section, name): module
+                    for (section, name), module in fake.modules.items()}
+    refused = sync_course(config, config.courses["c1"], connector=fake.connector())
+    assert not refused.ok and "would delete 6 of 7 files" in refused.error
+    moved = sync_course(config, config.courses["c1"], connector=fake.connector(), allow_mass_delete=True)
+    assert moved.ok and (moved.added, moved.deleted) == (6, 6)
+
+
 def test_folder_option_selects_a_section_or_a_folder_as_the_root(fake):
     fake.publish({"README.md": b"r", "Woche 1/intro.ipynb": b"{}", "Woche 1/data/x.csv": b"1",
                   "Woche 1/data/raw/y.csv": b"2", "Woche 2/z.txt": b"z"})
