@@ -335,7 +335,8 @@ def availability(node: dict) -> str:
 
 UNRELEASED = {
     "section hidden": ("section", {"visible": 0}),
-    "section restricted (text only)": ("section", {"availabilityinfo": "Not available unless: You belong to <strong>Gruppe A</strong>"}),
+    "section restricted (text only)": ("section", {
+        "availabilityinfo": "Not available unless: You belong to <strong>Gruppe A</strong>"}),
     "section beyond the course's sections": ("section", {"hiddenbynumsections": 1}),
     # A group restriction the teacher passes (accessallgroups): no text, only the editor's flag.
     "section restricted (flag only)": ("section", {"restricted": True}),
@@ -351,7 +352,8 @@ UNRELEASED = {
     "completion condition": ("module", {"availability": availability(ws.tree("&", ws.completion()))}),
     "profile condition": ("module", {"availability": availability(ws.tree("&", ws.profile()))}),
     "group condition": ("module", {"availability": availability(ws.tree("&", ws.group()))}),
-    "open date and a grade": ("module", {"availability": availability(ws.tree("&", ws.date(">=", unix(PAST)), ws.grade()))}),
+    "open date and a grade": ("module", {"availability": availability(
+        ws.tree("&", ws.date(">=", unix(PAST)), ws.grade()))}),
     "or of two undecidable": ("module", {"availability": availability(ws.tree("|", ws.group(), ws.grade()))}),
     "nested or, both dates closed": ("module", {"availability": availability(
         ws.tree("&", ws.tree("|", ws.date(">=", unix(FUTURE)), ws.date("<", unix(PAST)), root=False)))}),
@@ -444,7 +446,8 @@ def test_next_release_is_the_earliest_moment_a_restricted_module_opens(fake):
         ws.tree("&", ws.date(">=", unix(soon)), ws.date("<", unix(soon + timedelta(hours=1))))))
     # Closes before it would open: never a release.
     fake.put("w/c/never.txt", b"x", availability=availability(
-        ws.tree("&", ws.date(">=", unix(NOW + timedelta(minutes=30))), ws.date("<", unix(NOW + timedelta(minutes=10))))))
+        ws.tree("&", ws.date(">=", unix(NOW + timedelta(minutes=30))),
+                ws.date("<", unix(NOW + timedelta(minutes=10))))))
     # Opens with a date, but also needs a grade: not a moment f2git can promise.
     fake.put("w/d/graded.txt", b"g", availability=availability(
         ws.tree("&", ws.date(">=", unix(NOW + timedelta(minutes=5))), ws.grade())))
@@ -545,9 +548,11 @@ def test_a_subsection_is_a_folder_inside_its_section(fake):
 
 @pytest.mark.parametrize("case, settings, withheld", [
     ("its section hidden", {"section": {"visible": 0}}, {}),
-    ("its section restricted", {"section": {"restricted": True}}, {"section restriction (teacher token)": 3}),  # intro.ipynb too
+    # intro.ipynb in that section too
+    ("its section restricted", {"section": {"restricted": True}}, {"section restriction (teacher token)": 3}),
     ("the subsection module hidden", {"module": {"visible": 0}}, {}),
-    ("the subsection opens later", {"module": {"availability": availability(ws.tree("&", ws.date(">=", unix(FUTURE))))}}, {}),
+    ("the subsection opens later",
+     {"module": {"availability": availability(ws.tree("&", ws.date(">=", unix(FUTURE))))}}, {}),
     ("the subsection needs a grade", {"module": {"availability": availability(ws.tree("&", ws.grade()))}},
      {"grade restriction": 2}),
 ])
