@@ -122,6 +122,12 @@ def _walk(node: Any) -> Iterable[Mapping]:
             yield from _walk(child)
 
 
+def _kind(name: Any) -> str:
+    """A condition's plugin name (availability_<name>) as shown on the dashboard; nothing else."""
+    text = str(name)
+    return text if re.fullmatch(r"[a-z][a-z0-9_]{0,39}", text) else "unknown"
+
+
 def restriction(raw: Any, now: datetime) -> tuple[Release, str | None]:
     """A module's `availability` JSON → whether it is released now, when it will be, and
     why f2git cannot decide (a withheld reason) when it cannot."""
@@ -135,7 +141,7 @@ def restriction(raw: Any, now: datetime) -> tuple[Release, str | None]:
         if value:
             return Release(True), None
         if value is None:
-            kinds = sorted({str(leaf.get("type")) for leaf in _walk(tree) if leaf.get("type") != "date"})
+            kinds = sorted({_kind(leaf.get("type")) for leaf in _walk(tree) if leaf.get("type") != "date"})
             return Release.NEVER, f"{'/'.join(kinds)} restriction"
         # Closed now: the first date at which the tree opens is a refresh moment.
         for moment in sorted({float(leaf["t"]) for leaf in _walk(tree) if leaf.get("type") == "date"}):

@@ -359,6 +359,7 @@ UNRELEASED = {
         ws.tree("&", ws.tree("|", ws.date(">=", unix(FUTURE)), ws.date("<", unix(PAST)), root=False)))}),
     "unreadable availability": ("module", {"availability": "{not json"}),
     "unknown operator": ("module", {"availability": availability({"op": "^", "c": [ws.date(">=", 0)]})}),
+    "a plugin's condition": ("module", {"availability": availability(ws.tree("&", {"type": "<b>x</b>"}))}),
 }
 
 
@@ -419,6 +420,8 @@ def test_undecidable_conditions_are_counted_by_reason_never_named(fake):
     assert fake.connector().check() == \
         "1 released files; withheld: 1 × completion/group restriction, 2 × grade restriction," \
         " 1 × section restriction (teacher token)"
+    fake.put(f"w3/odd/{SECRET_NAME}", b"x", availability=availability(ws.tree("&", {"type": f"x-{SECRET_NAME}"})))
+    assert fake.connector().list({}).withheld["unknown restriction"] == 1  # a plugin's name, or nothing
 
 
 def test_a_restricted_section_is_found_without_the_course_state_too_when_moodle_shows_its_text(fake):
