@@ -46,6 +46,9 @@ class Listing:
     state: dict = field(default_factory=dict)
     # The source proved nothing changed since `state` (e.g. HTTP 304): keep the snapshot as it is.
     unchanged: bool = False
+    # Items the source's rules might release but f2git cannot decide, so withheld: reason → count
+    # (e.g. "grade restriction" → 2). Counts only: their names never leave the connector.
+    withheld: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,7 +196,8 @@ class Connector(AbstractContextManager):
     def check(self) -> str:
         """Try the credentials and the listing; return a one-line summary for `f2git check`."""
         listing = self.list({})
-        return f"{len(listing.entries)} released files"
+        withheld = ", ".join(f"{count} × {reason}" for reason, count in sorted(listing.withheld.items()))
+        return f"{len(listing.entries)} released files" + (f"; withheld: {withheld}" if withheld else "")
 
     def close(self) -> None:
         if self._tmpdir is not None:

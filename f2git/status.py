@@ -35,6 +35,7 @@ class CourseStatus:
     next_release: str | None = None
     mirror_error: str | None = None  # why the last push to the course's mirror failed
     skipped: list[dict] = field(default_factory=list)
+    withheld: dict[str, int] = field(default_factory=dict)  # reason → count of items f2git could not decide
     history: list[dict] = field(default_factory=list)  # newest first
 
     @property
@@ -100,6 +101,7 @@ def applied(current: CourseStatus, result: "SyncResult", started: float) -> Cour
         current.auth_failed = False
         current.mirror_error = result.mirror_error
         current.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
+        current.withheld = dict(result.withheld)
         current.next_release = result.next_release.isoformat() if result.next_release else None
         if result.changed:
             current.last_change = started
