@@ -141,9 +141,11 @@ def unwritable(config: "Config") -> str | None:
     """None when a status file can be written now, else why not (a full or read-only disk).
     Writes and removes one small probe file: access() does not see a full disk."""
     folder = _folder(config)
+    where = folder
+    while not where.exists() and where != where.parent:  # not made yet: where it would be made
+        where = where.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(prefix=".probe.", dir=folder) as probe:
+        with tempfile.NamedTemporaryFile(prefix=".probe.", dir=where) as probe:
             probe.write(b"x" * 4096)
             probe.flush()
             os.fsync(probe.fileno())

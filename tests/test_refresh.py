@@ -306,12 +306,14 @@ def test_clicks_go_ahead_of_scheduled_checks_and_a_slow_sync_frees_its_worker():
 
         first = lanes.submit("first", sync("first"), urgent=True)
         scheduled = lanes.submit("scheduled", sync("scheduled"), urgent=False)
+        joined = lanes.submit("joined", sync("joined"), urgent=False)
         click = lanes.submit("click", sync("click"), urgent=True)
+        lanes.hurry(joined)  # a click joins a scheduled check that has not started yet
         while not started:
             await asyncio.sleep(0.01)
         release.set()
-        await asyncio.gather(first.future, scheduled.future, click.future)
-        assert started == ["first", "click", "scheduled"]
+        await asyncio.gather(first.future, scheduled.future, joined.future, click.future)
+        assert started == ["first", "joined", "click", "scheduled"]
 
         # A sync past slow_after stops holding the only worker: the next one runs meanwhile.
         lanes.slow_after = 0.1
