@@ -20,6 +20,10 @@ class LocalConnector(Connector):
     label = "local folder"
     Options = LocalOptions
 
+    @classmethod
+    def describe(cls, options: LocalOptions) -> str:
+        return str(options.path)
+
     def list(self, state: Mapping[str, Any]) -> Listing:
         root = Path(self.options.path)
         if not root.is_dir():
