@@ -15,6 +15,15 @@ def when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%-d %b %H:%M UTC")
 
 
+def age(seconds: float) -> str:
+    """A duration in the largest whole unit: "3 days", "5 hours", "12 minutes"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return "less than a minute"
+
+
 def what_students_get(commit: str | None, since: float | None = None) -> str:
     """After a failure: what a student's click brings."""
     if not commit:
