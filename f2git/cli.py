@@ -42,7 +42,7 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
                 what = (f"+{result.added} ~{result.modified} -{result.deleted}, commit {result.commit[:10]}"
                         if result.changed else "no change")
                 print(f"{course.name}: {what}", flush=True)
-                for line in explain.skipped_lines(result.skipped, getattr(result, "skipped_total", None)):
+                for line in explain.skipped_lines(result.skipped, getattr(result, "skipped_total", 0)):
                     print(f"  skipped {line}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -62,7 +62,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         if record.last_error:
             print(f"  last error:  {record.last_error} ({_when(record.last_error_at)});"
                   f" {explain.what_students_get(record.commit, record.last_change)}")
-        for line in explain.skipped_lines(record.skipped, getattr(record, "skipped_total", None)):
+        for line in explain.skipped_lines(record.skipped, record.skipped_total):
             print(f"  skipped:     {line}")
     return EXIT_FAILED if failing else EXIT_OK
 

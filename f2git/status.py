@@ -32,6 +32,8 @@ class CourseStatus:
     next_release: str | None = None
     mirror_error: str | None = None  # why the last push to the course's mirror failed
     skipped: list[dict] = field(default_factory=list)
+    skipped_total: int = 0  # skipped files, also those the list leaves out
+    mass_delete_refused: int | None = None  # the last sync stopped: it would have deleted this many files
     history: list[dict] = field(default_factory=list)  # newest first
 
     @property
@@ -84,6 +86,8 @@ def record(config: "Config", result: "SyncResult", started: float) -> None:
         current.auth_failed = False
         current.mirror_error = result.mirror_error
         current.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
+        current.skipped_total = max(getattr(result, "skipped_total", 0), len(result.skipped))  # engine branch
+        current.mass_delete_refused = None
         current.next_release = result.next_release.isoformat() if result.next_release else None
         if result.changed:
             current.last_change = started
@@ -92,6 +96,7 @@ def record(config: "Config", result: "SyncResult", started: float) -> None:
     else:
         current.last_error, current.last_error_at = result.error, started
         current.auth_failed = result.auth_failed
+        current.mass_delete_refused = getattr(result, "mass_delete_refused", None)  # engine branch
         if result.next_release:
             current.next_release = result.next_release.isoformat()
         event["error"] = result.error

@@ -20,6 +20,7 @@ from f2git.server.dashboard import health, history
 from f2git.snapshot import SyncResult, sync_course
 from f2git.store import CourseRepo
 from tests import memsource
+from tests.pagehelpers import events, read_events, xsrf
 from tests.repohelpers import SourceFolder
 from tests.serverhelpers import RunningServer, config_factory
 
@@ -41,28 +42,6 @@ def server(tmp_path, source):
                                               "max_file_size": 1000}}, refresh_ttl=0)
     with RunningServer(make) as running:
         yield running
-
-
-def xsrf(session: requests.Session, page_url: str) -> str:
-    page = session.get(page_url)
-    assert page.status_code == 200, page.text
-    return re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-
-
-def read_events(session: requests.Session, url: str, into: "queue.Queue[dict] | list[dict]") -> None:
-    """The server-sent events of `url`, as they arrive, until the server ends the stream."""
-    put = into.put if isinstance(into, queue.Queue) else into.append
-    with session.get(url, stream=True, timeout=30) as answer:
-        assert answer.headers["Content-Type"].startswith("text/event-stream")
-        for line in answer.iter_lines(chunk_size=1, decode_unicode=True):
-            if line.startswith("data: "):
-                put(json.loads(line[len("data: "):]))
-
-
-def events(session: requests.Session, url: str) -> list[dict]:
-    seen: list[dict] = []
-    read_events(session, url, seen)
-    return seen
 
 
 def test_course_list_shows_each_course_with_source_commit_and_health(server):

@@ -81,6 +81,9 @@ def source_location(course: CourseConfig) -> str:
 
 def mass_delete_refused(record: status.CourseStatus) -> bool:
     """The last sync stopped because it would delete most files (see snapshot.SyncRefused)."""
+    if record.mass_delete_refused is not None:
+        return True
+    # Until the engine's SyncResult.mass_delete_refused is merged, its error text is all there is.
     return bool(record.last_error) and "would delete" in record.last_error
 
 
@@ -285,7 +288,7 @@ class DashboardHandler(BaseHandler):
                 "next_release": self._next_release(record),
                 "refreshing": self.refresher.is_running(course.name),
                 "confirm_deletions": mass_delete_refused(record),
-                "skipped": explain.skipped_count(record.skipped, getattr(record, "skipped_total", None))}
+                "skipped": explain.skipped_count(record.skipped, record.skipped_total)}
 
     @staticmethod
     def _next_release(record: status.CourseStatus) -> Moment | None:
@@ -430,7 +433,7 @@ class PreviewAction(DashboardHandler):
         head = await asyncio.to_thread(CourseRepo.for_course(self.config, course.name).head)
         self.render_page("preview.html", course=course, result=result, source=source_label(course),
                          has_snapshot=head is not None, no_snapshot=explain.NO_SNAPSHOT,
-                         skipped=explain.skipped_lines(result.skipped, getattr(result, "skipped_total", None)))
+                         skipped=explain.skipped_lines(result.skipped, getattr(result, "skipped_total", 0)))
 
 
 class LinkAction(DashboardHandler):
