@@ -212,7 +212,8 @@ def take_screenshots(folder: Path) -> None:
             demo.write(file.relative_to(DEMO).as_posix(), file.read_text())
         stats = SourceFolder(work / "stats-course")
         stats.write("lecture1.ipynb", "{}\n")
-        courses = {"demo": {"source": "local", "path": str(demo.path), "schedule": 600},
+        demo.write("data/measurements.csv", "x" * 1_500_000)  # over the limit below: shown as skipped
+        courses = {"demo": {"source": "local", "path": str(demo.path), "schedule": 600, "max_file_size": 1_000_000},
                    "stats": {"source": "local", "path": str(stats.path), "schedule": 600},
                    "ml-seminar": {"source": "local", "path": str(work / "ml"), "schedule": 0}}
         with RunningServer(config_factory(work, courses)) as server, sync_playwright() as playwright:
@@ -227,7 +228,7 @@ def take_screenshots(folder: Path) -> None:
             desktop.goto("/")
             desktop.screenshot(path=str(folder / "screenshot.png"), full_page=True)
             phone = chromium.new_page(viewport=PHONE, is_mobile=True, base_url=server.url)
-            phone.goto("/courses/demo")
+            phone.goto("/courses/demo?path=week1/01-welcome.ipynb#link-title")  # the link builder
             phone.screenshot(path=str(folder / "screenshot-phone.png"))
             chromium.close()
     finally:
