@@ -2,7 +2,6 @@
 progress (SSE), preview without committing, link builder, XSRF, escaping, auth."""
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
@@ -293,7 +292,7 @@ def test_behind_jupyterhub_instructors_log_in_with_the_hubs_oauth_and_students_a
     from f2git.config import load
     from f2git.hubconfig import render
     from tests.hubhelpers import CHP, Hub, free_port
-    from tests.test_hub_pull import browser_login
+    from tests.hubhelpers import browser_login
 
     assert CHP.exists(), f"configurable-http-proxy is missing at {CHP}: run `make test-deps`"
     port = free_port()

@@ -14,7 +14,7 @@ import requests
 from f2git.config import load
 from f2git.hubconfig import render
 from f2git.links import repo_url
-from tests.hubhelpers import CHP, GitHost, Hub, free_port, server_token
+from tests.hubhelpers import CHP, GitHost, Hub, browser_login, free_port, server_token
 from tests.repohelpers import SourceFolder
 
 pytestmark = pytest.mark.slow
@@ -189,15 +189,6 @@ def test_pull_through_the_hubs_proxy_at_the_service_prefix(hub):
     assert (home(hub, "ana") / "via-proxy" / "README.md").read_text() == "# CS 101\n"
     events = hub.click("bob", hub.tokens["bob"], repo, targetpath="via-proxy")
     assert events[-1]["phase"] == "error"
-
-
-def browser_login(hub: Hub, user: str) -> requests.Session:
-    browser = requests.Session()
-    browser.get(f"{hub.url}/hub/login", timeout=30)
-    answer = browser.post(f"{hub.url}/hub/login", timeout=30,
-                          data={"username": user, "password": "any", "_xsrf": browser.cookies.get("_xsrf", "")})
-    assert answer.status_code == 200, answer.text[:500]
-    return browser
 
 
 def test_browsers_log_in_with_the_hubs_oauth_and_see_only_their_courses(hub):

@@ -13,6 +13,7 @@ import pytest
 from f2git import status
 from f2git.snapshot import course_lock, sync_course
 from f2git.store import STATE_REF, CourseRepo
+from tests.repocheck import fsck_clean
 
 
 def git(repo: CourseRepo, *args: str) -> str:
@@ -25,11 +26,6 @@ def tree(repo: CourseRepo, commit: str | None = None) -> dict[str, bytes]:
     return {path: subprocess.run(["git", "--git-dir", str(repo.path), "cat-file", "blob", blob],
                                  check=True, capture_output=True).stdout
             for path, blob in repo.files(commit).items()}
-
-
-def fsck_clean(repo: CourseRepo) -> None:
-    subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict", "--no-dangling"],
-                   check=True, capture_output=True)
 
 
 @pytest.fixture
