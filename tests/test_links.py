@@ -8,6 +8,7 @@ import pytest
 
 from f2git.links import BadLinkPath, course_link, pullhook_url, repo_url, snippets
 from f2git.cli import main
+from f2git.config import ConfigError, parse
 
 NASTY = "Woche 1/Würfel & Co #1?.ipynb"
 
@@ -88,11 +89,13 @@ def test_cli_link_prints_the_link_and_refuses_bad_paths_and_files_not_in_the_cou
     assert "'..' in path" in capsys.readouterr().err
 
 
-def test_links_open_the_app_the_instructor_picks_and_come_as_lms_snippets(config):
+def test_links_open_the_app_the_instructor_picks_and_come_as_lms_snippets(config, tmp_path):
     assert unquote(query(course_link(config, "cs101", NASTY, app="notebook"))["urlpath"]) == "tree/cs101/" + NASTY
     assert query(course_link(config, "cs101", NASTY, app="rstudio"))["urlpath"] == "rstudio/"
     with pytest.raises(BadLinkPath, match="'shiny' is not one of lab, notebook, rstudio"):
         course_link(config, "cs101", app="shiny")
+    with pytest.raises(ConfigError, match=r"\[hub\] key 'apps': 'shiny' is not one of lab, notebook, rstudio"):
+        parse({"hub": {"apps": ["lab", "shiny"]}, "courses": {}}, tmp_path / "f2git.toml", {})
     link = course_link(config, "cs101", NASTY)
     made = snippets(link, "Würfel [1] <b>")
     assert made["markdown"] == f"[Würfel \\[1\\] <b>]({link})"
