@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 COURSE = "cs101"
 MIRROR_TOKEN = "mirror-tok-Ub3-distinctive"
-GROUPS = {"cs101-students": {"users": ["ana"]}, "teachers": {"users": ["tina"]}, "bio": {"users": ["bob"]}}
+GROUPS = {"cs101-students": {"users": ["ana"]}, "teachers": {"users": ["tina"]}, "bio": {"users": ["bob", "cara"]}}
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,22 @@ def test_a_student_reads_why_a_click_failed_on_nbgitpullers_page(hub):
     assert "you get the last snapshot of" in shown(events) and " old." in shown(events)
     # f2git's log names who was refused and why
     assert "refused bob's pull of course cs101: HTTP 403" in hub.log()
+
+
+def test_a_student_whose_hub_login_f2git_cannot_accept_reads_that_they_are_not_logged_in(hub):
+    cara = hub.start_user("cara")
+    # the token pullhook sends (the server's own) is revoked, as when a login expired
+    server = server_token(hub.hub_port, "cara")
+    tokens = hub.api("GET", "/users/cara/tokens").json()["api_tokens"]
+    for token in tokens:
+        if (token.get("note") or "").startswith("Server at"):
+            assert hub.api("DELETE", f"/users/cara/tokens/{token['id']}").status_code == 204
+    assert requests.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {server}"},
+                        timeout=30).status_code == 403, tokens  # revoked
+    events = hub.click("cara", cara, repo_url(hub.f2git, "flaky"), targetpath="cara-flaky")
+    assert events[-1]["phase"] == "error", events
+    assert "you are not logged in to f2git for course 'flaky'" in shown(events), events
+    assert server not in shown(events)
 
 
 def test_git_without_a_token_or_with_a_bad_one_is_refused(hub):
