@@ -77,6 +77,8 @@ class CourseConfig:
     groups: list[str] = field(default_factory=list)
     mirror: str = ""
     mirror_token_env: str = ""
+    sync_timeout: float = 3600.0  # s one sync may spend reading its source; 0 = no limit
+    min_read_speed: int = 1024  # bytes/s every download must average (over 30 s); 0 = no floor
     name: str = field(default="", metadata={"internal": True})
     options: Any = field(default=None, metadata={"internal": True})
 
@@ -243,6 +245,9 @@ def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping
             raise ConfigError(f"{where} {error}") from None
     if course.schedule < 0:
         raise ConfigError(f"{where} key 'schedule': must not be negative")
+    for key in ("sync_timeout", "min_read_speed"):
+        if getattr(course, key) < 0:
+            raise ConfigError(f"{where} key '{key}': must not be negative")
     if course.max_file_size <= 0:
         raise ConfigError(f"{where} key 'max_file_size': must be positive")
     course.name = name
