@@ -42,7 +42,7 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
                 what = (f"+{result.added} ~{result.modified} -{result.deleted}, commit {result.commit[:10]}"
                         if result.changed else "no change")
                 print(f"{course.name}: {what}", flush=True)
-                for line in explain.skipped_lines(result.skipped, getattr(result, "skipped_total", 0)):
+                for line in explain.skipped_lines(result.skipped, result.skipped_total):
                     print(f"  skipped {line}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 

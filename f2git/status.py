@@ -86,7 +86,7 @@ def record(config: "Config", result: "SyncResult", started: float) -> None:
         current.auth_failed = False
         current.mirror_error = result.mirror_error
         current.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
-        current.skipped_total = max(getattr(result, "skipped_total", 0), len(result.skipped))  # engine branch
+        current.skipped_total = result.skipped_total
         current.mass_delete_refused = None
         current.next_release = result.next_release.isoformat() if result.next_release else None
         if result.changed:
@@ -96,7 +96,7 @@ def record(config: "Config", result: "SyncResult", started: float) -> None:
     else:
         current.last_error, current.last_error_at = result.error, started
         current.auth_failed = result.auth_failed
-        current.mass_delete_refused = getattr(result, "mass_delete_refused", None)  # engine branch
+        current.mass_delete_refused = result.mass_delete_refused
         if result.next_release:
             current.next_release = result.next_release.isoformat()
         event["error"] = result.error

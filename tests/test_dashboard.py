@@ -335,3 +335,15 @@ def test_course_page_names_the_next_release_and_plans_a_refresh_for_it(tmp_path,
     release = '<time datetime="2030-12-01T10:00:00+00:00">1 Dec 10:00 UTC</time>'
     assert f"<dt>Next release in the source</dt><dd>{release}" in facts
     assert re.search(r'<dt>Next scheduled refresh</dt><dd><time datetime="2030-12-01T10:00:02\+00:00">', facts)
+
+
+def test_only_a_refused_mass_delete_offers_to_confirm_deletions(make_config):
+    from f2git.server.dashboard import mass_delete_refused
+
+    config = make_config({"cs101": {"source": "local", "path": "/tmp"}})
+    status.record(config, SyncResult("cs101", ok=False, error="local folder: 'would delete.txt' vanished"), started=1.0)
+    assert not mass_delete_refused(status.read(config, "cs101"))  # the words alone mean nothing
+    status.record(config, SyncResult("cs101", ok=False, error="refused", mass_delete_refused=8), started=2.0)
+    assert mass_delete_refused(status.read(config, "cs101"))
+    status.record(config, SyncResult("cs101", ok=True), started=3.0)
+    assert not mass_delete_refused(status.read(config, "cs101"))

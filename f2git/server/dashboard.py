@@ -81,10 +81,7 @@ def source_location(course: CourseConfig) -> str:
 
 def mass_delete_refused(record: status.CourseStatus) -> bool:
     """The last sync stopped because it would delete most files (see snapshot.SyncRefused)."""
-    if record.mass_delete_refused is not None:
-        return True
-    # Until the engine's SyncResult.mass_delete_refused is merged, its error text is all there is.
-    return bool(record.last_error) and "would delete" in record.last_error
+    return record.mass_delete_refused is not None
 
 
 def health(course: CourseConfig, record: status.CourseStatus, now: float) -> Health:
@@ -433,7 +430,7 @@ class PreviewAction(DashboardHandler):
         head = await asyncio.to_thread(CourseRepo.for_course(self.config, course.name).head)
         self.render_page("preview.html", course=course, result=result, source=source_label(course),
                          has_snapshot=head is not None, no_snapshot=explain.NO_SNAPSHOT,
-                         skipped=explain.skipped_lines(result.skipped, getattr(result, "skipped_total", 0)))
+                         skipped=explain.skipped_lines(result.skipped, result.skipped_total))
 
 
 class LinkAction(DashboardHandler):
