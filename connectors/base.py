@@ -157,6 +157,11 @@ class AuthError(SourceError):
     """The source rejected the credentials."""
 
 
+def in_words(*parts: str) -> str:
+    """The non-empty parts of a description, comma-separated (for Connector.describe)."""
+    return ", ".join(part for part in parts if part)
+
+
 class Connector(AbstractContextManager):
     """Base class. Subclasses set `source`, `label`, `Options` and implement list() and open()."""
 
@@ -169,6 +174,11 @@ class Connector(AbstractContextManager):
         self.course = course
         self.env = os.environ if env is None else env
         self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    @classmethod
+    def describe(cls, options: Any) -> str:
+        """Where a course's files come from, in words for instructors; never a credential or query."""
+        return ""
 
     def secret(self, variable: str) -> str:
         """The value of the environment variable a `*_env` key names."""

@@ -189,7 +189,7 @@ def test_a_course_without_snapshot_answers_a_clear_git_error(tmp_path, request, 
 def test_a_first_sync_still_running_answers_a_clear_git_error(tmp_path, request, bucket, gate):
     gate.close()
     with serve(tmp_path, request, refresh_ttl=0, refresh_wait=0.2) as server:
-        listed = git("ls-remote", server.git_url(COURSE), check=False)
+        listed = git("clone", server.git_url(COURSE), tmp_path / "student", check=False)  # ls-remote succeeds
         assert listed.returncode != 0
         assert b"remote error: course cs101 has no snapshot yet: the first sync is still running" in listed.stderr
         gate.open()

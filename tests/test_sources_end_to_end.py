@@ -29,7 +29,7 @@ from tests.lms_contract import SECRET_BYTES, SECRET_NAME
 from tests.repohelpers import Student, git, machine_git_config_ignored  # noqa: F401 (autouse fixture)
 from tests.serverhelpers import RunningServer
 from tests.test_connector_canvas import FakeCanvas
-from tests.test_connector_http import zip_bytes
+from tests.archivefiles import zip_bytes
 from tests.test_connector_moodle import FakeMoodle
 from tests.test_connector_rclone import obscure
 from tests.test_connector_studip import FakeStudip
