@@ -96,7 +96,8 @@ def test_mass_delete_needs_the_option(server, sources):
     (b'{"force": true}', "unknown option 'force' (known: allow_mass_delete)"),
 ])
 def test_bad_refresh_bodies_are_refused_with_the_reason(server, body, message):
-    status, headers, answer = server.request("POST", "/api/courses/cs101/refresh", body=body)
+    status, headers, answer = server.request("POST", "/api/courses/cs101/refresh", body=body,
+                                             headers={"Content-Type": "application/json"})
     assert status == 400
     assert headers["Content-Type"].startswith("application/json")
     assert json.loads(answer)["error"].startswith(message)
@@ -161,7 +162,13 @@ def test_handlers_ask_the_policy(tmp_path, sources):
         refs = "/git/{}/info/refs?service=git-upload-pack"
         assert server.request("GET", refs.format("cs102"), headers=student)[0] == 403
         assert server.request("GET", refs.format("cs101"), headers=student)[0] == 200
+        # a student's refresh is a click: within refresh_ttl of the last check it asks nothing
         status, _, answer = server.request("POST", "/api/courses/cs101/refresh", body=b"", headers=student)
+        assert status == 200 and json.loads(answer)["outcome"] == "fresh"
+        status, _, answer = server.request("POST", "/api/courses/cs101/refresh", body=b'{"allow_mass_delete": true}',
+                                           headers={**student, "Content-Type": "application/json"})
         assert status == 403 and json.loads(answer) == {"error": "student may not manage course 'cs101'"}
+        status, _, answer = server.request("POST", "/api/courses/cs102/refresh", body=b"", headers=student)
+        assert status == 403 and json.loads(answer) == {"error": "student may not read course 'cs102'"}
         status, _, answer = server.request("POST", "/api/courses/cs102/refresh", body=b"", headers=teacher)
         assert status == 200 and json.loads(answer)["ok"] is True

@@ -21,6 +21,8 @@ from f2git.metrics import Metrics
 
 from . import api, dashboard, git, prometheus, pull
 from .auth import Auth, make_auth
+from .base import SecurityHeaders
+from .connections import LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, raise_open_files_limit
 from .git import Backends
 from .refresh import Refresher
 from .releases import ReleaseSchedule
@@ -41,8 +43,9 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     metrics = Metrics(config)
     metrics.watch(refresher)
     return tornado.web.Application(
-        with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
-                            + dashboard.routes(refresher)) + auth.extra_handlers(),
+        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
+                                                 + dashboard.routes(refresher)) + auth.extra_handlers(),
+        transforms=[SecurityHeaders],
         **auth.app_settings(),
         f2git_config=config,
         f2git_auth=auth,
@@ -134,9 +137,13 @@ class Server:
         self.http: tornado.httpserver.HTTPServer | None = None
 
     async def start(self, sockets: Iterable[socket.socket] | None = None) -> None:
-        self.http = tornado.httpserver.HTTPServer(self.app, body_timeout=self.body_timeout)
+        server = self.config.server
+        self.http = GuardedHTTPServer(
+            self.app, body_timeout=self.body_timeout, idle_connection_timeout=server.header_timeout,
+            max_connections=connection_budget(server.max_connections, self.backends.limit),
+            max_connections_per_address=server.max_connections_per_address)
         if sockets is None:
-            self.http.listen(self.config.server.port, self.config.server.host)
+            self.http.listen(server.port, server.host, backlog=LISTEN_BACKLOG)
         else:
             self.http.add_sockets(sockets)
         self.schedule.start()
@@ -160,6 +167,7 @@ def serve(config: Config) -> None:
 
 
 async def _serve(config: Config) -> None:
+    raise_open_files_limit()
     server = Server(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
