@@ -4,17 +4,19 @@
   bound ends idle keep-alive connections.
 - At most `max_connections` at once, kept below the open-files limit with room for git
   backends and syncs. When full, the connection that has waited longest for its headers
-  (half-sent or idle) is closed for the newcomer; if none may go, accepting pauses until one
-  closes, and newcomers wait in the listen backlog.
+  (half-sent or idle, for EVICT_AFTER at least) is closed for the newcomer; if none may go
+  yet, newcomers wait in the listen backlog.
 - At most `max_connections_per_address` from one client address; more get a short 503.
-- Running out of file descriptors anyway pauses accepting for a moment with one log line a
-  minute, instead of tornado's accept loop logging every failed accept (a log storm).
+- Running out of file descriptors anyway closes an idle connection the same way, or pauses
+  accepting for a moment with one log line a minute, instead of tornado's accept loop logging
+  every failed accept (a log storm) and spinning.
 """
 from __future__ import annotations
 
 import collections
 import errno
 import logging
+import math
 import resource
 import socket
 import time
@@ -33,7 +35,7 @@ LISTEN_BACKLOG = 4096
 # (sources, fast-import), and per git backend its three pipes.
 FD_RESERVE = 128
 FD_PER_BACKEND = 4
-EVICT_AFTER = 1.0  # s a connection must have waited for headers before a newcomer may replace it
+EVICT_AFTER = 0.5  # s a connection must have waited for headers before a newcomer may replace it
 OUT_OF_FILES_PAUSE = 0.5  # s accepting rests after the process ran out of file descriptors
 ACCEPT_BATCH = 128  # connections accepted per wake-up, so requests in flight are not starved
 OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -94,36 +96,40 @@ class _Listener:
         self.loop = IOLoop.current()
         self.listening = False
         self.closed = False
-        self._resume_timer: object | None = None
+        self._timer: object | None = None
         self.resume()
 
     def resume(self) -> None:
-        self._resume_timer = None
+        if self._timer is not None:
+            self.loop.remove_timeout(self._timer)
+            self._timer = None
         if not self.closed and not self.listening:
             self.loop.add_handler(self.sock, self._accept, IOLoop.READ)
             self.listening = True
 
-    def pause(self, seconds: float | None = None) -> None:
+    def pause(self, seconds: float) -> None:
+        """Stop accepting for `seconds` (inf: until a connection closes)."""
         if self.listening:
             self.loop.remove_handler(self.sock)
             self.listening = False
-        if seconds is not None and self._resume_timer is None:
-            self._resume_timer = self.loop.call_later(seconds, self.resume)
+        if seconds != math.inf and self._timer is None and not self.closed:
+            self._timer = self.loop.call_later(seconds, self.resume)
 
     def close(self) -> None:
-        self.pause()
+        self.pause(math.inf)
         self.closed = True
-        if self._resume_timer is not None:
-            self.loop.remove_timeout(self._resume_timer)
-            self._resume_timer = None
+        self.resume()  # only cancels a timer now
 
     def _accept(self, fd: Any, events: int) -> None:
+        server = self.server
         for _ in range(ACCEPT_BATCH):
             if self.closed:
                 return
-            if not self.server.make_room():
-                self.pause()  # the next closed connection resumes it
-                return
+            if len(server.open) >= server.max_connections:
+                wait = server.close_idle()
+                if wait:
+                    self.pause(wait)
+                    return
             try:
                 connection, address = self.sock.accept()
             except BlockingIOError:
@@ -133,11 +139,14 @@ class _Listener:
             except OSError as error:
                 if error.errno not in OUT_OF_FILES:
                     raise
-                self.server.said.warning("fds", "out of file descriptors with %d connections open (%s);"
-                                         " new connections wait", len(self.server.open), error.strerror)
-                self.pause(OUT_OF_FILES_PAUSE)
+                wait = server.close_idle()
+                if not wait:
+                    continue  # an idle connection gave its descriptor
+                server.said.warning("fds", "out of file descriptors with %d connections open (%s):"
+                                    " new connections wait", len(server.open), error.strerror)
+                self.pause(min(wait, OUT_OF_FILES_PAUSE))
                 return
-            self.server._handle_connection(connection, address)
+            server._handle_connection(connection, address)
 
 
 class GuardedHTTPServer(tornado.httpserver.HTTPServer):
@@ -165,19 +174,20 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
             self.listeners[sock.fileno()] = listener
             self._handlers[sock.fileno()] = listener.close  # what TCPServer.stop() calls
 
-    def make_room(self) -> bool:
-        """Whether one more connection fits, closing the longest-waiting idle one if need be."""
-        if len(self.open) < self.max_connections:
-            return True
+    def close_idle(self) -> float:
+        """Close the connection that has waited longest for a request, if it waited EVICT_AFTER:
+        0 when one was closed, else the seconds until one may be (inf: none is waiting)."""
         for stream, since in self.awaiting.items():
-            if time.monotonic() - since < EVICT_AFTER:
-                return False  # the oldest is young: everyone is busy or just arrived
-            self.said.warning("evict", "%d connections open (max_connections): closing the one that"
-                              " waited longest for its request, from %s", len(self.open), self.open[stream])
+            waited = time.monotonic() - since
+            if waited < EVICT_AFTER:
+                return EVICT_AFTER - waited
+            self.said.warning("evict", "%d connections open (max_connections or the open-files limit):"
+                              " closing the one that waited longest for its request, from %s",
+                              len(self.open), self.open[stream])
             self._forget(stream)
             stream.close()
-            return True
-        return False
+            return 0.0
+        return math.inf
 
     def handle_stream(self, stream: Any, address: Any) -> None:
         client = address[0] if isinstance(address, tuple) else str(address)
@@ -204,8 +214,7 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         super().on_close(server_conn)
         self._forget(server_conn.stream)
         for listener in self.listeners.values():
-            if not listener.listening and listener._resume_timer is None:
-                listener.resume()
+            listener.resume()
 
     def _forget(self, stream: Any) -> None:
         client = self.open.pop(stream, None)
