@@ -3,8 +3,12 @@ request, at the open-files limit; pages on other sites; every answer's security 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import select
+import signal
 import socket
+import time
 
 import pytest
 
@@ -86,6 +90,29 @@ def test_half_open_connections_at_the_open_files_limit_stop_no_one(tmp_path, sou
                     sock.close()
         log = server.output()
         assert server.process.poll() is None, log[-2000:]
+    assert len(log) < 100_000, f"{len(log)} bytes of log:\n{log[:3000]}"
+    assert "Traceback" not in log, log[:3000]
+
+
+def test_running_out_of_file_descriptors_is_survived_quietly(tmp_path, source):
+    """The open-files limit shrinks under a running server (here: prlimit), so its connection
+    cap no longer protects it and accept() fails with EMFILE: it holds fewer connections for
+    a while, closing the longest-idle ones, logs once, and keeps answering, git included."""
+    config = write_config(tmp_path / "f2git.toml", {"data_dir": str(tmp_path / "data")},
+                          {"cs101": {"source": "local", "path": str(source.path), "schedule": 0}})
+    with ServeProcess(config) as server:
+        assert server.post("/api/courses/cs101/refresh")[1]["ok"]
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (SERVER_NOFILE, SERVER_NOFILE))
+        attack = half_open(server.port, [f"127.0.0.{n}" for n in range(2, 2 + ATTACKER_ADDRESSES)], HALF_OPEN)
+        try:
+            assert served(server, "/healthz") == (200, b"ok")
+            git("clone", "--depth", "1", server.git_url("cs101"), tmp_path / "clone")  # git gets descriptors
+        finally:
+            for sock in attack:
+                sock.close()
+        log = server.output()
+        assert server.process.poll() is None, log[-2000:]
+    assert "out of file descriptors" in log
     assert len(log) < 100_000, f"{len(log)} bytes of log:\n{log[:3000]}"
     assert "Traceback" not in log, log[:3000]
 
@@ -222,3 +249,39 @@ def test_a_refused_connection_carries_the_security_headers(tmp_path, source):
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 503") and body == b"too many connections from 127.0.0.1; try again in a moment\n"
         assert b"\r\nX-Content-Type-Options: nosniff" in head and b"frame-ancestors 'none'" in head
+
+
+def test_a_class_clicking_while_the_server_is_busy_waits_in_the_backlog(tmp_path, source):
+    """1000 clients connect while the server cannot accept (stopped, as if busy): the kernel
+    queues them all (tornado's backlog of 128 dropped the rest, who waited for SYN retries),
+    and every one is answered once it runs again."""
+    clients = 1000
+    expected = min(clients, int(open("/proc/sys/net/core/somaxconn").read()))
+    config = write_config(tmp_path / "f2git.toml", {"data_dir": str(tmp_path / "data")},
+                          {"cs101": {"source": "local", "path": str(source.path), "schedule": 0}})
+    with ServeProcess(config) as server:
+        os.kill(server.pid, signal.SIGSTOP)
+        socks = []
+        try:
+            for number in range(clients):
+                sock = socket.socket()
+                sock.bind((f"127.0.0.{2 + number % 8}", 0))
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", server.port))
+                socks.append(sock)
+            pending, deadline = set(socks), time.monotonic() + 5
+            while pending and time.monotonic() < deadline:
+                _, writable, _ = select.select([], list(pending)[:1000], [], 0.5)
+                pending -= set(writable)
+            connected = [s for s in socks if s not in pending and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]
+            assert len(connected) >= expected, f"{len(connected)} of {clients} connected while the server was busy"
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        for sock in connected:
+            sock.setblocking(True)
+            sock.settimeout(60)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answers = [sock.makefile("rb").read() for sock in connected]
+        assert all(answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok") for answer in answers)
+        for sock in socks:
+            sock.close()

@@ -7,9 +7,10 @@
   (half-sent or idle, for EVICT_AFTER at least) is closed for the newcomer; if none may go
   yet, newcomers wait in the listen backlog.
 - At most `max_connections_per_address` from one client address; more get a short 503.
-- Running out of file descriptors anyway closes an idle connection the same way, or pauses
-  accepting for a moment with one log line a minute, instead of tornado's accept loop logging
-  every failed accept (a log storm) and spinning.
+- Running out of file descriptors anyway (the limit shrank, syncs took more): for a minute
+  the server holds fewer connections, closing idle ones, so git and syncs get descriptors
+  again; one log line a minute, instead of tornado's accept loop logging every failed
+  accept (a log storm) and spinning.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ LISTEN_BACKLOG = 4096
 FD_RESERVE = 128
 FD_PER_BACKEND = 4
 EVICT_AFTER = 0.5  # s a connection must have waited for headers before a newcomer may replace it
-OUT_OF_FILES_PAUSE = 0.5  # s accepting rests after the process ran out of file descriptors
+OUT_OF_FILES_PAUSE = 0.5  # s accepting rests when out of file descriptors with nothing to close
+LOWERED_FOR = 60.0  # s the server holds fewer connections after running out of file descriptors
 ACCEPT_BATCH = 128  # connections accepted per wake-up, so requests in flight are not starved
 OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -125,11 +127,10 @@ class _Listener:
         for _ in range(ACCEPT_BATCH):
             if self.closed:
                 return
-            if len(server.open) >= server.max_connections:
-                wait = server.close_idle()
-                if wait:
-                    self.pause(wait)
-                    return
+            wait = server.make_room()
+            if wait:
+                self.pause(wait)
+                return
             try:
                 connection, address = self.sock.accept()
             except BlockingIOError:
@@ -139,13 +140,10 @@ class _Listener:
             except OSError as error:
                 if error.errno not in OUT_OF_FILES:
                     raise
-                wait = server.close_idle()
-                if not wait:
-                    continue  # an idle connection gave its descriptor
-                server.said.warning("fds", "out of file descriptors with %d connections open (%s):"
-                                    " new connections wait", len(server.open), error.strerror)
-                self.pause(min(wait, OUT_OF_FILES_PAUSE))
-                return
+                if not server.out_of_files(error.strerror):
+                    self.pause(OUT_OF_FILES_PAUSE)
+                    return
+                continue  # make_room() now closes idle connections
             server._handle_connection(connection, address)
 
 
@@ -157,7 +155,8 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     def initialize(self, request_callback: Any, *, max_connections: int, max_connections_per_address: int,
                    **kwargs: Any) -> None:
         super().initialize(request_callback, **kwargs)
-        self.max_connections = max_connections
+        self.max_connections = self.configured_connections = max_connections
+        self._restore: object | None = None
         self.max_per_address = max_connections_per_address
         self.open: dict[Any, str] = {}  # stream → client address
         self.per_address: collections.Counter[str] = collections.Counter()
@@ -173,6 +172,32 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
             listener = _Listener(self, sock)
             self.listeners[sock.fileno()] = listener
             self._handlers[sock.fileno()] = listener.close  # what TCPServer.stop() calls
+
+    def make_room(self) -> float:
+        """0 when one more connection fits (closing idle ones if need be), else the seconds
+        until one may (inf: until a connection closes)."""
+        while len(self.open) >= self.max_connections:
+            wait = self.close_idle()
+            if wait:
+                return wait
+        return 0.0
+
+    def out_of_files(self, cause: str) -> bool:
+        """accept() found no free descriptor: hold fewer connections for a while, so closing
+        idle ones frees descriptors for git and syncs too. False when there is none to close."""
+        lowered = max(len(self.open) - FD_RESERVE // 2, len(self.open) // 2)
+        self.said.warning("fds", "out of file descriptors with %d connections open (%s): holding at most %d"
+                          " for %d s", len(self.open), cause, max(lowered, 1), LOWERED_FOR)
+        if lowered < 1:
+            return False
+        self.max_connections = min(self.max_connections, lowered)
+        if self._restore is None:
+            self._restore = IOLoop.current().call_later(LOWERED_FOR, self._restore_cap)
+        return True
+
+    def _restore_cap(self) -> None:
+        self._restore = None
+        self.max_connections = self.configured_connections
 
     def close_idle(self) -> float:
         """Close the connection that has waited longest for a request, if it waited EVICT_AFTER:
