@@ -117,6 +117,13 @@ def test_running_out_of_file_descriptors_is_survived_quietly(tmp_path, source):
     assert "Traceback" not in log, log[:3000]
 
 
+def test_the_soft_open_files_limit_is_raised_to_the_hard_limit_at_start(tmp_path, source):
+    config = write_config(tmp_path / "f2git.toml", {"data_dir": str(tmp_path / "data")},
+                          {"cs101": {"source": "local", "path": str(source.path), "schedule": 0}})
+    with ServeProcess(config, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))) as server:
+        assert resource.prlimit(server.pid, resource.RLIMIT_NOFILE) == (4096, 4096)
+
+
 def test_a_request_whose_headers_never_end_is_closed_within_the_header_timeout(tmp_path, source):
     config = write_config(tmp_path / "f2git.toml", {"data_dir": str(tmp_path / "data"), "header_timeout": 1},
                           {"cs101": {"source": "local", "path": str(source.path), "schedule": 0}})
