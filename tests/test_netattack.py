@@ -2,6 +2,7 @@
 request, at the open-files limit; pages on other sites; every answer's security headers."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import resource
@@ -237,6 +238,11 @@ def test_every_answer_carries_the_security_headers(server, tmp_path):
     for what, (status, headers, _) in answers.items():
         assert status == int(what.split()[0]), (what, status)
         assert_secure_headers(headers, what)
+    # a keep-alive client (the hub's proxy) learns when f2git will close its idle connection
+    keep_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    keep_alive.request("GET", "/healthz")
+    assert keep_alive.getresponse().getheader("Keep-Alive") == "timeout=10"
+    keep_alive.close()
     # the dashboard keeps its own, stricter policy (tests/test_browser.py: no CSP violations)
     assert "script-src 'self'" in answers["200 dashboard"][1]["Content-Security-Policy"]
 

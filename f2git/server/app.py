@@ -22,7 +22,8 @@ from f2git.metrics import Metrics
 from . import api, dashboard, git, prometheus, pull
 from .auth import Auth, make_auth
 from .base import SecurityHeaders
-from .connections import LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, raise_open_files_limit
+from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
+                          raise_open_files_limit)
 from .git import Backends
 from .refresh import Refresher
 from .releases import ReleaseSchedule
@@ -45,7 +46,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     return tornado.web.Application(
         auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
                                                  + dashboard.routes(refresher)) + auth.extra_handlers(),
-        transforms=[SecurityHeaders],
+        transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
         f2git_config=config,
         f2git_auth=auth,

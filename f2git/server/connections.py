@@ -1,7 +1,7 @@
 """The front door of `f2git serve`: which connections get in, before any request is read.
 
 - A request's headers must arrive within `header_timeout` (tornado waits an hour); the same
-  bound ends idle keep-alive connections.
+  bound ends idle keep-alive connections, and answers say so (`Keep-Alive: timeout=N`).
 - At most `max_connections` at once, kept below the open-files limit with room for git
   backends and syncs. When full, the connection that has waited longest for its headers
   (half-sent or idle, for EVICT_AFTER at least) is closed for the newcomer; if none may go
@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import tornado.httpserver
 import tornado.httputil
+import tornado.web
 from tornado.ioloop import IOLoop
 
 log = logging.getLogger("f2git.connections")
@@ -41,6 +42,25 @@ OUT_OF_FILES_PAUSE = 0.5  # s accepting rests when out of file descriptors with 
 LOWERED_FOR = 60.0  # s the server holds fewer connections after running out of file descriptors
 ACCEPT_BATCH = 128  # connections accepted per wake-up, so requests in flight are not starved
 OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def keep_alive_hint(seconds: float) -> type[tornado.web.OutputTransform]:
+    """An output transform telling clients that keep connections open (`Keep-Alive:
+    timeout=N`) when f2git closes idle ones: node's http.Agent, which the hub's
+    configurable-http-proxy uses, then closes them a second earlier itself, instead of
+    sending a click down a connection f2git is closing (a 503 from the proxy)."""
+    header = f"timeout={max(1, int(seconds))}"
+
+    class KeepAliveHint(tornado.web.OutputTransform):
+        def __init__(self, request: Any):
+            self.keep_alive = request.version == "HTTP/1.1" and request.headers.get("Connection", "").lower() != "close"
+
+        def transform_first_chunk(self, status_code, headers, chunk, finishing):
+            if self.keep_alive and "Keep-Alive" not in headers and headers.get("Connection", "").lower() != "close":
+                headers["Keep-Alive"] = header
+            return status_code, headers, chunk
+
+    return KeepAliveHint
 
 
 def raise_open_files_limit() -> int:
