@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from f2git.config import ConfigError, parse
 from f2git.server.auth import Auth
 from f2git.store import CourseRepo
 from tests.repohelpers import SourceFolder, git, machine_git_config_ignored  # noqa: F401 (autouse)
@@ -298,3 +299,14 @@ def test_a_class_clicking_while_the_server_is_busy_waits_in_the_backlog(tmp_path
         assert all(answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok") for answer in answers)
         for sock in socks:
             sock.close()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("header_timeout", 0, "key 'header_timeout': must be positive"),
+    ("max_connections", 0, "key 'max_connections': must be positive"),
+    ("max_connections_per_address", -1, "key 'max_connections_per_address': must not be negative"),
+    ("max_connections", "many", "key 'max_connections': expected an integer"),
+])
+def test_connection_keys_are_checked(tmp_path, key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse({"server": {key: value}}, tmp_path / "f2git.toml", {})
