@@ -20,7 +20,7 @@ from f2git.config import Config
 from f2git.metrics import Metrics
 
 from . import api, dashboard, git, prometheus, pull
-from .auth import Auth, make_auth
+from .auth import Auth, TokenAuth, make_auth
 from .base import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
                           raise_open_files_limit)
@@ -40,6 +40,9 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
              next_refresh: Callable[[str], float | None] | None = None) -> tornado.web.Application:
     """The application alone; `Server` adds the schedule and the lifecycle."""
     auth = make_auth(config) if auth is None else auth
+    if isinstance(auth, TokenAuth) and not config.server.manage_tokens_env:
+        log.warning("every token in $%s may manage f2git (refresh, dashboard, metrics): give students fetch-only"
+                    " tokens by naming the managers' variable in [server] manage_tokens_env", config.server.tokens_env)
     refresher = Refresher(config) if refresher is None else refresher
     metrics = Metrics(config)
     metrics.watch(refresher)

@@ -256,7 +256,9 @@ class HubAuth(Auth):
             else:  # a browser with the service's OAuth cookie
                 model = await self.hub.get_user(handler, sync=False)
         except tornado.web.HTTPError as error:
-            if error.status_code < 500:
+            # jupyterhub's HubAuth: 502 for the hub's own 5xx, 500 "Failed to connect" when it
+            # is unreachable; its other 500s (a refused service token) are faults, not outages
+            if error.status_code != 502 and not (error.log_message or "").startswith("Failed to connect"):
                 raise
             raise HubUnreachable("JupyterHub could not be reached to check your login; try again in a minute") from None
         if not model:
@@ -360,10 +362,7 @@ def make_auth(config: "Config", env: Mapping[str, str] | None = None) -> Auth:
         if not server.tokens_env and not server.manage_tokens_env:
             raise ConfigError(f"{where} key 'tokens_env': required with auth = \"token\" (or manage_tokens_env)")
         tokens = {key: _tokens(env, getattr(server, key), where, key) for key in ("tokens_env", "manage_tokens_env")}
-        if not server.manage_tokens_env:
-            log.warning("every token in $%s may also manage f2git (refresh, dashboard, metrics); give students"
-                        " fetch-only tokens by naming the managers' variable in [server] manage_tokens_env",
-                        server.tokens_env)
+        if not server.manage_tokens_env:  # a config from before roles: its tokens keep every right
             return TokenAuth([], manage_tokens=tokens["tokens_env"])
         return TokenAuth(tokens["tokens_env"], manage_tokens=tokens["manage_tokens_env"])
     if server.auth == "jupyterhub":
