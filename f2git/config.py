@@ -48,8 +48,8 @@ class ServerConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where} key '{key}': must not be negative")
         for key in ("header_timeout", "max_connections"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{where} key '{key}': must be positive")
+            if not 0 < getattr(self, key) < float("inf"):  # NaN too
+                raise ConfigError(f"{where} key '{key}': must be a positive number")
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
         self.public_url = self.public_url.rstrip("/")

@@ -302,8 +302,10 @@ def test_a_class_clicking_while_the_server_is_busy_waits_in_the_backlog(tmp_path
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("header_timeout", 0, "key 'header_timeout': must be positive"),
-    ("max_connections", 0, "key 'max_connections': must be positive"),
+    ("header_timeout", 0, "key 'header_timeout': must be a positive number"),
+    ("header_timeout", float("nan"), "key 'header_timeout': must be a positive number"),
+    ("header_timeout", float("inf"), "key 'header_timeout': must be a positive number"),
+    ("max_connections", 0, "key 'max_connections': must be a positive number"),
     ("max_connections_per_address", -1, "key 'max_connections_per_address': must not be negative"),
     ("max_connections", "many", "key 'max_connections': expected an integer"),
 ])
