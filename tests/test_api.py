@@ -236,6 +236,7 @@ def test_students_see_no_more_of_a_course_than_they_need(tmp_path, sources, monk
         assert hidden.encode() not in listed and b"next_refresh" not in listed and b"next_release" not in listed
         # git tells a student that the course failed, not why
         url = server.git_url("cs102").replace("http://", f"http://student:{FETCH_TOKEN}@")
-        refused = git("ls-remote", url, check=False)
+        # (ls-remote succeeds on a placeholder, so nbgitpuller streams the clone that says why)
+        refused = git("clone", "--depth", "1", url, str(tmp_path / "student-clone"), check=False)
         assert b"has no snapshot yet: the last sync failed; your instructor sees why" in refused.stderr
         assert hidden.encode() not in refused.stderr

@@ -126,10 +126,12 @@ def test_a_student_reads_why_a_click_failed_on_nbgitpullers_page(hub):
     # no such course (a wrong link)
     events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "cs-101"))
     assert events[-1]["phase"] == "error" and "there is no course 'cs-101' here" in shown(events), events
-    # the course has no snapshot: the reason names the source's error
+    # the course has no snapshot: the student reads that its last sync failed (not the
+    # source's error: it names sources and paths, for the instructor's eyes)
     events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "empty"))
     assert events[-1]["phase"] == "error"
-    assert "course empty has no snapshot yet: " in shown(events) and "missing" in shown(events), events
+    assert "course empty has no snapshot yet: the last sync failed" in shown(events), events
+    assert "missing" not in shown(events)
     assert not (home(hub, "ana") / "empty").exists()
     # the source fails after a snapshot: the click works and says how old the files are
     events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "flaky"))

@@ -67,7 +67,7 @@ class RefreshHandler(JsonHandler):
             if options:
                 self.require_manage(course)  # confirming a mass deletion is the instructor's call
             outcome = await self.refresher.on_click(course)
-            record = await asyncio.to_thread(status.read, self.config, course.name)
+            record = await self.refresher.course_status(course.name)
             self.write_json({"course": course.name, "outcome": outcome, "commit": record.commit})
             return
         result = await self.refresher.refresh(course, **options)
