@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import requests
 
-from ._http import SessionConnector, SourceSession
+from ._http import SessionConnector, SourceSession, bearer
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
 from .base import Connector, Entry, Listing, SourceError
 
@@ -71,7 +71,7 @@ class CanvasConnector(SessionConnector, Connector):
 
     def make_session(self) -> SourceSession:
         token = self.secret(self.options.token_env)
-        session = SourceSession(self.label, self.base_url, headers={"Authorization": f"Bearer {token}"},
+        session = SourceSession(self.label, self.base_url, headers=bearer(token, self.options.token_env),
                                 secrets=(token,), sleep=lambda seconds: self.sleep(seconds))
         session.session.hooks["response"].append(self._pace)
         return session

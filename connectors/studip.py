@@ -14,9 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 from urllib.parse import urljoin
 
-import requests
-
-from ._http import SessionConnector, SourceSession, origin
+from ._http import SessionConnector, SourceSession, basic_auth, origin
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
 from .base import Connector, Entry, Listing, SourceError
 
@@ -79,7 +77,7 @@ class StudipConnector(SessionConnector, Connector):
     def make_session(self) -> SourceSession:
         username = self.secret(self.options.username_env)
         password = self.secret(self.options.password_env)
-        return SourceSession(self.label, self.api_url, auth=requests.auth.HTTPBasicAuth(username, password),
+        return SourceSession(self.label, self.api_url, auth=basic_auth(username, password, self.options.username_env),
                              headers={"Accept": "application/vnd.api+json"},
                              secrets=(password,), sleep=lambda seconds: self.sleep(seconds))
 

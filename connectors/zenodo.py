@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from . import _archive
 from ._archive import ARCHIVE_SUFFIXES
-from ._http import SessionConnector, SourceSession, where
+from ._http import SessionConnector, SourceSession, bearer, where
 from .base import AuthError, Connector, Entry, Listing, SourceError
 
 DEFAULT_URL = "https://zenodo.org"
@@ -110,7 +110,7 @@ class ZenodoConnector(SessionConnector, Connector):
 
     def make_session(self) -> SourceSession:
         token = self.secret(self.options.token_env)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = bearer(token, self.options.token_env) if token else {}
         session = SourceSession(self.label, self.options.url, headers=headers, secrets=(token,))
         session.session.headers["Accept"] = "application/json"
         return session
