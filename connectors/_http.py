@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ._redact import redact
 from .base import AuthError, SourceError, traffic
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -99,9 +100,7 @@ class SourceSession:
         self.session.headers["User-Agent"] = "f2git"
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.secrets)
 
     def fail(self, message: str, cls: type[SourceError] = SourceError) -> SourceError:
         return cls(self.redact(f"{self.label}: {message}"))

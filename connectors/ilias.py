@@ -17,7 +17,7 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from ._http import SessionConnector, SourceSession, basic_auth, where
-from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
+from .base import AuthError, Connector, Entry, Listing, Skipped
 
 DAV = "{DAV:}"
 PROPFIND_BODY = (

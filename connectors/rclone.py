@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
+from ._redact import redact
 from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
 
 INSTALL_HINT = "pip install 'f2git[rclone]'"
@@ -32,7 +33,6 @@ PREFERRED_HASHES = ("md5", "sha1", "sha256", "quickxor", "dropbox", "crc32")
 # rclone's Precision when a backend has no modification times (fs.ModTimeNotSupported).
 NO_MODTIME = 100 * 365 * 24 * 3600 * 10**9
 _SECRET_KEYS = re.compile(r"(pass|password|secret|token|key|sas_url|service_account_credentials)$", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 _REQUEST_IDS = re.compile(r"RequestID: [^,]*, HostID: [^,]*, ")  # S3's per-request noise
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
 _NOISE = re.compile(r"^Config file .* not found - using defaults$")
@@ -120,9 +120,7 @@ class RcloneConnector(Connector):
         return sorted((s for s in found if s), key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets():
-            text = text.replace(secret, "***")
-        return _URL_USERINFO.sub(r"\1***@", text)
+        return redact(text, self.secrets())
 
     def shown_remote(self) -> str:
         return self.redact(self.options.remote)

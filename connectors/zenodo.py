@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from . import _archive
 from ._archive import ARCHIVE_SUFFIXES
 from ._http import SessionConnector, SourceSession, bearer, where
+from ._time import iso_time
 from .base import AuthError, Connector, Entry, Listing, SourceError
 
 DEFAULT_URL = "https://zenodo.org"
@@ -64,14 +65,11 @@ class ZenodoOptions:
 
 
 def _date(value: Any) -> datetime | None:
-    """An embargo date ("2026-03-01" or ISO date-time) as an aware UTC datetime."""
-    if not isinstance(value, str) or not value:
-        return None
+    """An embargo date ("2026-03-01" or ISO date-time); None when absent or unreadable."""
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return iso_time(value) if isinstance(value, str) else None
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ with a user and password (tests/rcloneserve.py), moto's S3 server with authentic
 """
 from __future__ import annotations
 
-import io
 import os
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from connectors import AuthError, SourceError
 from connectors import rclone as rclone_module
 from connectors.rclone import RcloneConnector, RcloneOptions, find_rclone
 from tests.conformance import BINARY, ConnectorConformance, by_path, read_all
-from tests.rcloneserve import PART, MotoS3, RcloneWebDav, obscure  # noqa: F401 (obscure: end-to-end tests)
+from tests.rcloneserve import MotoS3, RcloneWebDav, obscure  # noqa: F401 (obscure: end-to-end tests)
 from tests.webdav import write_tree
 
 PASSWORD = "Dav-Pa55 $HOME `id` 'q' \"dq\" 8e1f"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from apscheduler.triggers.date import DateTrigger
 
+from connectors._time import iso_time
 from f2git import status
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def release_time(value: Any) -> datetime | None:
     elif isinstance(value, (int, float)):
         moment = datetime.fromtimestamp(value, timezone.utc)
     else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return iso_time(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
