@@ -164,9 +164,8 @@ class StudipConnector(SessionConnector, Connector):
         if attributes.get("is-readable") is False or attributes.get("is-downloadable") is False:
             return None
         name = attributes.get("name") or ""
-        linked = attributes.get("storage") == "url"  # a link to another server: its size is a guess
         size = attributes.get("filesize")
-        size = size if isinstance(size, int) and not linked else None
+        size = size if isinstance(size, int) and size >= 0 else None
         file_data = ((ref.get("relationships") or {}).get("file") or {}).get("data") or {}
         version = f"{ref['id']}:{attributes.get('chdate')}:{attributes.get('filesize')}:{file_data.get('id', '')}"
         path = f"{folder}/{name}" if folder else name
@@ -205,5 +204,7 @@ class StudipConnector(SessionConnector, Connector):
     def open(self, entry: Entry) -> BinaryIO:
         # May redirect (linked files); HostBoundAuth keeps the password on this server.
         with self._credentials_hint():
-            return self.session.open_stream(f"{self.api_url}/file-refs/{entry.ref}/content", expected_size=entry.size)
+            # Not entry.size: a linked file's `filesize` is what Stud.IP noted when it was linked
+            # (FileRef says nothing of links); the download's Content-Length is checked.
+            return self.session.open_stream(f"{self.api_url}/file-refs/{entry.ref}/content")
 
