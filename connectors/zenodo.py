@@ -1,7 +1,7 @@
 """A Zenodo record (or any InvenioRDM installation): its files, or the one archive it holds, unpacked.
 
 `GET /api/records/<id>` answers the record with its files (`key`, `size`,
-`checksum "md5:…"`, `links.content`/`links.self`); `/api/records/<id>/versions/latest`
+`checksum "md5:…"`; `links.content` in InvenioRDM's files listing); `/api/records/<id>/versions/latest`
 redirects to the newest version. A published version's files never change, so the
 checksum is a precise version token, and every download is checked against it.
 """
@@ -170,9 +170,13 @@ class ZenodoConnector(SessionConnector, Connector):
             key = item.get("key") or item.get("filename")
             if not isinstance(key, str) or not key:
                 raise self.session.fail(f"record {record_id}: a file without a name")
+            # InvenioRDM's files listing links the content with the key percent-encoded; zenodo.org's
+            # default answer puts the key into `links.self` as it is ("#" would cut the URL), and
+            # InvenioRDM's record gives no links: the content URL is built from the key then.
             links = item.get("links") if isinstance(item.get("links"), dict) else {}
-            url = next((link for link in (links.get("content"), links.get("self")) if isinstance(link, str) and link),
-                       f"{self.api}/records/{record_id}/files/{quote(key)}/content")
+            content = links.get("content")
+            url = content if isinstance(content, str) and content else \
+                f"{self.api}/records/{record_id}/files/{quote(key)}/content"  # '/' stays, as Flask's path converter
             size = item.get("size", item.get("filesize"))
             result.append(RecordFile(key, size if isinstance(size, int) else None,
                                      str(item.get("checksum") or ""), url))
