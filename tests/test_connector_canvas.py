@@ -405,6 +405,17 @@ def test_nothing_to_come_means_no_next_release(fake):
 
 # --- configuration ------------------------------------------------------------------------
 
+@pytest.mark.parametrize("token", ["7~Tök€n", "7~token with space", "7~token\r\nX-Evil: 1", "7~caf\udce9"])
+def test_a_token_no_canvas_issues_is_a_clear_error_and_never_sent(fake, token):
+    """Canvas tokens are printable ASCII; anything else is a copy error, said in words."""
+    fake.publish({"a.txt": b"a"})
+    connector = fake.connector()
+    connector.env = {"CANVAS_TOKEN": token}
+    with pytest.raises(SourceError, match=r"access token in \$CANVAS_TOKEN holds") as caught:
+        connector.list({})
+    assert token not in str(caught.value) and fake.api_requests == []
+
+
 def test_config_table_builds_validated_options(tmp_path):
     table = {"courses": {"cs101": {"source": "canvas", "url": BASE, "course_id": COURSE,
                                    "token_env": "CANVAS_TOKEN", "folder": "week1", "include_hidden": True}}}

@@ -61,6 +61,7 @@ class FakeStudip:
         self.clock = NOW - timedelta(days=30)
         self.folders: dict[str, Folder] = {}  # path ("" = top folder) → folder
         self.viewer = LECTURER  # whose account the connector logs in with
+        self.account = (USERNAME, PASSWORD)
         self.refs: dict[str, FileRef] = {}  # path → file-ref
         self.content: dict[str, bytes] = {}  # file-ref id → bytes
         self.injected: dict[tuple[str, int], list] = {}  # (route, offset) → canned answers served first
@@ -157,7 +158,8 @@ class FakeStudip:
         opts = StudipOptions(url=BASE + "/", course_id=COURSE, username_env="STUDIP_USER",
                              password_env="STUDIP_PASSWORD", **options)
         opts.validate()
-        connector = StudipConnector(opts, course="info1", env={"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": PASSWORD})
+        username, password = self.account
+        connector = StudipConnector(opts, course="info1", env={"STUDIP_USER": username, "STUDIP_PASSWORD": password})
         connector.now = lambda: NOW
         connector.sleeps = []
         connector.sleep = connector.sleeps.append
@@ -167,7 +169,8 @@ class FakeStudip:
 
     def _authorized(self, request) -> bool:
         import base64
-        expected = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+        # Stud.IP compares the bytes PHP hands it (PHP_AUTH_USER/PW) with its UTF-8 accounts.
+        expected = "Basic " + base64.b64encode(":".join(self.account).encode("utf-8")).decode()
         return request.headers.get("Authorization") == expected
 
     def _collection(self, request):
@@ -407,6 +410,23 @@ def test_next_release_is_the_earliest_future_timed_folder_start(fake):
 
 
 # --- configuration ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("account", [("jürgen.groß", "Pässwort mit Leerzeichen"), ("Zoë Ümit", "€uro:Straße: 100 €"),
+                                     ("büro öffentlichkeit", "ß:ä:ö:ü: € ::")])
+def test_accounts_with_umlauts_euro_signs_spaces_and_colons_log_in(fake, account):
+    fake.account = account
+    fake.publish({"a.txt": b"a"})
+    connector = fake.connector()
+    assert read_all(connector, listed(connector)["a.txt"]) == b"a"
+
+
+def test_a_colon_in_the_user_name_is_named_not_sent(fake):
+    fake.account = ("dr:who", PASSWORD)
+    fake.publish({"a.txt": b"a"})
+    with pytest.raises(SourceError, match=r"user name in \$STUDIP_USER contains ':'"):
+        fake.connector().list({})
+    assert fake.requests == []
+
 
 def test_config_table_builds_validated_options(tmp_path):
     env = {"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": PASSWORD}
