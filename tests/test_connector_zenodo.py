@@ -222,6 +222,17 @@ def test_a_rejected_token_is_an_auth_error_without_the_token():
     assert "ZENODO_TOKEN" in str(caught.value) and TOKEN not in str(caught.value)
 
 
+@pytest.mark.parametrize("token", ["tök€n", "two words", "line\nbreak"])
+@responses.activate
+def test_a_token_zenodo_never_issues_is_a_clear_error_and_never_sent(token):
+    options = ZenodoOptions(record="45", latest=False, token_env="ZENODO_TOKEN")
+    options.validate()
+    with ZenodoConnector(options, course="c", env={"ZENODO_TOKEN": token}) as zenodo:
+        with pytest.raises(SourceError, match=r"access token in \$ZENODO_TOKEN holds") as caught:
+            zenodo.list({})
+    assert token not in str(caught.value) and len(responses.calls) == 0
+
+
 @responses.activate
 def test_the_token_never_goes_to_the_storage_host():
     record = record_json(44, {"a.txt": b"a"})
