@@ -6,13 +6,16 @@ HTTP serving; the snapshot engine (f2git.snapshot) checks every path it returns.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
 import tempfile
+import time
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, ClassVar, Mapping
+from typing import Any, BinaryIO, Callable, ClassVar, Mapping
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,94 @@ class Traffic:
 traffic: ContextVar[Traffic | None] = ContextVar("f2git_source_traffic", default=None)
 
 
+# s over which a body must average `min_read_speed`: long enough for a burst of server
+# think time, short enough that a trickling source fails in seconds, not hours.
+SLOW_WINDOW = 30.0
+
+
+class ReadLimits:
+    """How long one sync may spend reading its source: an overall deadline (the course's
+    `sync_timeout`) and a floor on the speed of every body (`min_read_speed`). A source that
+    hangs or sends a byte a second then fails the sync with a clear error instead of holding
+    it, and a sync worker, for hours. Per-read timeouts alone cannot: each read succeeds."""
+
+    def __init__(self, timeout: float = 0.0, min_speed: int = 0, clock: Callable[[], float] = time.monotonic):
+        self.timeout = timeout
+        self.min_speed = min_speed
+        self.clock = clock
+        self.deadline = clock() + timeout if timeout > 0 else math.inf
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def check(self, what: str) -> None:
+        if self.clock() > self.deadline:
+            raise SourceError(f"{what}: stopped after sync_timeout ({self.timeout:g} s); the source is too slow"
+                              " or hangs")
+
+    def watch(self, what: str) -> "SpeedWatch":
+        return SpeedWatch(self, what)
+
+
+class SpeedWatch:
+    """Counts one body's bytes as they arrive; too slow or past the deadline is a SourceError."""
+
+    def __init__(self, limits: ReadLimits, what: str):
+        self.limits = limits
+        self.what = what
+        self.window_start = limits.clock()
+        self.window_bytes = 0
+
+    def count(self, received: int) -> None:
+        self.limits.check(self.what)
+        self.window_bytes += received
+        now = self.limits.clock()
+        elapsed = now - self.window_start
+        if elapsed < SLOW_WINDOW:
+            return
+        if self.window_bytes < self.limits.min_speed * elapsed:
+            raise SourceError(f"{self.what}: arrived too slowly ({self.window_bytes} bytes in {elapsed:.0f} s;"
+                              f" min_read_speed is {self.limits.min_speed} bytes/s)")
+        self.window_start, self.window_bytes = now, 0
+
+
+# The engine sets the course's limits for each sync; HTTP bodies and opened entries count into them.
+read_limits: ContextVar[ReadLimits | None] = ContextVar("f2git_read_limits", default=None)
+
+
+def current_limits() -> ReadLimits:
+    return read_limits.get() or ReadLimits()
+
+
+class WatchedStream(io.RawIOBase):
+    """An opened entry whose reads count into the sync's ReadLimits."""
+
+    def __init__(self, inner: BinaryIO, what: str):
+        self.inner = inner
+        self.watch = current_limits().watch(what)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.inner.read(len(buffer))
+        self.watch.count(len(chunk))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.inner.close()
+        super().close()
+
+
 class SourceError(Exception):
     """The source could not be read completely. The sync fails; the last snapshot stays served.
 
     Messages are shown to instructors and must never contain a credential.
     """
+
+    next_release: datetime | None = None  # when the source will release what it withholds (an embargo's end)
 
 
 class AuthError(SourceError):

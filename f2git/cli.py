@@ -47,12 +47,17 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    failing = False
+    # A full or read-only disk cannot record a failure: then what the files say is not news.
+    unrecorded = status.unwritable(config)
+    if unrecorded:
+        print(f"warning: {unrecorded}; recent outcomes may be missing below (the server's dashboard,"
+              " API and /healthz have them)", file=sys.stderr, flush=True)
+    failing = bool(unrecorded)
     for course in _courses(config, args.courses):
         record = status.read(config, course.name)
         failing |= record.failing
         if args.json:
-            print(json.dumps(record.to_json() | {"source": course.source}), flush=True)
+            print(json.dumps(record.to_json() | {"source": course.source, "status_error": unrecorded}), flush=True)
             continue
         print(f"{course.name} ({course.source})")
         print(f"  commit:      {record.commit or 'none yet'}")

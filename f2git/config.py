@@ -30,6 +30,7 @@ class ServerConfig:
     public_url: str = ""
     refresh_ttl: float = 30.0
     refresh_wait: float = 10.0
+    click_window: float = 10.0  # s: one client's git requests this soon after its click's refresh share it
     auth: str = "none"
     max_git_processes: int = 0  # git backends serving clones at once (0 = 4 per CPU core); more clicks queue
     tokens_env: str = ""  # with auth = "token": names a variable holding comma-separated bearer tokens
@@ -40,7 +41,7 @@ class ServerConfig:
             raise ConfigError(f"{where} key 'auth': must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{where} key 'port': {self.port} is not a TCP port")
-        for key in ("refresh_ttl", "refresh_wait", "max_git_processes"):
+        for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where} key '{key}': must not be negative")
         if not self.public_url:
@@ -71,6 +72,8 @@ class CourseConfig:
     groups: list[str] = field(default_factory=list)
     mirror: str = ""
     mirror_token_env: str = ""
+    sync_timeout: float = 3600.0  # s one sync may spend reading its source; 0 = no limit
+    min_read_speed: int = 1024  # bytes/s every download must average (over 30 s); 0 = no floor
     name: str = field(default="", metadata={"internal": True})
     options: Any = field(default=None, metadata={"internal": True})
 
@@ -237,6 +240,9 @@ def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping
             raise ConfigError(f"{where} {error}") from None
     if course.schedule < 0:
         raise ConfigError(f"{where} key 'schedule': must not be negative")
+    for key in ("sync_timeout", "min_read_speed"):
+        if getattr(course, key) < 0:
+            raise ConfigError(f"{where} key '{key}': must not be negative")
     if course.max_file_size <= 0:
         raise ConfigError(f"{where} key 'max_file_size': must be positive")
     course.name = name

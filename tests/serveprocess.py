@@ -44,6 +44,7 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, server: dict, courses: dict[str, dict]) -> Path:
+    server = {"click_window": 0, **server}  # as in serverhelpers.config_factory: each click its own
     lines = ["[server]"] + [f"{key} = {toml_value(value)}" for key, value in server.items()]
     for name, table in courses.items():
         lines += ["", f"[courses.{name}]"] + [f"{key} = {toml_value(value)}" for key, value in table.items()]

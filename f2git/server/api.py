@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 import tornado.web
 
-from f2git import status
 from f2git.config import CourseConfig
 
 from .base import JsonHandler, Refusal
@@ -18,8 +17,8 @@ REFRESH_OPTIONS = {"allow_mass_delete": bool}
 
 class CourseStatusHandler(JsonHandler):
     async def course_json(self, course: CourseConfig, *, history: bool) -> dict[str, Any]:
-        # status.read asks git for the commit: off the event loop
-        record = (await asyncio.to_thread(status.read, self.config, course.name)).to_json()
+        # what the server knows (in memory; the head loads off the loop the first time)
+        record = (await self.refresher.course_status(course.name)).to_json()
         if not history:
             record.pop("history", None)
         next_run: Callable[[str], float | None] = self.settings.get("f2git_next_refresh") or (lambda name: None)
@@ -30,6 +29,7 @@ class CourseStatusHandler(JsonHandler):
             "schedule": course.schedule,
             "git_url": f"{self.config.server.public_url}/git/{course.name}",
             "refreshing": self.refresher.is_running(course.name),
+            "status_error": self.refresher.status_error(course.name),  # the outcome is in memory only
             "next_refresh": next_run(course.name),
         }
 
@@ -75,12 +75,18 @@ class RefreshHandler(JsonHandler):
 
 
 class HealthHandler(tornado.web.RequestHandler):
-    """No authentication: load balancers and `make run` ask it."""
+    """No authentication: load balancers and `make run` ask it. 200 "ok"; 503 "degraded: …"
+    naming the cause when the server cannot record what it does (data dir full or read-only)."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish("ok")
+        problems = await self.settings["f2git_refresher"].problems()
+        if problems:
+            self.set_status(503)
+            self.finish("degraded: " + "; ".join(problems) + "\n")
+        else:
+            self.finish("ok")
 
 
 ROUTES = [

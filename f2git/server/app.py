@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import time
+import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
@@ -75,16 +76,38 @@ def with_service_prefix(routes: list[tuple]) -> list[tuple]:
 
 
 class Schedule:
-    """Background refreshes: every course's `schedule`, and once more at its next release."""
+    """Background refreshes: every course's `schedule`, and once more at its next release.
+
+    Scheduled checks are spread: each course's first check after a start is delayed by its own
+    fixed share (from its name) of up to half its interval (at most SPREAD), so 200 courses do not
+    all list their sources in the same second. They run behind clicks and "Refresh now" (not
+    urgent), and the heads load in the background.
+    """
 
     JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 24 * 3600}
+    SPREAD = 300.0  # s: the widest spread of scheduled checks
+    FIRST_SPREAD = 10.0  # s: the widest delay of a never-checked course's first sync
 
     def __init__(self, config: Config, refresher: Refresher):
         self.config = config
         self.refresher = refresher
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults=self.JOB_DEFAULTS)
         self.releases = ReleaseSchedule(self.scheduler, self._refresh)
+        self._warming: asyncio.Task | None = None
         refresher.on_result(self.releases.after_sync)
+
+    @staticmethod
+    def share(name: str) -> float:
+        """The course's fixed place in [0, 1): the same on every start, spread over names."""
+        return zlib.crc32(name.encode()) / 2**32
+
+    def first_run(self, name: str, interval: float, now: datetime) -> datetime:
+        """A course checked recently waits out its interval, a stale one refreshes soon; both
+        shifted by the course's share of the spread."""
+        checked = self.refresher.last_check(name)
+        spread = min(interval / 2, self.FIRST_SPREAD if not checked else self.SPREAD)
+        due = max(now, datetime.fromtimestamp(checked, timezone.utc) + timedelta(seconds=interval))
+        return due + timedelta(seconds=self.share(name) * spread)
 
     def start(self) -> None:
         """Call inside the running event loop."""
@@ -92,14 +115,12 @@ class Schedule:
         for name, course in self.config.courses.items():
             if course.schedule <= 0:
                 continue
-            # A course checked recently waits out its interval; a stale one refreshes now.
-            last = datetime.fromtimestamp(self.refresher.last_check(name), timezone.utc)
-            first = max(now, last + timedelta(seconds=course.schedule))
             self.scheduler.add_job(self._refresh, IntervalTrigger(seconds=course.schedule, timezone=timezone.utc),
                                    args=[name], id=f"schedule:{name}", name=f"refresh {name}",
-                                   next_run_time=first)
+                                   next_run_time=self.first_run(name, course.schedule, now))
         self.scheduler.start()
-        self.releases.restore(self.config)
+        self.releases.restore(self.refresher.status(name) for name in self.config.courses)
+        self._warming = asyncio.get_running_loop().create_task(self.refresher.load_heads())
 
     def next_run(self, name: str) -> float | None:
         """Epoch seconds of the course's next background refresh, if any."""
@@ -109,11 +130,13 @@ class Schedule:
 
     async def _refresh(self, name: str) -> None:
         try:
-            await self.refresher.refresh(self.config.courses[name])
+            await self.refresher.refresh(self.config.courses[name], urgent=False)
         except asyncio.CancelledError:
             pass  # the scheduler is shutting down; the sync itself is shielded and finishes
 
     def shutdown(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.web
 
 from .auth import Identity
+from .refresh import click_client
 
 if TYPE_CHECKING:
     from f2git.config import Config, CourseConfig
@@ -45,6 +46,10 @@ class BaseHandler(tornado.web.RequestHandler):
         if identity is None:
             raise Refusal(401, "authentication required")
         self.identity = identity
+
+    def click_client(self) -> str:
+        """Who clicks: one click's git requests (and pullhook's /remote) share its refresh."""
+        return click_client(self.identity.kind, self.identity.name, self.request.remote_ip)
 
     def find_course(self, name: str) -> "CourseConfig":
         course = self.config.courses.get(name)

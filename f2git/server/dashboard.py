@@ -284,7 +284,7 @@ class DashboardHandler(BaseHandler):
         return course
 
     def course_view(self, course: CourseConfig, now: float) -> dict[str, Any]:
-        record = status.read(self.config, course.name)
+        record = self.refresher.status(course.name)  # in memory: no disk, no git
         next_run: Callable[[str], float | None] = self.settings.get("f2git_next_refresh") or (lambda name: None)
         planned = next_run(course.name)
         return {"course": course, "record": record, "health": health(course, record, now),
@@ -311,7 +311,7 @@ class IndexPage(DashboardHandler):
         if self.config.courses and not courses:
             raise Refusal(403, f"{self.identity.name} may not manage any course here.")
         now = time.time()
-        # status and repo reads run git: off the event loop, which serves students' fetches
+        await self.refresher.load_heads(c.name for c in courses)
         views = await asyncio.to_thread(lambda: [self.course_view(c, now) for c in courses])
         self.render_page("index.html", views=views)
 
@@ -321,6 +321,8 @@ class CoursePage(DashboardHandler):
 
     async def get(self, name: str) -> None:
         course = self.managed_course(name)
+        await self.refresher.load_heads([course.name])
+        # repo reads run git: off the event loop, which serves students' fetches
         view = await asyncio.to_thread(self.course_page_view, course)
         path = self.get_query_argument("path", "")
         if path not in view["files"]:
@@ -370,6 +372,7 @@ class ProgressEvents(DashboardHandler):
         subscriber = self.subscriber = self.board.subscribe(course.name)
         try:
             if not self.refresher.is_running(course.name):
+                await self.refresher.load_heads([course.name])
                 await self.send(self._last_outcome(course.name))
                 return
             if course.name in self.board.latest:
@@ -396,7 +399,7 @@ class ProgressEvents(DashboardHandler):
         result = self.board.results.get(name)
         if result is not None:
             return finished_json(result)
-        record = status.read(self.config, name)
+        record = self.refresher.status(name)
         ok = record.last_error is None
         message = "Finished." if ok else f"Failed: {record.last_error} Students still get the last snapshot."
         return {"phase": "finished", "ok": ok, "commit": record.commit, "error": record.last_error,

@@ -27,6 +27,7 @@ from .base import BaseHandler, Refusal
 log = logging.getLogger("f2git.git")
 
 UPLOAD_PACK = "git-upload-pack"
+LS_REFS = b"0014command=ls-refs"  # how protocol v2 starts an ls-remote's POST (never gzipped: small)
 RECEIVE_PACK = "git-receive-pack"
 # Set through the environment so no repo config can turn them off: no pushes, and clients
 # see HEAD and main only (the sync state lives in refs/f2git/state).
@@ -185,6 +186,7 @@ class GitHandler(BaseHandler):
     backend: Backend | None = None
     _stdin_open = False
     _client_gone = False
+    _body_start = b""  # a POST's first bytes: protocol v2's ls-refs, or a fetch
 
     @property
     def backends(self) -> Backends:
@@ -221,6 +223,8 @@ class GitHandler(BaseHandler):
         self._stdin_open = True
 
     async def data_received(self, chunk: bytes) -> None:
+        if len(self._body_start) < len(LS_REFS):
+            self._body_start += chunk[:len(LS_REFS) - len(self._body_start)]
         if not self._stdin_open or self.backend is None:
             return
         stdin = self.backend.process.stdin
@@ -232,7 +236,7 @@ class GitHandler(BaseHandler):
             self._stdin_open = False
 
     async def get(self, repo: str, action: str) -> None:
-        await self.refresher.on_click(self.course)
+        await self.refresher.on_click(self.course, self.click_client())
         if not await self.refresher.has_snapshot(self.course.name):
             self.answer_no_snapshot()
             return
@@ -240,6 +244,8 @@ class GitHandler(BaseHandler):
         await self.relay()
 
     async def post(self, repo: str, action: str) -> None:
+        if not self._body_start.startswith(LS_REFS):  # a fetch: the last git request of a click
+            self.refresher.click_fetched(self.course.name, self.click_client())
         await self.relay()
 
     def answer_no_snapshot(self) -> None:

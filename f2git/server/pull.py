@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from f2git import status
 from f2git.links import BadLinkPath, course_link, git_url, repo_url
 from f2git.mirror import without_userinfo
 
@@ -21,12 +20,12 @@ class RemoteHandler(JsonHandler):
     async def get(self, name: str) -> None:
         course = self.find_course(name)
         self.require_fetch(course)
-        mirror = self.mirror_for_students(course.mirror, status.read(self.config, name).mirror_error)
+        mirror = self.mirror_for_students(course.mirror, self.refresher.status(name).mirror_error)
         if mirror:
-            # f2git's own git endpoint refreshes on click; a mirror cannot, so refresh here
+            # f2git's own git endpoint refreshes on click; a mirror cannot, so refresh here.
+            # Per git command: f2git never sees the fetch that would end a click (see on_click).
             await self.refresher.on_click(course)
-            record = status.read(self.config, name)
-            mirror = self.mirror_for_students(course.mirror, record.mirror_error)
+            mirror = self.mirror_for_students(course.mirror, self.refresher.status(name).mirror_error)
         self.write_json({"course": name, "git_url": git_url(self.config, name), "mirror": mirror})
 
     @staticmethod
