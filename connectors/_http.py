@@ -217,6 +217,10 @@ class SourceSession:
     def get_json(self, url: str, **kwargs: Any) -> tuple[Any, requests.Response]:
         """GET a JSON document; an HTML login page or malformed body is an error, not data."""
         response = self.request("GET", url, **kwargs)
+        return self.json_body(response), response
+
+    def json_body(self, response: requests.Response) -> Any:
+        """The JSON of a response; an HTML login page or malformed body is an error, not data."""
         content_type = response.headers.get("Content-Type", "")
         if "html" in content_type.lower():
             raise self.fail(f"answered with an HTML page instead of JSON at {where(response.url)}"
@@ -224,7 +228,7 @@ class SourceSession:
         if (meter := traffic.get()) is not None:
             meter.bytes += len(response.content)
         try:
-            return response.json(), response
+            return response.json()
         except ValueError:
             raise self.fail(f"answered with malformed JSON at {where(response.url)}") from None
 

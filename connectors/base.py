@@ -46,6 +46,9 @@ class Listing:
     state: dict = field(default_factory=dict)
     # The source proved nothing changed since `state` (e.g. HTTP 304): keep the snapshot as it is.
     unchanged: bool = False
+    # Items the source's rules might release but f2git cannot decide, so withheld: reason → count
+    # (e.g. "grade restriction" → 2). Counts only: their names never leave the connector.
+    withheld: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,6 +157,11 @@ class AuthError(SourceError):
     """The source rejected the credentials."""
 
 
+def in_words(*parts: str) -> str:
+    """The non-empty parts of a description, comma-separated (for Connector.describe)."""
+    return ", ".join(part for part in parts if part)
+
+
 class Connector(AbstractContextManager):
     """Base class. Subclasses set `source`, `label`, `Options` and implement list() and open()."""
 
@@ -166,6 +174,11 @@ class Connector(AbstractContextManager):
         self.course = course
         self.env = os.environ if env is None else env
         self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    @classmethod
+    def describe(cls, options: Any) -> str:
+        """Where a course's files come from, in words for instructors; never a credential or query."""
+        return ""
 
     def secret(self, variable: str) -> str:
         """The value of the environment variable a `*_env` key names."""
@@ -193,7 +206,8 @@ class Connector(AbstractContextManager):
     def check(self) -> str:
         """Try the credentials and the listing; return a one-line summary for `f2git check`."""
         listing = self.list({})
-        return f"{len(listing.entries)} released files"
+        withheld = ", ".join(f"{count} × {reason}" for reason, count in sorted(listing.withheld.items()))
+        return f"{len(listing.entries)} released files" + (f"; withheld: {withheld}" if withheld else "")
 
     def close(self) -> None:
         if self._tmpdir is not None:

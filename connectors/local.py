@@ -48,6 +48,10 @@ class LocalConnector(Connector):
     label = "local folder"
     Options = LocalOptions
 
+    @classmethod
+    def describe(cls, options: LocalOptions) -> str:
+        return str(options.path)
+
     _root_fd: int | None = None
 
     def _root(self) -> int:

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 from urllib.parse import urljoin
 
-from ._http import SessionConnector, SourceSession, basic_auth, origin
+from ._http import SessionConnector, SourceSession, basic_auth, origin, where
 from ._lms import FolderTree, Release, api_shape, credentials_hint, utc_now, window
-from .base import Connector, Entry, Listing
+from .base import Connector, Entry, Listing, in_words
 
 PAGE_LIMIT = 100
 
@@ -70,6 +70,10 @@ class StudipConnector(SessionConnector, Connector):
     source = "studip"
     label = "Stud.IP"
     Options = StudipOptions
+
+    @classmethod
+    def describe(cls, options: StudipOptions) -> str:
+        return in_words(where(options.url), f"course {options.course_id}", options.folder and f"folder {options.folder}")
 
     # Injectable for tests: the clock and the sleep used between retries.
     now: Callable[[], datetime] = staticmethod(utc_now)

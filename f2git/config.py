@@ -54,9 +54,15 @@ class HubConfig:
     url: str = "http://127.0.0.1:8000"
     pullhook: bool = False  # links use f2git:: URLs, fetched through pullhook's git-remote-f2git
     instructors_group: str = ""  # with auth = "jupyterhub": members (and hub admins) may manage
+    apps: list[str] = field(default_factory=lambda: ["lab", "notebook"])  # what links may open (links.APPS)
 
     def validate(self, where: str) -> None:
+        from .links import APPS
+
         self.url = self.url.rstrip("/")
+        for app in self.apps:
+            if app not in APPS:
+                raise ConfigError(f"{where} key 'apps': {app!r} is not one of {', '.join(APPS)}")
 
 
 @dataclass

@@ -63,6 +63,7 @@ class SyncResult:
     mass_delete_refused: int | None = None  # the sync stopped: it would have deleted this many files
     auth_failed: bool = False
     next_release: datetime | None = None
+    withheld: dict[str, int] = field(default_factory=dict)  # Listing.withheld: reason → count
     paths: dict[str, list[str]] = field(default_factory=lambda: {"added": [], "modified": [], "deleted": []})
     duration: float = 0.0
     dry_run: bool = False
@@ -85,6 +86,8 @@ class SyncResult:
             data["mirror_error"] = self.mirror_error
         if self.status_error:
             data["status_error"] = self.status_error
+        if self.withheld:
+            data["withheld"] = self.withheld
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths
@@ -391,6 +394,7 @@ class SyncRun:
         self.label = source.label
         self.listing = source.list(self.state.source if self.in_step else {})
         self.result.next_release = self.listing.next_release
+        self.result.withheld = dict(self.listing.withheld)
         if self.listing.unchanged and self.head is not None:
             self.result.commit = self.head
             return False

@@ -35,6 +35,9 @@ class CourseStatus:
     next_release: str | None = None
     mirror_error: str | None = None  # why the last push to the course's mirror failed
     skipped: list[dict] = field(default_factory=list)
+    withheld: dict[str, int] = field(default_factory=dict)  # reason → count of items f2git could not decide
+    skipped_total: int = 0  # skipped files, also those the list leaves out
+    mass_delete_refused: int | None = None  # the last sync stopped: it would have deleted this many files
     history: list[dict] = field(default_factory=list)  # newest first
 
     @property
@@ -100,6 +103,9 @@ def applied(current: CourseStatus, result: "SyncResult", started: float) -> Cour
         current.auth_failed = False
         current.mirror_error = result.mirror_error
         current.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
+        current.withheld = dict(result.withheld)
+        current.skipped_total = result.skipped_total
+        current.mass_delete_refused = None
         current.next_release = result.next_release.isoformat() if result.next_release else None
         if result.changed:
             current.last_change = started
@@ -110,6 +116,7 @@ def applied(current: CourseStatus, result: "SyncResult", started: float) -> Cour
     else:
         current.last_error, current.last_error_at = result.error, started
         current.auth_failed = result.auth_failed
+        current.mass_delete_refused = result.mass_delete_refused
         if result.next_release:
             current.next_release = result.next_release.isoformat()
         event["error"] = result.error
@@ -139,9 +146,11 @@ def unwritable(config: "Config") -> str | None:
     """None when a status file can be written now, else why not (a full or read-only disk).
     Writes and removes one small probe file: access() does not see a full disk."""
     folder = _folder(config)
+    where = folder
+    while not where.exists() and where != where.parent:  # not made yet: where it would be made
+        where = where.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(prefix=".probe.", dir=folder) as probe:
+        with tempfile.NamedTemporaryFile(prefix=".probe.", dir=where) as probe:
             probe.write(b"x" * 4096)
             probe.flush()
             os.fsync(probe.fileno())

@@ -12,8 +12,7 @@ from f2git.config import load
 from f2git.store import CourseRepo
 from f2git.syncstate import StateStore
 from tests.serveprocess import ROOT, ServeProcess, write_config
-from tests.test_crash import snapshot, write_course
-from tests.test_snapshot import fsck_clean
+from tests.repocheck import fsck_clean, snapshot, write_course
 
 ROUNDS = 5
 

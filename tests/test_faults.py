@@ -23,9 +23,8 @@ from f2git.store import CourseRepo, SnapshotWriter
 from tests.httpserver import FileServer
 from tests.serveprocess import ServeProcess, write_config
 from tests.test_connector_canvas import BASE as CANVAS, TOKEN, FakeCanvas
-from tests.test_connector_http import zip_bytes
-from tests.test_crash import snapshot, write_course
-from tests.test_snapshot import fsck_clean
+from tests.archivefiles import zip_bytes
+from tests.repocheck import fsck_clean, snapshot, write_course
 
 
 def clone_files(repo: CourseRepo, target: Path) -> dict[str, bytes]:

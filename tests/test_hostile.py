@@ -24,7 +24,7 @@ from f2git.paths import MAX_NAME_BYTES, UnsafePath, safe_path
 from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
 from tests.httpserver import FileServer
-from tests.test_snapshot import fsck_clean
+from tests.repocheck import fsck_clean
 
 
 def checkout(repo: CourseRepo, target: Path) -> dict[str, bytes]:

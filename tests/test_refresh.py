@@ -189,7 +189,7 @@ def test_a_course_without_snapshot_answers_a_clear_git_error(tmp_path, request, 
 def test_a_first_sync_still_running_answers_a_clear_git_error(tmp_path, request, bucket, gate):
     gate.close()
     with serve(tmp_path, request, refresh_ttl=0, refresh_wait=0.2) as server:
-        listed = git("ls-remote", server.git_url(COURSE), check=False)
+        listed = git("clone", server.git_url(COURSE), tmp_path / "student", check=False)  # ls-remote succeeds
         assert listed.returncode != 0
         assert b"remote error: course cs101 has no snapshot yet: the first sync is still running" in listed.stderr
         gate.open()
@@ -306,12 +306,14 @@ def test_clicks_go_ahead_of_scheduled_checks_and_a_slow_sync_frees_its_worker():
 
         first = lanes.submit("first", sync("first"), urgent=True)
         scheduled = lanes.submit("scheduled", sync("scheduled"), urgent=False)
+        joined = lanes.submit("joined", sync("joined"), urgent=False)
         click = lanes.submit("click", sync("click"), urgent=True)
+        lanes.hurry(joined)  # a click joins a scheduled check that has not started yet
         while not started:
             await asyncio.sleep(0.01)
         release.set()
-        await asyncio.gather(first.future, scheduled.future, click.future)
-        assert started == ["first", "click", "scheduled"]
+        await asyncio.gather(first.future, scheduled.future, joined.future, click.future)
+        assert started == ["first", "joined", "click", "scheduled"]
 
         # A sync past slow_after stops holding the only worker: the next one runs meanwhile.
         lanes.slow_after = 0.1

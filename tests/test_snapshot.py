@@ -16,6 +16,7 @@ from f2git import status
 from f2git.snapshot import LISTED_PATHS, Spool, course_lock, sync_course, too_large
 from f2git.store import BIG_FILE, CourseRepo, GitError, SnapshotWriter
 from f2git.syncstate import StateStore
+from tests.repocheck import fsck_clean
 
 
 def git(repo: CourseRepo, *args: str) -> str:
@@ -28,11 +29,6 @@ def tree(repo: CourseRepo, commit: str | None = None) -> dict[str, bytes]:
     return {path: subprocess.run(["git", "--git-dir", str(repo.path), "cat-file", "blob", blob],
                                  check=True, capture_output=True).stdout
             for path, blob in repo.files(commit).items()}
-
-
-def fsck_clean(repo: CourseRepo) -> None:
-    subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict", "--no-dangling"],
-                   check=True, capture_output=True)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ its output (the pack) is flushed to the client as it is produced; nothing is buf
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
@@ -48,10 +49,25 @@ def pkt_line(text: str) -> bytes:
     return b"%04x" % (len(data) + 4) + data
 
 
-def advertisement_error(message: str) -> bytes:
-    """An info/refs answer that git prints as `remote error: <message>` (one line, kept short)."""
+# A course without a snapshot advertises `main` at this id, which names no object: `git
+# ls-remote` succeeds (nbgitpuller hides its errors), and the fetch that follows fails with
+# the reason, which nbgitpuller streams to the student's page (docs/ARCHITECTURE.md).
+PLACEHOLDER = hashlib.sha1(b"f2git: this course has no snapshot yet").hexdigest()
+# What upload-pack offers, so that shallow clones get as far as the fetch that fails.
+PLACEHOLDER_CAPABILITIES = "multi_ack_detailed side-band-64k ofs-delta shallow no-progress symref=HEAD:refs/heads/main agent=f2git"
+
+
+def placeholder_advertisement() -> bytes:
+    """A protocol v0 info/refs answer (git clients asking for v2 accept it) naming PLACEHOLDER."""
+    return (pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000"
+            + pkt_line(f"{PLACEHOLDER} HEAD\0{PLACEHOLDER_CAPABILITIES}\n")
+            + pkt_line(f"{PLACEHOLDER} refs/heads/main\n") + b"0000")
+
+
+def fetch_error(message: str) -> bytes:
+    """A pkt-line git prints as `remote error: <message>` wherever it reads one."""
     line = " ".join(message.split())[:MAX_ERROR_CHARS]
-    return pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000" + pkt_line(f"ERR {line}\n")
+    return pkt_line(f"ERR {line}\n")
 
 
 def backend_env(config_repos_dir: str, course: str, action: str, request: Any) -> dict[str, str]:
@@ -207,7 +223,7 @@ class GitHandler(BaseHandler):
                 raise Refusal(403, "only git's smart HTTP protocol is served (service=git-upload-pack)")
         elif self.request.method != "POST":
             raise Refusal(405, f"{action} answers POST only")
-        else:
+        elif await self.refresher.has_snapshot(self.course.name):
             # Start now, so the request body streams into the backend as it arrives.
             await self.start_backend()
 
@@ -246,6 +262,9 @@ class GitHandler(BaseHandler):
     async def post(self, repo: str, action: str) -> None:
         if not self._body_start.startswith(LS_REFS):  # a fetch: the last git request of a click
             self.refresher.click_fetched(self.course.name, self.click_client())
+        if self.backend is None:  # no snapshot: the fetch after a placeholder advertisement
+            self.answer_no_snapshot()
+            return
         await self.relay()
 
     def answer_no_snapshot(self) -> None:
@@ -256,10 +275,15 @@ class GitHandler(BaseHandler):
             reason = last or "no sync has run yet"
         message = f"course {self.course.name} has no snapshot yet: {reason}"
         log.info("%s (answered to %s)", message, self.request.remote_ip)
-        # Status 200: git reads the body only then, and prints the ERR line to the student.
-        self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-advertisement")
+        # Status 200: git reads the body only then. info/refs names a placeholder, so that
+        # ls-remote succeeds; the fetch's POST gets the reason, which git prints to the student.
         self.set_header("Cache-Control", "no-cache")
-        self.finish(advertisement_error(message))
+        if self.request.method == "GET":
+            self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-advertisement")
+            self.finish(placeholder_advertisement())
+        else:
+            self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-result")
+            self.finish(fetch_error(message))
 
     async def relay(self) -> None:
         """Close the backend's input, then stream its CGI answer to the client."""
