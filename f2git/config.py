@@ -35,15 +35,22 @@ class ServerConfig:
     max_git_processes: int = 0  # git backends serving clones at once (0 = 4 per CPU core); more clicks queue
     tokens_env: str = ""  # with auth = "token": names a variable holding comma-separated bearer tokens
     service_name: str = "f2git"  # with auth = "jupyterhub": the service's name on the hub
+    manage_tokens_env: str = ""  # with auth = "token": tokens that may also manage (dashboard, refresh, metrics)
+    header_timeout: float = 10.0  # s a connection may take to send a request's headers (also idle keep-alive)
+    max_connections: int = 4000  # open client connections; lowered to what the open-files limit allows
+    max_connections_per_address: int = 1000  # from one client address (a hub proxy is one); 0 = no own cap
 
     def validate(self, where: str) -> None:
         if self.auth not in AUTH_MODES:
             raise ConfigError(f"{where} key 'auth': must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{where} key 'port': {self.port} is not a TCP port")
-        for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes"):
+        for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes", "max_connections_per_address"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where} key '{key}': must not be negative")
+        for key in ("header_timeout", "max_connections"):
+            if not 0 < getattr(self, key) < float("inf"):  # NaN too
+                raise ConfigError(f"{where} key '{key}': must be a positive number")
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
         self.public_url = self.public_url.rstrip("/")

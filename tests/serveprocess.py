@@ -87,7 +87,10 @@ def open_fds(pid: int) -> int:
 
 
 class ServeProcess:
-    def __init__(self, config_path: Path, *, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, config_path: Path, *, env: dict[str, str] | None = None, port: int | None = None,
+                 preexec_fn: Any = None):
+        """`preexec_fn` runs in the child before f2git starts (e.g. to lower its rlimits)."""
+        self.preexec_fn = preexec_fn
         self.port = port or free_port()
         data = tomllib.loads(Path(config_path).read_text())
         data.setdefault("server", {}).update(port=self.port, host="127.0.0.1",
@@ -111,7 +114,8 @@ class ServeProcess:
     def start(self, timeout: float = 30) -> "ServeProcess":
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "f2git.cli", "--config", str(self.config_path), "serve"],
-                                        stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+                                        stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
+                                        preexec_fn=self.preexec_fn)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

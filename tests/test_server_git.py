@@ -180,7 +180,7 @@ def raw_request(server: RunningServer, head: str, body: bytes = b"", receive_buf
 def test_client_leaving_mid_upload_ends_the_backend(server):
     git("ls-remote", server.git_url(COURSE))
     connection = raw_request(server, (
-        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         "Content-Type: application/x-git-upload-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n"),
         b"5\r\n0032w\r\n")
     assert wait_until(lambda: server.call(lambda: len(server.server.backends)) == 1)
@@ -195,7 +195,7 @@ def test_a_stalled_upload_times_out_and_ends_the_backend(tmp_path, source):
     with RunningServer(make, body_timeout=0.5) as server:
         git("ls-remote", server.git_url(COURSE))
         connection = raw_request(server, (
-            f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+            f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             "Content-Type: application/x-git-upload-pack-request\r\nContent-Length: 1000\r\n\r\n"), b"0032w")
         try:
             assert wait_until(lambda: backend_processes(server.config.repos_dir))
@@ -217,7 +217,7 @@ def test_client_leaving_mid_pack_ends_the_backend(server, source):
     head = CourseRepo.for_course(server.config, COURSE).head()
     body = pkt("command=fetch\n") + b"0001" + pkt(f"want {head}\n") + pkt("no-progress\n") + pkt("done\n") + b"0000"
     connection = raw_request(server, (
-        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\nGit-Protocol: version=2\r\n"
+        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\nGit-Protocol: version=2\r\n"
         f"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: {len(body)}\r\n\r\n"), body,
         receive_buffer=4096)
     connection.settimeout(30)
@@ -240,7 +240,7 @@ def test_the_backend_gets_no_secrets_from_the_server_environment(server, monkeyp
     monkeypatch.setenv("CANVAS_TOKEN", secret)
     git("ls-remote", server.git_url(COURSE))
     connection = raw_request(server, (
-        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         "Content-Type: application/x-git-upload-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n"))
     try:
         assert wait_until(lambda: backend_processes(server.config.repos_dir))
@@ -260,7 +260,7 @@ def test_f2git_serve_stops_cleanly_on_sigterm_mid_fetch(tmp_path, source):
         assert checkout_files(tmp_path / "clone") == FILES
         repos = tmp_path / "served" / "repos"
         connection = socket.create_connection(("127.0.0.1", served.port))
-        connection.sendall((f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
+        connection.sendall((f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                             "Content-Type: application/x-git-upload-pack-request\r\n"
                             "Transfer-Encoding: chunked\r\n\r\n").encode())
         try:

@@ -21,7 +21,10 @@ from f2git.config import Config
 from f2git.metrics import Metrics
 
 from . import api, dashboard, git, prometheus, pull
-from .auth import Auth, make_auth
+from .auth import Auth, TokenAuth, make_auth
+from .base import SecurityHeaders
+from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
+                          raise_open_files_limit)
 from .git import Backends
 from .refresh import Refresher
 from .releases import ReleaseSchedule
@@ -38,12 +41,16 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
              next_refresh: Callable[[str], float | None] | None = None) -> tornado.web.Application:
     """The application alone; `Server` adds the schedule and the lifecycle."""
     auth = make_auth(config) if auth is None else auth
+    if isinstance(auth, TokenAuth) and not config.server.manage_tokens_env:
+        log.warning("every token in $%s may manage f2git (refresh, dashboard, metrics): give students fetch-only"
+                    " tokens by naming the managers' variable in [server] manage_tokens_env", config.server.tokens_env)
     refresher = Refresher(config) if refresher is None else refresher
     metrics = Metrics(config)
     metrics.watch(refresher)
     return tornado.web.Application(
-        with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
-                            + dashboard.routes(refresher)) + auth.extra_handlers(),
+        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
+                                                 + dashboard.routes(refresher)) + auth.extra_handlers(),
+        transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
         f2git_config=config,
         f2git_auth=auth,
@@ -157,9 +164,13 @@ class Server:
         self.http: tornado.httpserver.HTTPServer | None = None
 
     async def start(self, sockets: Iterable[socket.socket] | None = None) -> None:
-        self.http = tornado.httpserver.HTTPServer(self.app, body_timeout=self.body_timeout)
+        server = self.config.server
+        self.http = GuardedHTTPServer(
+            self.app, body_timeout=self.body_timeout, idle_connection_timeout=server.header_timeout,
+            max_connections=connection_budget(server.max_connections, self.backends.limit),
+            max_connections_per_address=server.max_connections_per_address)
         if sockets is None:
-            self.http.listen(self.config.server.port, self.config.server.host)
+            self.http.listen(server.port, server.host, backlog=LISTEN_BACKLOG)
         else:
             self.http.add_sockets(sockets)
         self.schedule.start()
@@ -183,6 +194,7 @@ def serve(config: Config) -> None:
 
 
 async def _serve(config: Config) -> None:
+    raise_open_files_limit()
     server = Server(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

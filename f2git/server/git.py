@@ -271,6 +271,8 @@ class GitHandler(BaseHandler):
         last = self.refresher.last_error(self.course.name)
         if self.refresher.is_running(self.course.name):
             reason = "the first sync is still running, try again in a minute"
+        elif last and not self.auth.may_manage(self.identity, self.course):
+            reason = "the last sync failed; your instructor sees why in f2git's dashboard"  # errors name sources
         else:
             reason = last or "no sync has run yet"
         message = f"course {self.course.name} has no snapshot yet: {reason}"
