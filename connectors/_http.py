@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ._redact import redact
 from .base import AuthError, SourceError, current_limits, traffic
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -45,6 +46,30 @@ class HostBoundAuth(requests.auth.AuthBase):
             return request
         request.headers.update(self.headers)
         return self.inner(request) if self.inner else request
+
+
+def _utf8(value: str) -> bytes:
+    try:  # a byte that is not UTF-8 in an environment variable arrives as a lone surrogate
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def basic_auth(username: str, password: str, username_env: str) -> requests.auth.HTTPBasicAuth:
+    """HTTP Basic in UTF-8 (RFC 7617), as ILIAS, Stud.IP, browsers and curl send it; requests
+    alone encodes str as Latin-1 and raises on "€". Bytes go out as they are."""
+    if ":" in username:
+        raise SourceError(f"the user name in ${username_env} contains ':', which HTTP Basic"
+                          " authentication cannot send (the server splits name and password there)")
+    return requests.auth.HTTPBasicAuth(_utf8(username), _utf8(password))
+
+
+def bearer(token: str, token_env: str) -> dict[str, str]:
+    """The Authorization header for a token; a token is printable ASCII, anything else is a copy error."""
+    if not all(33 <= ord(c) < 127 for c in token):
+        raise SourceError(f"the access token in ${token_env} holds a space, line break or non-ASCII"
+                          " character, which no access token has: copy it again")
+    return {"Authorization": f"Bearer {token}"}
 
 
 def network_failure(error: BaseException) -> str:
@@ -103,9 +128,7 @@ class SourceSession:
         self.session.headers["User-Agent"] = "f2git"
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.secrets)
 
     def fail(self, message: str, cls: type[SourceError] = SourceError) -> SourceError:
         return cls(self.redact(f"{self.label}: {message}"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Hashable, Iterable, Iterator, Mapping
 
 from .base import AuthError, SourceError
 
@@ -38,6 +38,55 @@ def window(opens: Iterable[datetime], closes: Iterable[datetime], now: datetime)
     if opens_at is not None and opens_at > now:
         return Release(False, opens_at)
     return Release(True)
+
+
+class FolderTree:
+    """A course's folders as the API lists them (id → folder with a parent id and a name):
+    their paths below the course's top folder, the folder a `folder` key names, and what
+    lies below it. Folders whose parents the API did not list (or that loop) have no path."""
+
+    def __init__(self, folders: Mapping[Hashable, Any], parent: Callable[[Any], Hashable | None],
+                 name: Callable[[Any], str], *, label: str, course: str):
+        self.folders = dict(folders)
+        self.parents = {folder_id: parent(folder) for folder_id, folder in self.folders.items()}
+        self.label, self.course = label, course
+        roots = [folder_id for folder_id, above in self.parents.items() if above is None]
+        if len(roots) > 1:
+            raise SourceError(f"{label}: course {course} has {len(roots)} top folders, expected one")
+        self.root = roots[0] if roots else None
+        self.paths: dict[Hashable, str] = {}
+        for folder_id in self.folders:
+            chain = self.chain(folder_id)
+            if chain and chain[-1] == self.root:
+                names = [name(self.folders[above]) for above in reversed(chain[:-1])]
+                self.paths[folder_id] = "/".join(names)
+
+    def chain(self, folder_id: Hashable) -> list[Hashable]:
+        """The folder and every folder above it, up to the first unlisted parent or a loop."""
+        chain: list[Hashable] = []
+        current: Hashable | None = folder_id
+        while current is not None and current in self.folders and current not in chain:
+            chain.append(current)
+            current = self.parents[current]
+        return chain if current is None else []  # [] for an unlisted parent or a loop
+
+    def top(self, configured: str) -> Hashable | None:
+        """The folder the `folder` key names (the course's top folder when empty)."""
+        wanted = folder_path(configured)
+        if not wanted:
+            return self.root
+        for folder_id, path in self.paths.items():
+            if path == wanted:
+                return folder_id
+        raise SourceError(f"{self.label}: course {self.course} has no folder {wanted!r} (key 'folder')")
+
+    def below(self, folder_id: Hashable, top: Hashable | None) -> bool:
+        """Whether the folder is `top` or lies somewhere below it."""
+        return top is not None and top in self.chain(folder_id)
+
+    def relative(self, folder_id: Hashable, top: Hashable) -> str:
+        """The folder's path below `top` ("" for `top` itself)."""
+        return self.paths[folder_id][len(self.paths[top]):].strip("/")
 
 
 def folder_path(raw: str) -> str:

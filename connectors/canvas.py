@@ -11,28 +11,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import requests
 
-from ._http import SessionConnector, SourceSession, where
-from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
-from .base import Connector, Entry, Listing, SourceError, in_words
+from ._http import SessionConnector, SourceSession, bearer, where
+from ._lms import FolderTree, Release, api_shape, credentials_hint, utc_now, window
+from ._time import iso_time
+from .base import Connector, Entry, Listing, in_words
 
 # Canvas's leaky bucket starts at 700 units; below this we slow down before it throttles.
 RATE_LIMIT_LOW = 100.0
 RATE_LIMIT_PAUSE = 2.0  # s
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 time from the API as an aware UTC datetime; None for null/empty."""
-    if value in (None, ""):
-        return None
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 @dataclass
@@ -75,7 +66,7 @@ class CanvasConnector(SessionConnector, Connector):
 
     def make_session(self) -> SourceSession:
         token = self.secret(self.options.token_env)
-        session = SourceSession(self.label, self.base_url, headers={"Authorization": f"Bearer {token}"},
+        session = SourceSession(self.label, self.base_url, headers=bearer(token, self.options.token_env),
                                 secrets=(token,), sleep=lambda seconds: self.sleep(seconds))
         session.session.hooks["response"].append(self._pace)
         return session
@@ -110,24 +101,25 @@ class CanvasConnector(SessionConnector, Connector):
         course = str(self.options.course_id).strip()
         # Files first: a folder created meanwhile is then in the folder list, never missing.
         files = list(self.pages(f"courses/{course}/files"))
-        folders = {folder["id"]: folder for folder in self.pages(f"courses/{course}/folders")}
-        paths = self._folder_paths(folders)
-        top = self._top_folder(folders, paths)
+        tree = FolderTree({folder["id"]: folder for folder in self.pages(f"courses/{course}/folders")},
+                          parent=lambda folder: folder.get("parent_folder_id"), name=lambda folder: folder["name"],
+                          label=self.label, course=course)
+        top = tree.top(self.options.folder)
         now = self.now()
         listing = Listing()
         upcoming: list[datetime] = []
         for file in files:
             folder_id = file.get("folder_id")
-            if folder_id not in paths or not self._below(folder_id, top, folders):
+            if folder_id not in tree.paths or not tree.below(folder_id, top):
                 continue  # outside the released folder, or in one the token cannot see
-            release = self._release([file, *self._chain(folder_id, folders)], now)
+            release = self._release([file, *(tree.folders[above] for above in tree.chain(folder_id))], now)
             if not release.visible:
                 if release.at is not None:
                     upcoming.append(release.at)
                 continue
             if not file.get("url"):
                 continue  # Canvas withholds the download URL of locked files
-            relative = paths[folder_id][len(paths[top]):].strip("/")
+            relative = tree.relative(folder_id, top)
             name = file.get("display_name") or file.get("filename")
             path = f"{relative}/{name}" if relative else name
             version = f"{file['id']}:{file.get('modified_at') or ''}:{file.get('updated_at') or ''}:{file.get('size')}"
@@ -136,63 +128,6 @@ class CanvasConnector(SessionConnector, Connector):
         listing.entries.sort(key=lambda entry: entry.path)
         listing.next_release = min(upcoming, default=None)
         return listing
-
-    def _folder_paths(self, folders: dict[int, dict]) -> dict[int, str]:
-        """Folder id → path below the course's root folder ("" for the root)."""
-        paths: dict[int, str] = {}
-
-        def path_of(folder_id: int, depth: int = 0) -> str | None:
-            if folder_id in paths:
-                return paths[folder_id]
-            folder = folders.get(folder_id)
-            if folder is None or depth > 100:
-                return None
-            parent = folder.get("parent_folder_id")
-            if parent is None:
-                paths[folder_id] = ""
-                return ""
-            above = path_of(parent, depth + 1)
-            if above is None:
-                return None
-            paths[folder_id] = f"{above}/{folder['name']}" if above else folder["name"]
-            return paths[folder_id]
-
-        for folder_id in folders:
-            path_of(folder_id)
-        return paths
-
-    def _top_folder(self, folders: dict[int, dict], paths: dict[int, str]) -> int | None:
-        roots = [folder_id for folder_id, folder in folders.items() if folder.get("parent_folder_id") is None]
-        if len(roots) > 1:
-            raise self.session.fail(f"course {self.options.course_id} has {len(roots)} root folders, expected one")
-        wanted = folder_path(self.options.folder)
-        if not wanted:
-            return roots[0] if roots else None
-        for folder_id, path in paths.items():
-            if path == wanted:
-                return folder_id
-        raise SourceError(f"Canvas: course {self.options.course_id} has no folder {wanted!r} (key 'folder')")
-
-    @staticmethod
-    def _chain(folder_id: int, folders: dict[int, dict]) -> list[dict]:
-        """The folder and every folder above it, up to the course's root."""
-        chain = []
-        current: int | None = folder_id
-        while current is not None and len(chain) <= len(folders):
-            chain.append(folders[current])
-            current = folders[current].get("parent_folder_id")
-        return chain
-
-    @staticmethod
-    def _below(folder_id: int, top: int | None, folders: dict[int, dict]) -> bool:
-        current: int | None = folder_id
-        for _ in range(len(folders) + 1):
-            if current == top:
-                return True
-            if current is None or current not in folders:
-                return False
-            current = folders[current].get("parent_folder_id")
-        return False
 
     def _release(self, items: list[dict], now: datetime) -> Release:
         """Apply Canvas's rules to a file and its folders: every one of them must allow it."""
@@ -204,7 +139,7 @@ class CanvasConnector(SessionConnector, Connector):
             if (item.get("hidden") or item.get("hidden_for_user")) and not self.options.include_hidden:
                 return Release.NEVER
             try:
-                unlock_at, lock_at = parse_time(item.get("unlock_at")), parse_time(item.get("lock_at"))
+                unlock_at, lock_at = iso_time(item.get("unlock_at")), iso_time(item.get("lock_at"))
             except ValueError:
                 return Release.NEVER  # an unreadable date never releases anything
             # A student token sees locked_for_user until unlock_at; that one is still upcoming.

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Mapping
 from urllib.parse import unquote, urljoin, urlsplit
 
-import requests
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from ._http import SessionConnector, SourceSession, where
-from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
+from ._http import SessionConnector, SourceSession, basic_auth, where
+from .base import AuthError, Connector, Entry, Listing, Skipped
 
 DAV = "{DAV:}"
 PROPFIND_BODY = (
@@ -130,7 +129,7 @@ class IliasConnector(SessionConnector, Connector):
         username = self.secret(self.options.username_env)
         password = self.secret(self.options.password_env)
         return SourceSession(self.label, self.options.webdav_url,
-                             auth=requests.auth.HTTPBasicAuth(username, password), secrets=(password,))
+                             auth=basic_auth(username, password, self.options.username_env), secrets=(password,))
 
     def list(self, state: Mapping[str, Any]) -> Listing:
         root_url = self.options.webdav_url.rstrip("/") + "/"
@@ -161,10 +160,14 @@ class IliasConnector(SessionConnector, Connector):
         return listing
 
     def _version(self, item: DavItem, relative: str) -> str:
-        if item.etag:
-            return f"etag:{item.etag}"
+        # ILIAS's ETag is sha1(size + name + creation date) (ilDAVFile::getETag): a new version
+        # of the same size keeps it, a restored object with the same bytes changes it. The last
+        # update (getlastmodified) moves with every new version, so it and the size are the
+        # token; the name is the path. The ETag serves only a server that sends no date.
         if item.last_modified:
             return f"modified:{item.last_modified}:{item.size}"
+        if item.etag:
+            return f"etag:{item.etag}:{item.size}"
         raise self.session.fail(f"gives neither an ETag nor a modification time for {relative};"
                                 " changes could not be detected")
 

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
+from ._redact import redact
 from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
 
 INSTALL_HINT = "pip install 'f2git[rclone]'"
@@ -32,13 +33,14 @@ PREFERRED_HASHES = ("md5", "sha1", "sha256", "quickxor", "dropbox", "crc32")
 # rclone's Precision when a backend has no modification times (fs.ModTimeNotSupported).
 NO_MODTIME = 100 * 365 * 24 * 3600 * 10**9
 _SECRET_KEYS = re.compile(r"(pass|password|secret|token|key|sas_url|service_account_credentials)$", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
+_REQUEST_IDS = re.compile(r"RequestID: [^,]*, HostID: [^,]*, ")  # S3's per-request noise
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
 _NOISE = re.compile(r"^Config file .* not found - using defaults$")
 _SKIPPED_LINK = re.compile(r"^(.+): Can't follow symlink without -L/--copy-links$")
 # How backends say "wrong credentials" (WebDAV, S3, OAuth backends, SFTP, obscured passwords).
-_AUTH_FAILURE = re.compile(r"\b40[13] (?:unauthori[sz]ed|not authori[sz]ed|forbidden)|status code: 40[13]"
+_AUTH_FAILURE = re.compile(r"\b40[13] (?:unauthori[sz]ed|not authori[sz]ed|forbidden)|status ?code:? 40[13]\b"
                            r"|unauthori[sz]ed|accessdenied|access denied|invalid_grant|invalid_client"
+                           r"|signaturedoesnotmatch|invalidaccesskeyid|invalidtoken|expiredtoken"
                            r"|unable to authenticate|authentication failed|couldn't decrypt"
                            r"|(?:wrong|bad|incorrect|invalid) password", re.IGNORECASE)
 
@@ -122,9 +124,7 @@ class RcloneConnector(Connector):
         return sorted((s for s in found if s), key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets():
-            text = text.replace(secret, "***")
-        return _URL_USERINFO.sub(r"\1***@", text)
+        return redact(text, self.secrets())
 
     def shown_remote(self) -> str:
         return self.redact(self.options.remote)
@@ -142,14 +142,19 @@ class RcloneConnector(Connector):
         return [line for line in lines if line and not _NOISE.match(line)]
 
     def failure(self, action: str, returncode: int, stderr: bytes) -> SourceError:
-        lines = self.log_lines(stderr)
-        detail = self.redact("; ".join(lines[-3:]))[-600:] or f"exit status {returncode}"
+        lines = [_REQUEST_IDS.sub("", line) for line in self.log_lines(stderr)]
+        detail = self.redact("; ".join(lines[-3:]))
+        shown = detail[-600:] or f"exit status {returncode}"
         if _AUTH_FAILURE.search(detail):
-            where = (f"RCLONE_CONFIG_{self.remote_name.upper()}_* or the rclone config"
-                     if not self.options.remote.startswith(":") else "the connection string")
-            return AuthError(f"rclone: the remote rejected the credentials while {action} ({detail});"
-                             f" check {where}")
-        return SourceError(f"rclone: {action} failed: {detail}")
+            return AuthError(f"rclone: the remote rejected the credentials while {action} ({shown});"
+                             f" check {self.credentials_hint()}")
+        return SourceError(f"rclone: {action} failed: {shown}")
+
+    def credentials_hint(self) -> str:
+        if self.options.remote.startswith(":"):
+            return "the connection string"
+        # rclone's own naming: upper case, '-' as '_' (fs.ConfigToEnv).
+        return f"RCLONE_CONFIG_{self.remote_name.upper().replace('-', '_')}_* or the rclone config"
 
     def run(self, action: str, subcommand: list[str], timeout: float) -> subprocess.CompletedProcess:
         try:
@@ -167,12 +172,24 @@ class RcloneConnector(Connector):
 
     def features(self) -> dict:
         if self._features is None:
-            done = self.run(f"probing {self.shown_remote()}", ["backend", "features"], self.probe_timeout)
+            try:
+                done = self.run(f"probing {self.shown_remote()}", ["backend", "features"], self.probe_timeout)
+            except SourceError as error:
+                if "is a file not a directory" in str(error):
+                    raise self._file_or_refused() from None
+                raise
             try:
                 self._features = json.loads(done.stdout)
             except ValueError:
                 raise SourceError(f"rclone: unreadable answer to `backend features` for {self.shown_remote()}") from None
         return self._features
+
+    def _file_or_refused(self) -> SourceError:
+        """`backend features` reads a refused check of the remote's path (S3 and WebDAV
+        answer 403) as "is a file": a listing of the path tells which it is."""
+        self.run(f"checking {self.shown_remote()}", ["lsjson", "--stat", "--no-mimetype"], self.probe_timeout)
+        return SourceError(f"rclone: {self.shown_remote()} is a file, not a folder: point key 'remote'"
+                           " at the folder that holds the course")
 
     def hash_type(self) -> str | None:
         """A hash the backend keeps (S3, Drive, Nextcloud…), or None where it must read every byte (local, SFTP)."""

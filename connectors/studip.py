@@ -14,11 +14,9 @@ from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 from urllib.parse import urljoin
 
-import requests
-
-from ._http import SessionConnector, SourceSession, origin, where
-from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
-from .base import Connector, Entry, Listing, SourceError, in_words
+from ._http import SessionConnector, SourceSession, basic_auth, origin, where
+from ._lms import FolderTree, Release, api_shape, credentials_hint, utc_now, window
+from .base import Connector, Entry, Listing, in_words
 
 PAGE_LIMIT = 100
 
@@ -57,6 +55,11 @@ class StudipOptions:
                 raise ValueError(f"missing key '{key}'")
 
 
+def _parent_id(folder: dict) -> str | None:
+    parent = ((folder.get("relationships") or {}).get("parent") or {}).get("data")
+    return parent["id"] if isinstance(parent, dict) else None
+
+
 def unix_time(value: Any) -> datetime | None:
     """A TimedFolder's start_time/end_time (Unix seconds, maybe a string); None for 0 = open-ended."""
     seconds = int(value or 0)
@@ -83,7 +86,7 @@ class StudipConnector(SessionConnector, Connector):
     def make_session(self) -> SourceSession:
         username = self.secret(self.options.username_env)
         password = self.secret(self.options.password_env)
-        return SourceSession(self.label, self.api_url, auth=requests.auth.HTTPBasicAuth(username, password),
+        return SourceSession(self.label, self.api_url, auth=basic_auth(username, password, self.options.username_env),
                              headers={"Accept": "application/vnd.api+json"},
                              secrets=(password,), sleep=lambda seconds: self.sleep(seconds))
 
@@ -134,28 +137,24 @@ class StudipConnector(SessionConnector, Connector):
 
     def _list(self) -> Listing:
         course = self.options.course_id.strip()
-        folders = {folder["id"]: folder for folder in self.pages(f"courses/{course}/folders")}
-        parents = {folder_id: ((folder.get("relationships") or {}).get("parent") or {}).get("data")
-                   for folder_id, folder in folders.items()}
-        parents = {folder_id: parent["id"] if isinstance(parent, dict) else None
-                   for folder_id, parent in parents.items()}
-        roots = [folder_id for folder_id, parent in parents.items() if parent is None]
-        if len(roots) != 1:
-            raise self.session.fail(f"course {course} should have one top folder, the API listed {len(roots)}")
-        paths = self._paths(folders, parents, roots[0])
-        top = self._top(paths, roots[0])
+        tree = FolderTree({folder["id"]: folder for folder in self.pages(f"courses/{course}/folders")},
+                          parent=_parent_id, name=lambda folder: (folder.get("attributes") or {}).get("name") or folder["id"],
+                          label=self.label, course=course)
+        if tree.root is None:
+            raise self.session.fail(f"course {course} should have one top folder, the API listed none")
+        top = tree.top(self.options.folder)
         now = self.now()
         listing = Listing()
         upcoming = []
-        for folder_id in sorted(paths, key=paths.get):
-            if not self._below(folder_id, top, parents):
+        for folder_id in sorted(tree.paths, key=tree.paths.get):
+            if not tree.below(folder_id, top):
                 continue
-            release = self._release(folder_id, folders, parents, now)
+            release = self._release(tree, folder_id, now)
             if release.at is not None:
                 upcoming.append(release.at)
             if not release.visible:
                 continue
-            relative = paths[folder_id][len(paths[top]):].strip("/")
+            relative = tree.relative(folder_id, top)
             for ref in self.pages(f"folders/{folder_id}/file-refs"):
                 entry = self._entry(ref, relative)
                 if entry is not None:
@@ -169,63 +168,19 @@ class StudipConnector(SessionConnector, Connector):
         if attributes.get("is-readable") is False or attributes.get("is-downloadable") is False:
             return None
         name = attributes.get("name") or ""
-        linked = attributes.get("storage") == "url"  # a link to another server: its size is a guess
         size = attributes.get("filesize")
-        size = size if isinstance(size, int) and not linked else None
+        size = size if isinstance(size, int) and size >= 0 else None
         file_data = ((ref.get("relationships") or {}).get("file") or {}).get("data") or {}
         version = f"{ref['id']}:{attributes.get('chdate')}:{attributes.get('filesize')}:{file_data.get('id', '')}"
         path = f"{folder}/{name}" if folder else name
         return Entry(path, size, version, ref=ref["id"])
 
     @staticmethod
-    def _paths(folders: dict[str, dict], parents: dict[str, str | None], root: str) -> dict[str, str]:
-        """Folder id → path below the top folder; folders under one the API did not list are left out."""
-        paths: dict[str, str] = {root: ""}
-
-        def path_of(folder_id: str, seen: frozenset = frozenset()) -> str | None:
-            if folder_id in paths:
-                return paths[folder_id]
-            parent = parents.get(folder_id)
-            if parent is None or parent not in folders or folder_id in seen:
-                return None
-            above = path_of(parent, seen | {folder_id})
-            if above is None:
-                return None
-            name = (folders[folder_id].get("attributes") or {}).get("name") or folder_id
-            paths[folder_id] = f"{above}/{name}" if above else name
-            return paths[folder_id]
-
-        for folder_id in folders:
-            path_of(folder_id)
-        return paths
-
-    def _top(self, paths: dict[str, str], root: str) -> str:
-        wanted = folder_path(self.options.folder)
-        if not wanted:
-            return root
-        for folder_id, path in paths.items():
-            if path == wanted:
-                return folder_id
-        raise SourceError(f"Stud.IP: course {self.options.course_id} has no folder {wanted!r} (key 'folder')")
-
-    @staticmethod
-    def _below(folder_id: str, top: str, parents: dict[str, str | None]) -> bool:
-        current: str | None = folder_id
-        for _ in range(len(parents) + 1):
-            if current == top:
-                return True
-            if current is None:
-                return False
-            current = parents.get(current)
-        return False
-
-    def _release(self, folder_id: str, folders: dict[str, dict], parents: dict[str, str | None],
-                 now: datetime) -> Release:
+    def _release(tree: FolderTree, folder_id: str, now: datetime) -> Release:
         """A folder is released when it and every folder above it let students read it now."""
         opens, closes = [], []
-        current: str | None = folder_id
-        while current is not None:
-            folder = folders[current]
+        for current in tree.chain(folder_id):
+            folder = tree.folders[current]
             attributes = folder.get("attributes") or {}
             kind = attributes.get("folder-type") or ""
             content = attributes.get("data-content")
@@ -239,7 +194,7 @@ class StudipConnector(SessionConnector, Connector):
                     return Release.NEVER
                 if bits & (VISIBLE | READABLE) != VISIBLE | READABLE:
                     return Release.NEVER
-            elif kind not in OPEN_TYPES and parents.get(current) is not None:
+            elif kind not in OPEN_TYPES and tree.parents[current] is not None:
                 return Release.NEVER  # unknown type: its rules are unknown, so it stays closed
             if kind == "TimedFolder":
                 try:
@@ -248,11 +203,12 @@ class StudipConnector(SessionConnector, Connector):
                     return Release.NEVER
                 opens += [start] if start else []
                 closes += [end] if end else []
-            current = parents.get(current)
         return window(opens, closes, now)
 
     def open(self, entry: Entry) -> BinaryIO:
         # May redirect (linked files); HostBoundAuth keeps the password on this server.
         with self._credentials_hint():
-            return self.session.open_stream(f"{self.api_url}/file-refs/{entry.ref}/content", expected_size=entry.size)
+            # Not entry.size: a linked file's `filesize` is what Stud.IP noted when it was linked
+            # (FileRef says nothing of links); the download's Content-Length is checked.
+            return self.session.open_stream(f"{self.api_url}/file-refs/{entry.ref}/content")
 

@@ -1,7 +1,7 @@
 """A Zenodo record (or any InvenioRDM installation): its files, or the one archive it holds, unpacked.
 
 `GET /api/records/<id>` answers the record with its files (`key`, `size`,
-`checksum "md5:…"`, `links.content`/`links.self`); `/api/records/<id>/versions/latest`
+`checksum "md5:…"`; `links.content` in InvenioRDM's files listing); `/api/records/<id>/versions/latest`
 redirects to the newest version. A published version's files never change, so the
 checksum is a precise version token, and every download is checked against it.
 """
@@ -17,7 +17,8 @@ from urllib.parse import quote, urlsplit
 
 from . import _archive
 from ._archive import ARCHIVE_SUFFIXES
-from ._http import SessionConnector, SourceSession, where
+from ._http import SessionConnector, SourceSession, bearer, where
+from ._time import iso_time
 from .base import AuthError, Connector, Entry, Listing, SourceError
 
 DEFAULT_URL = "https://zenodo.org"
@@ -64,14 +65,11 @@ class ZenodoOptions:
 
 
 def _date(value: Any) -> datetime | None:
-    """An embargo date ("2026-03-01" or ISO date-time) as an aware UTC datetime."""
-    if not isinstance(value, str) or not value:
-        return None
+    """An embargo date ("2026-03-01" or ISO date-time); None when absent or unreadable."""
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return iso_time(value) if isinstance(value, str) else None
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ class ZenodoConnector(SessionConnector, Connector):
 
     def make_session(self) -> SourceSession:
         token = self.secret(self.options.token_env)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = bearer(token, self.options.token_env) if token else {}
         session = SourceSession(self.label, self.options.url, headers=headers, secrets=(token,))
         session.session.headers["Accept"] = "application/json"
         return session
@@ -176,9 +174,13 @@ class ZenodoConnector(SessionConnector, Connector):
             key = item.get("key") or item.get("filename")
             if not isinstance(key, str) or not key:
                 raise self.session.fail(f"record {record_id}: a file without a name")
+            # InvenioRDM's files listing links the content with the key percent-encoded; zenodo.org's
+            # default answer puts the key into `links.self` as it is ("#" would cut the URL), and
+            # InvenioRDM's record gives no links: the content URL is built from the key then.
             links = item.get("links") if isinstance(item.get("links"), dict) else {}
-            url = next((link for link in (links.get("content"), links.get("self")) if isinstance(link, str) and link),
-                       f"{self.api}/records/{record_id}/files/{quote(key)}/content")
+            content = links.get("content")
+            url = content if isinstance(content, str) and content else \
+                f"{self.api}/records/{record_id}/files/{quote(key)}/content"  # '/' stays, as Flask's path converter
             size = item.get("size", item.get("filesize"))
             result.append(RecordFile(key, size if isinstance(size, int) else None,
                                      str(item.get("checksum") or ""), url))

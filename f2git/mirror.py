@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urlsplit, urlunsplit
+
+from connectors._redact import redact
 
 from .store import git_env
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 PUSH_TIMEOUT = 300.0  # s for one push; a stuck host must not hold the course lock forever
 REFSPEC = "refs/heads/main:refs/heads/main"  # no '+': git refuses anything but a fast-forward
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 
 
 def without_userinfo(url: str) -> str:
@@ -44,13 +44,6 @@ def auth_header(url: str, token: str) -> str:
     """
     user = urlsplit(url).username or "f2git"
     return "Authorization: Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _USERINFO.sub("***@", text)
 
 
 def push_env(url: str, token: str) -> dict[str, str]:

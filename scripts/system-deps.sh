@@ -7,6 +7,10 @@ command -v git >/dev/null || need+=(git)
 command -v npm >/dev/null || need+=(nodejs npm)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null || need+=(chromium)
+  # Real servers for the connector tests: ILIAS's sabre/dav under php -S, nginx.
+  command -v php >/dev/null || need+=(php-cli)
+  [ -f /usr/share/php/Sabre/autoload.php ] || need+=(php-sabre-dav)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then

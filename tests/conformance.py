@@ -78,6 +78,21 @@ class ConnectorConformance:
     # Sources that version a whole release (one archive) may change every token at once.
     versions_are_per_release = False
 
+    def contents_after(self, before: Mapping[str, bytes], after: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Publish `before` and list it, then publish `after`: what the new listing reads."""
+        with self.publish(before) as connector:
+            connector.list({})
+        with self.publish(after) as connector:
+            return {path: read_all(connector, entry) for path, entry in by_path(connector.list({})).items()}
+
+    def test_a_renamed_file_is_listed_under_its_new_name_only(self):
+        after = {"new name.txt": b"same bytes", "b.txt": b"b"}
+        assert self.contents_after({"old name.txt": b"same bytes", "b.txt": b"b"}, after) == after
+
+    def test_a_file_replaced_by_a_folder_of_the_same_name(self):
+        after = {"week1/notes.txt": b"now a folder", "b.txt": b"b"}
+        assert self.contents_after({"week1": b"a file", "b.txt": b"b"}, after) == after
+
     def test_unicode_and_space_names(self):
         files = {"Übung 1/Lösung ä.ipynb": b"{}", "notes (draft).md": b"x"}
         with self.publish(files) as connector:

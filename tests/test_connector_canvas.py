@@ -1,9 +1,11 @@
-"""The Canvas connector against a `responses` fake of the Canvas Files API.
-
-The fake answers like Canvas does for a teacher token: every file and folder, with the
-release settings in the JSON (shapes from the Canvas Files/Folders API docs), `Link`
-header pagination with opaque bookmarks, and download URLs that redirect to a separate
-files host.
+"""The Canvas connector against a `responses` fake of the Canvas Files API whose answers are
+built by canvas-lms's own serializers, ported field by field in
+tests/fixtures/canvas/serializers.py (`attachment_json` in lib/api/v1/attachment.rb,
+`folder_json` in lib/api/v1/folders.rb, `locked_json` in lib/api/v1/locked.rb, the
+models' `locked_for?`/`hidden?`/`currently_locked`, and which items a student's token is
+listed at all). The fake answers for a teacher's token (every file, unpublished ones with
+their download `url`) or a student's; `Link` header pagination with opaque bookmarks, and
+download URLs that redirect to a separate files host.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from connectors import SourceError
 from connectors.canvas import CanvasConnector, CanvasOptions
 from f2git.config import ConfigError, parse
 from tests.conformance import read_all
+from tests.fixtures.canvas.serializers import (STUDENT, TEACHER, Attachment, Folder, attachment_json, folder_json,
+                                               listed_files, listed_folders)
 from tests.lms_contract import LmsConformance, LmsContract, listed
 
 BASE = "https://canvas.example.edu"
@@ -44,8 +48,9 @@ class FakeCanvas:
         self.page_size = 2
         self.ids = itertools.count(1001)
         self.clock = NOW - timedelta(days=30)  # when the instructor's edits happen
-        self.folders: dict[str, dict] = {}  # path ("" = root) → folder JSON
-        self.files: dict[str, dict] = {}  # path → file JSON
+        self.folders: dict[str, Folder] = {}  # path ("" = root) → folder
+        self.viewer = TEACHER  # whose token the connector's requests carry
+        self.files: dict[str, Attachment] = {}  # path → file
         self.content: dict[int, bytes] = {}  # file id → bytes
         self.injected: dict[tuple[str, int], list] = {}  # (endpoint, page) → canned answers served first
         self.login_page = False
@@ -67,56 +72,40 @@ class FakeCanvas:
         self.clock += timedelta(minutes=7)
         return iso(self.clock)
 
-    def _folder(self, path: str, parent: dict | None) -> dict:
-        folder_id = next(self.ids)
+    def _folder(self, path: str, parent: Folder | None) -> Folder:
         name = path.rsplit("/", 1)[-1] if path else "course files"
-        folder = {
-            "id": folder_id, "name": name, "full_name": f"course files/{path}" if path else "course files",
-            "context_id": COURSE, "context_type": "Course",
-            "parent_folder_id": parent["id"] if parent else None,
-            "created_at": self._tick(), "updated_at": iso(self.clock), "lock_at": None, "unlock_at": None,
-            "position": len(self.folders) + 1, "locked": False,
-            "folders_url": f"{BASE}/api/v1/folders/{folder_id}/folders",
-            "files_url": f"{BASE}/api/v1/folders/{folder_id}/files",
-            "files_count": 0, "folders_count": 0, "hidden": None,
-            "locked_for_user": False, "hidden_for_user": False, "for_submissions": False, "can_upload": True,
-        }
+        stamp = self._tick()
+        folder = Folder(id=next(self.ids), name=name, parent=parent, context_id=COURSE, created_at=stamp,
+                        updated_at=stamp, position=len(self.folders) + 1)
         self.folders[path] = folder
         return folder
 
-    def folder(self, path: str) -> dict:
+    def folder(self, path: str) -> Folder:
         if path not in self.folders:
             parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "")
             self._folder(path, parent)
         return self.folders[path]
 
-    def put(self, path: str, content: bytes, **settings) -> dict:
+    def put(self, path: str, content: bytes, **settings) -> Attachment:
         """Upload (or replace) a file, as the instructor does in the Files page."""
         folder_path, _, name = path.rpartition("/")
         folder = self.folder(folder_path)
         old = self.files.get(path)
-        if old is not None and self.content[old["id"]] == content and not settings:
+        if old is not None and self.content[old.id] == content and not settings:
             return old
-        file_id = old["id"] if old else next(self.ids)
+        file_id = old.id if old else next(self.ids)
         stamp = self._tick()
-        self.files[path] = {
-            "id": file_id, "uuid": f"uuid{file_id}x8W3kqZ", "folder_id": folder["id"],
-            "display_name": name, "filename": name.replace(" ", "+"), "upload_status": "success",
-            "content-type": "application/octet-stream",
-            "url": f"{BASE}/files/{file_id}/download?download_frd=1&verifier=vf{file_id}Kq2",
-            "size": len(content), "created_at": old["created_at"] if old else stamp, "updated_at": stamp,
-            "unlock_at": None, "locked": False, "hidden": False, "lock_at": None, "hidden_for_user": False,
-            "thumbnail_url": None, "modified_at": stamp, "mime_class": "file", "media_entry_id": None,
-            "category": "uncategorized", "locked_for_user": False, "visibility_level": "inherit",
-        }
-        self.files[path].update(settings)
+        self.files[path] = Attachment(id=file_id, uuid=f"uuid{file_id}x8W3kqZ", folder=folder, display_name=name,
+                                      size=len(content), created_at=old.created_at if old else stamp,
+                                      updated_at=stamp, modified_at=stamp)
+        self.files[path].update(**settings)
         self.content[file_id] = content
         return self.files[path]
 
     def publish(self, files: Mapping[str, bytes]) -> None:
         for path in list(self.files):
             if path not in files:
-                del self.content[self.files.pop(path)["id"]]
+                del self.content[self.files.pop(path).id]
         for path, content in files.items():
             self.put(path, content)
 
@@ -171,7 +160,12 @@ class FakeCanvas:
         canned = self.injected.get((kind, page_number))
         if canned:
             return canned.pop(0)
-        items = list(self.files.values()) if kind == "files" else list(self.folders.values())
+        if kind == "files":
+            items = [attachment_json(file, self.viewer, BASE, NOW)
+                     for file in listed_files(list(self.files.values()), self.viewer, NOW)]
+        else:
+            items = [folder_json(folder, self.viewer, BASE, NOW)
+                     for folder in listed_folders(list(self.folders.values()), self.viewer, NOW)]
         page = items[offset:offset + self.page_size]
         headers = {"Content-Type": "application/json; charset=utf-8",
                    "X-Rate-Limit-Remaining": self.rate_limit_remaining, "X-Request-Cost": "0.9"}
@@ -228,40 +222,55 @@ UNRELEASED = {
     "file unpublished": ("file", {"locked": True}),
     "file unlocks later": ("file", {"unlock_at": iso(FUTURE)}),
     "file locked since": ("file", {"lock_at": iso(PAST)}),
-    "file without url": ("file", {"url": ""}),
-    "file hidden for user": ("file", {"hidden_for_user": True}),
-    "file locked for user": ("file", {"locked_for_user": True}),
     "folder hidden": ("folder", {"hidden": True}),
     "folder unpublished": ("folder", {"locked": True}),
     "folder unlocks later": ("folder", {"unlock_at": iso(FUTURE)}),
     "folder locked since": ("folder", {"lock_at": iso(PAST)}),
-    "folder locked for user": ("folder", {"locked_for_user": True}),
     "folder for submissions": ("folder", {"for_submissions": True}),
     "top folder unpublished": ("top", {"locked": True}),
 }
+RELEASED_FILE = {"hidden": False, "locked": False, "unlock_at": None, "lock_at": None, "module_locked": False}
+RELEASED_FOLDER = {"hidden": False, "locked": False, "unlock_at": None, "lock_at": None, "for_submissions": False}
 
 
-RELEASED = {"hidden": None, "locked": False, "unlock_at": None, "lock_at": None, "hidden_for_user": False,
-            "locked_for_user": False, "for_submissions": False}
-
-
+@pytest.mark.parametrize("viewer", [TEACHER, STUDENT])
 @pytest.mark.parametrize("case", sorted(UNRELEASED))
-def test_unreleased_files_appear_nowhere(fake, case):
+def test_unreleased_files_appear_nowhere(fake, case, viewer):
+    """Whose token it is, Canvas's answer differs (a teacher's lists everything, with URLs);
+    the released files are the same."""
     target, settings = UNRELEASED[case]
+    fake.viewer = viewer
     fake.publish({"README.md": b"hi", "exams/notes.txt": b"n", f"exams/sub/{SECRET_NAME}": b"{}"})
     secret = fake.files[f"exams/sub/{SECRET_NAME}"]
-    {"file": secret, "folder": fake.folders["exams/sub"], "top": fake.folders["exams"]}[target].update(settings)
+    {"file": secret, "folder": fake.folders["exams/sub"], "top": fake.folders["exams"]}[target].update(**settings)
     listing = fake.connector().list({})
     paths = sorted(entry.path for entry in listing.entries)
     assert SECRET_NAME not in json.dumps([paths, [s.path for s in listing.skipped], listing.state])
     assert "README.md" in paths
     assert ("exams/notes.txt" in paths) == (target != "top")
     # Released again, the file is listed: the rule above is what held it back.
-    url = secret["url"] or f"{BASE}/files/{secret['id']}/download?download_frd=1"
-    secret.update(RELEASED, url=url)
+    secret.update(**RELEASED_FILE)
     for path in ("exams", "exams/sub"):
-        fake.folders[path].update(RELEASED)
+        fake.folders[path].update(**RELEASED_FOLDER)
     assert f"exams/sub/{SECRET_NAME}" in listed(fake.connector())
+
+
+def test_a_module_requirement_is_per_student_and_only_a_student_token_shows_it(fake):
+    """Canvas's teacher view carries no module lock (locked_for? is false for :read_as_admin):
+    a module prerequisite holds a file back only from a student token (README, Canvas)."""
+    fake.publish({"week1/lab.ipynb": b"{}"})
+    fake.files["week1/lab.ipynb"].update(module_locked=True)
+    assert set(listed(fake.connector())) == {"week1/lab.ipynb"}
+    fake.viewer = STUDENT
+    assert listed(fake.connector()) == {}
+
+
+def test_a_teacher_token_gets_the_url_of_an_unpublished_file_and_the_connector_withholds_it(fake):
+    fake.publish({"draft.ipynb": b"{}", "ok.txt": b"ok"})
+    fake.files["draft.ipynb"].update(locked=True)
+    answer = attachment_json(fake.files["draft.ipynb"], TEACHER, BASE, NOW)
+    assert answer["url"] and answer["locked"] and not answer["locked_for_user"]  # Canvas's teacher view
+    assert set(listed(fake.connector())) == {"ok.txt"}
 
 
 def test_released_inside_the_availability_window(fake):
@@ -351,7 +360,7 @@ def test_download_that_breaks_off_is_an_error(fake):
     fake.publish({"a.bin": b"x" * 1000})
     connector = fake.connector()
     entry = listed(connector)["a.bin"]
-    fake.content[fake.files["a.bin"]["id"]] = b"x" * 10  # the files host sends less than Canvas said
+    fake.content[fake.files["a.bin"].id] = b"x" * 10  # the files host sends less than Canvas said
     with pytest.raises(SourceError, match="expected 1000"):
         read_all(connector, entry)
 
@@ -379,9 +388,11 @@ def test_next_release_is_the_earliest_future_unlock_of_a_file_that_will_be_visib
 
 
 def test_next_release_with_a_student_token_that_sees_upcoming_files_as_locked_for_it(fake):
+    fake.viewer = STUDENT
     fake.publish({"now.txt": b"n"})
-    fake.put("soon.txt", b"s", unlock_at=iso(NOW + timedelta(hours=4)), locked_for_user=True, url="")
-    fake.put("prereq.txt", b"p", locked_for_user=True, url="")  # locked by a module requirement
+    fake.put("soon.txt", b"s", unlock_at=iso(NOW + timedelta(hours=4)))
+    fake.put("prereq.txt", b"p", module_locked=True)
+    assert attachment_json(fake.files["soon.txt"], STUDENT, BASE, NOW)["url"] == ""  # Canvas's student view
     listing = fake.connector().list({})
     assert [e.path for e in listing.entries] == ["now.txt"]
     assert listing.next_release == NOW + timedelta(hours=4)
@@ -393,6 +404,17 @@ def test_nothing_to_come_means_no_next_release(fake):
 
 
 # --- configuration ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("token", ["7~Tök€n", "7~token with space", "7~token\r\nX-Evil: 1", "7~caf\udce9"])
+def test_a_token_no_canvas_issues_is_a_clear_error_and_never_sent(fake, token):
+    """Canvas tokens are printable ASCII; anything else is a copy error, said in words."""
+    fake.publish({"a.txt": b"a"})
+    connector = fake.connector()
+    connector.env = {"CANVAS_TOKEN": token}
+    with pytest.raises(SourceError, match=r"access token in \$CANVAS_TOKEN holds") as caught:
+        connector.list({})
+    assert token not in str(caught.value) and fake.api_requests == []
+
 
 def test_config_table_builds_validated_options(tmp_path):
     table = {"courses": {"cs101": {"source": "canvas", "url": BASE, "course_id": COURSE,

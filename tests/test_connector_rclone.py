@@ -1,11 +1,16 @@
-"""rclone against real storage: a local WebDAV server (tests/webdav.py) configured through
-rclone's own RCLONE_CONFIG_* variables, and rclone's `local` backend."""
+"""rclone against the real storage software it talks to, on 127.0.0.1, configured only
+through rclone's own RCLONE_CONFIG_* variables as the README shows: `rclone serve webdav`
+with a user and password (tests/rcloneserve.py), moto's S3 server with authentication on
+(IAM keys, S3's 403 answers, objects uploaded in parts whose ETag is no md5), and rclone's
+`local` backend.
+"""
 from __future__ import annotations
 
-import io
 import os
 import socket
 import subprocess
+import time
+import unicodedata
 from importlib import metadata
 
 import pytest
@@ -14,7 +19,8 @@ from connectors import AuthError, SourceError
 from connectors import rclone as rclone_module
 from connectors.rclone import RcloneConnector, RcloneOptions, find_rclone
 from tests.conformance import BINARY, ConnectorConformance, by_path, read_all
-from tests.webdav import WebDAVServer, write_tree
+from tests.rcloneserve import MotoS3, RcloneWebDav, obscure  # noqa: F401 (obscure: end-to-end tests)
+from tests.webdav import write_tree
 
 PASSWORD = "Dav-Pa55 $HOME `id` 'q' \"dq\" 8e1f"
 HOSTILE_NAMES = {
@@ -23,12 +29,12 @@ HOSTILE_NAMES = {
     "double  spaces? [1] {a,b} *.ipynb": b"{}",
     "--config=x -R.txt": b"not an option",
 }
-
-
-def obscure(secret: str) -> str:
-    """rclone's reversible encoding of a password for RCLONE_CONFIG_*_PASS (read from stdin)."""
-    return subprocess.run([find_rclone(), "obscure", "-"], input=secret.encode(), capture_output=True,
-                          check=True).stdout.decode().strip()
+# Accounts as people type them (HTTP Basic cannot carry a colon in the user name).
+ACCOUNTS = [
+    ("jürgen.groß", "Pässwort mit Leerzeichen"),
+    ("Zoë Ümit", "€uro:Straße: 100 €"),
+    ("büro öffentlichkeit", "ß:ä:ö:ü: € ::"),
+]
 
 
 def make(remote: str, env: dict) -> RcloneConnector:
@@ -37,19 +43,24 @@ def make(remote: str, env: dict) -> RcloneConnector:
     return RcloneConnector(options, course="c", env=env)
 
 
-@pytest.fixture
-def dav(tmp_path):
-    root = tmp_path / "served"
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rclone-webdav") / "served"
     root.mkdir()
-    with WebDAVServer(root, prefix="/remote.php/dav/files/student", username="student", password=PASSWORD) as server:
+    with RcloneWebDav(root, username="student", password=PASSWORD) as server:
         yield server
 
 
-def webdav_env(server: WebDAVServer, tmp_path, password: str = PASSWORD) -> dict:
-    return {"HOME": str(tmp_path),  # no user rclone.conf leaks into the test
-            "RCLONE_CONFIG_COURSE_TYPE": "webdav", "RCLONE_CONFIG_COURSE_URL": server.url,
-            "RCLONE_CONFIG_COURSE_VENDOR": "other", "RCLONE_CONFIG_COURSE_USER": server.username,
-            "RCLONE_CONFIG_COURSE_PASS": obscure(password)}
+@pytest.fixture
+def dav(served):
+    write_tree(served.root, {})
+    return served
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with MotoS3(tmp_path_factory.mktemp("rclone-s3")) as server:
+        yield server
 
 
 class ShellSafety:
@@ -67,9 +78,9 @@ class ShellSafety:
 
 class TestRcloneWebDAV(ShellSafety, ConnectorConformance):
     @pytest.fixture(autouse=True)
-    def _server(self, dav, tmp_path):
+    def _server(self, dav):
         self.dav = dav
-        self.env = webdav_env(dav, tmp_path)
+        self.env = dav.rclone_env()
 
     def publish(self, files):
         write_tree(self.dav.root, files)
@@ -88,16 +99,35 @@ class TestRcloneWebDAV(ShellSafety, ConnectorConformance):
             assert connector.hash_type() is None
             assert entry.version.startswith("modified:") and entry.version.endswith(":3")
 
-    def test_wrong_password_is_an_auth_error_without_the_password(self, tmp_path):
-        write_tree(self.dav.root, {"a.txt": b"a"})
+    @pytest.mark.parametrize("remote", ["course:", "course:week 1", "course:a.txt"])
+    def test_wrong_password_is_an_auth_error_without_the_password(self, remote):
+        write_tree(self.dav.root, {"a.txt": b"a", "week 1/b.txt": b"b"})
         wrong = "Wrong-Distinctive-Pa55-77c0"
-        env = webdav_env(self.dav, tmp_path, password=wrong)
-        with make("course:", env) as connector, pytest.raises(AuthError) as caught:
+        env = self.dav.rclone_env(password=wrong)
+        with make(remote, env) as connector, pytest.raises(AuthError) as caught:
             connector.list({})
         message = str(caught.value)
-        assert "rejected the credentials" in message and "RCLONE_CONFIG_COURSE_" in message
+        assert "rejected the credentials" in message and "RCLONE_CONFIG_COURSE_*" in message
         for secret in (wrong, env["RCLONE_CONFIG_COURSE_PASS"], PASSWORD):
             assert secret not in message
+
+    def test_nfd_names_from_a_mac_are_read_by_their_own_bytes(self):
+        nfd = unicodedata.normalize("NFD", "Übung/Lösung.ipynb")
+        with self.publish({nfd: b"{}"}) as connector:
+            (entry,) = connector.list({}).entries
+            assert entry.path == nfd  # the engine writes it as NFC (f2git/paths.py)
+            assert read_all(connector, entry) == b"{}"
+
+    def test_a_same_size_edit_a_second_later_changes_the_version(self):
+        """Plain WebDAV keeps no hash: the modification time (to the second) and size tell."""
+        write_tree(self.dav.root, {"a.txt": b"teh"})
+        os.utime(self.dav.root / "a.txt", (1_700_000_000, 1_700_000_000))
+        with make("course:", self.env) as connector:
+            before = connector.list({}).entries[0]
+            (self.dav.root / "a.txt").write_bytes(b"the")
+            os.utime(self.dav.root / "a.txt", (1_700_000_001, 1_700_000_001))
+            after = connector.list({}).entries[0]
+            assert after.version != before.version and read_all(connector, after) == b"the"
 
     def test_a_connection_string_works_and_its_secret_stays_out_of_errors(self, tmp_path):
         write_tree(self.dav.root, {"a.txt": b"a"})
@@ -115,6 +145,69 @@ class TestRcloneWebDAV(ShellSafety, ConnectorConformance):
         write_tree(self.dav.root, {"a.txt": b"a"})
         with make("course:no such folder", self.env) as connector, pytest.raises(SourceError, match="not found"):
             connector.list({})
+
+
+@pytest.mark.parametrize("username, password", ACCOUNTS)
+def test_utf8_accounts_reach_the_webdav_server(tmp_path, username, password):
+    root = tmp_path / "served"
+    write_tree(root, {"Übung/a.txt": b"a"})
+    with RcloneWebDav(root, username=username, password=password) as server:
+        with make("course:", server.rclone_env()) as connector:
+            assert read_all(connector, connector.list({}).entries[0]) == b"a"
+
+
+class TestRcloneS3(ConnectorConformance):
+    @pytest.fixture(autouse=True)
+    def _server(self, s3):
+        self.s3 = s3
+        self.env = s3.rclone_env()
+
+    def publish(self, files):
+        self.s3.publish(files)
+        return make("course:course", self.env)
+
+    def test_simple_uploads_are_versioned_by_their_md5(self):
+        with self.publish({"a.txt": b"one"}) as connector:
+            assert connector.list({}).entries[0].version == "md5:f97c5d29941bfb1b2fdab0874906ab82"
+
+    def test_objects_uploaded_in_parts_are_read_whole_and_versioned_without_an_md5(self):
+        big = BINARY * 48  # 6 MiB: two parts
+        self.s3.publish({"week 1/big.bin": big, "small.txt": b"s"}, multipart=("week 1/big.bin",))
+        etag = self.s3.s3.head_object(Bucket=self.s3.bucket, Key="week 1/big.bin")["ETag"]
+        assert etag.strip('"').endswith("-2")  # no md5: S3's multipart ETag
+        with make("course:course", self.env) as connector:
+            entries = by_path(connector.list({}))
+            entry = entries["week 1/big.bin"]
+            assert entry.version.startswith("modified:") and entry.size == len(big)
+            assert read_all(connector, entry) == big
+            # A new upload of the same size: S3's own time (to the second) moves.
+            time.sleep(1.05 - time.time() % 1)
+            self.s3.upload_in_parts("week 1/big.bin", big[::-1])
+            again = by_path(connector.list({}))["week 1/big.bin"]
+            assert again.version != entry.version and read_all(connector, again) == big[::-1]
+
+    @pytest.mark.parametrize("remote", ["course:course", "course:course/week 1", "course:course/a.txt"])
+    def test_a_wrong_secret_is_a_rejected_credential_not_a_file(self, remote):
+        """S3 answers 403; rclone's probe reads a 403 on the path as "is a file"."""
+        self.s3.publish({"a.txt": b"a", "week 1/b.txt": b"b"})
+        wrong = "Wrong+Distinctive/S3-Secret-5d1c"
+        with make(remote, self.s3.rclone_env(secret=wrong)) as connector, pytest.raises(AuthError) as caught:
+            connector.list({})
+        message = str(caught.value)
+        assert "rejected the credentials" in message and "403" in message
+        assert "RCLONE_CONFIG_COURSE_*" in message and "is a file" not in message
+        assert wrong not in message and self.s3.secret not in message
+
+    def test_an_unknown_access_key_is_a_rejected_credential(self):
+        with make("course:course", self.s3.rclone_env(key_id="AKIAUNKNOWN0000000")) as connector:
+            with pytest.raises(AuthError, match="rejected the credentials.*RCLONE_CONFIG_COURSE_"):
+                connector.list({})
+
+    def test_a_remote_naming_a_file_says_so(self):
+        self.s3.publish({"a.txt": b"a"})
+        with make("course:course/a.txt", self.env) as connector:
+            with pytest.raises(SourceError, match="is a file, not a folder.*key 'remote'"):
+                connector.list({})
 
 
 class TestRcloneLocalBackend(ShellSafety, ConnectorConformance):
@@ -254,11 +347,11 @@ def test_a_course_config_loads():
     assert course.options.remote == "coursefiles:Teaching/Stats 2025"
 
 
-def test_a_sync_through_the_engine_fetches_only_the_changed_file(dav, tmp_path, make_config):
+def test_a_sync_through_the_engine_fetches_only_the_changed_file(dav, make_config):
     from f2git.snapshot import sync_course
     from f2git.store import CourseRepo
 
-    env = webdav_env(dav, tmp_path)
+    env = dav.rclone_env()
     write_tree(dav.root, {"week1/a.ipynb": b"{}", "b.txt": b"b", "$x `y`.md": b"m"})
     config = make_config({"stats": {"source": "rclone", "remote": "course:"}}, env=env)
     course = config.courses["stats"]

@@ -1,10 +1,13 @@
-"""The Stud.IP connector against a `responses` fake of Stud.IP's JSON:API.
+"""The Stud.IP connector against a `responses` fake of Stud.IP's JSON:API whose resources are
+built as Stud.IP's own schema classes build them (lib/classes/JsonApi/Schemas/Folder.php and
+FileRef.php: attributes, relationships, meta), with each folder type's visibility rules from
+lib/filesystem/*Folder.php, ported in tests/fixtures/studip/schemas.py, for a lecturer's
+account (what f2git uses) or a student's.
 
-The fake answers like Stud.IP does for a lecturer: every folder of the course in one flat
-collection (`courses/{id}/folders`, top folder included, with `parent` relationships),
-`folders/{id}/file-refs`, offset paging with `meta.page` and `links`, resource shapes as
-Stud.IP's JsonApi schemas (`Folder`, `FileRef`) write them, and `file-refs/{id}/content`
-with an ETag, or a redirect to another server for linked files.
+The fake serves every folder of the course in one flat collection (`courses/{id}/folders`,
+top folder included, with `parent` relationships), `folders/{id}/file-refs`, offset paging
+with `meta.page` and `links`, and `file-refs/{id}/content` with an ETag, or a redirect for
+linked files (FileRefsContentShow.php).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from connectors import SourceError
 from connectors.studip import StudipConnector, StudipOptions
 from f2git.config import ConfigError, parse
 from tests.conformance import read_all
+from tests.fixtures.studip.schemas import LECTURER, STUDENT, FileRef, Folder, file_ref_resource, folder_resource
 from tests.lms_contract import LmsConformance, LmsContract, listed
 
 BASE = "https://studip.example.de"
@@ -55,8 +59,10 @@ class FakeStudip:
         self.page_limit = 3  # the fake's cap, so small courses still span several pages
         self.serial = itertools.count(1)
         self.clock = NOW - timedelta(days=30)
-        self.folders: dict[str, dict] = {}  # path ("" = top folder) → folder resource
-        self.refs: dict[str, dict] = {}  # path → file-ref resource
+        self.folders: dict[str, Folder] = {}  # path ("" = top folder) → folder
+        self.viewer = LECTURER  # whose account the connector logs in with
+        self.account = (USERNAME, PASSWORD)
+        self.refs: dict[str, FileRef] = {}  # path → file-ref
         self.content: dict[str, bytes] = {}  # file-ref id → bytes
         self.injected: dict[tuple[str, int], list] = {}  # (route, offset) → canned answers served first
         self.login_page = False
@@ -75,82 +81,52 @@ class FakeStudip:
         self.clock += timedelta(minutes=11)
         return stamp(self.clock)
 
-    def _folder(self, path: str, kind: str = "StandardFolder", data_content=None) -> dict:
-        folder_id = hex_id("folder", path)
+    def _folder(self, path: str, kind: str = "StandardFolder", data_content=None) -> Folder:
         name = path.rsplit("/", 1)[-1] if path else "Einführung in die Informatik"
-        relationships = {
-            "owner": {"data": {"type": "users", "id": hex_id("user", USERNAME)},
-                      "links": {"related": f"/jsonapi.php/v1/users/{hex_id('user', USERNAME)}"}},
-            "range": {"data": {"type": "courses", "id": COURSE}, "links": {"related": f"/jsonapi.php/v1/courses/{COURSE}"}},
-            "folders": {"links": {"related": f"/jsonapi.php/v1/folders/{folder_id}/folders"}},
-            "file-refs": {"links": {"related": f"/jsonapi.php/v1/folders/{folder_id}/file-refs"}},
-        }
-        if path:
-            parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "")
-            relationships["parent"] = {"data": {"type": "folders", "id": parent["id"]},
-                                       "links": {"related": f"/jsonapi.php/v1/folders/{parent['id']}"}}
-        self.folders[path] = {
-            "type": "folders", "id": folder_id,
-            "attributes": {
-                "folder-type": kind, "name": name, "description": None,
-                "mkdate": self._tick(), "chdate": stamp(self.clock),
-                "is-visible": True, "is-readable": True, "is-writable": True, "is-editable": True,
-                "is-subfolder-allowed": kind != "HomeworkFolder",
-                "data-content": data_content if data_content is not None else [],
-            },
-            "relationships": relationships,
-            "links": {"self": f"/jsonapi.php/v1/folders/{folder_id}"},
-        }
+        parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "") if path else None
+        self._tick()
+        self.folders[path] = Folder(id=hex_id("folder", path), name=name, kind=kind, parent=parent, course=COURSE,
+                                    owner=USERNAME, mkdate=self.clock, chdate=self.clock,
+                                    data_content=dict(data_content or {}))
         return self.folders[path]
 
-    def folder(self, path: str, kind: str | None = None, **data_content) -> dict:
+    def folder(self, path: str, kind: str | None = None, **data_content) -> Folder:
         """The folder at `path`, created as a StandardFolder if new; `kind` retypes it."""
         if path not in self.folders:
             self._folder(path)
         if kind:
-            attributes = self.folders[path]["attributes"]
-            attributes["folder-type"] = kind
-            attributes["data-content"] = data_content or attributes["data-content"]
+            self.folders[path].kind = kind
+            self.folders[path].data_content = data_content or self.folders[path].data_content
         return self.folders[path]
 
-    def put(self, path: str, content: bytes, *, storage: str = "disk", **attributes) -> dict:
+    def put(self, path: str, content: bytes, *, link: bool = False, recorded_size: int | None = None,
+            downloadable: bool = True) -> FileRef:
+        """Upload (or replace) a file; `link` makes it a linked file Stud.IP redirects to,
+        `recorded_size` the size Stud.IP noted when it was linked."""
         folder_path, _, name = path.rpartition("/")
         folder = self.folder(folder_path)
         old = self.refs.get(path)
-        if old is not None and self.content[old["id"]] == content and not attributes:
+        if old is not None and self.content[old.id] == content and not link and downloadable:
             return old
-        ref_id = old["id"] if old else hex_id("ref", path, next(self.serial))
-        file_id = hex_id("file", path, next(self.serial))  # replaced content is a new file
-        changed = self._tick()
-        self.refs[path] = {
-            "type": "file-refs", "id": ref_id,
-            "attributes": {
-                "name": name, "description": "", "mkdate": old["attributes"]["mkdate"] if old else changed,
-                "chdate": changed, "downloads": 0, "filesize": len(content), "storage": storage,
-                "is-readable": True, "is-downloadable": True, "is-editable": True, "is-writable": True,
-                **attributes,
-            },
-            "relationships": {
-                "file": {"data": {"type": "files", "id": file_id}, "links": {"related": f"/jsonapi.php/v1/files/{file_id}"}},
-                "owner": {"meta": {"name": "Prof. Müller"}, "data": {"type": "users", "id": hex_id("user", USERNAME)}},
-                "parent": {"data": {"type": "folders", "id": folder["id"]},
-                           "links": {"related": f"/jsonapi.php/v1/folders/{folder['id']}"}},
-                "range": {"data": {"type": "courses", "id": COURSE}},
-                "terms-of-use": {"data": {"type": "terms-of-use", "id": "SELFMADE_NONPUB"},
-                                 "links": {"self": f"/jsonapi.php/v1/file-refs/{ref_id}/relationships/terms-of-use"}},
-            },
-            "links": {"self": f"/jsonapi.php/v1/file-refs/{ref_id}"},
-            "meta": {"download-url": f"/jsonapi.php/v1/file-refs/{ref_id}/content"},
-        }
+        ref_id = old.id if old else hex_id("ref", path, next(self.serial))
+        self._tick()
+        self.refs[path] = FileRef(
+            id=ref_id, file_id=hex_id("file", path, next(self.serial)),  # replaced content is a new file
+            name=name, folder=folder, size=len(content) if recorded_size is None else recorded_size,
+            mkdate=old.mkdate if old else self.clock, chdate=self.clock, owner_name="Prof. Müller",
+            link=f"{LINK_HOST}/lectures/{ref_id}.mp4?sig=abc" if link else None, downloadable=downloadable)
         self.content[ref_id] = content
         return self.refs[path]
 
     def publish(self, files: Mapping[str, bytes]) -> None:
         for path in list(self.refs):
             if path not in files:
-                del self.content[self.refs.pop(path)["id"]]
+                del self.content[self.refs.pop(path).id]
         for path, content in files.items():
             self.put(path, content)
+
+    def resource(self, ref: FileRef) -> dict:
+        return file_ref_resource(ref, self.viewer, hex_id("user", USERNAME), NOW)
 
     # --- hooks of tests.lms_contract ---------------------------------------------------------
 
@@ -170,7 +146,7 @@ class FakeStudip:
         self.folder(path, "HiddenFolder")
 
     def fail_page(self, number: int, answers: list) -> None:
-        route = f"folders/{self.folders['']['id']}/file-refs"
+        route = f"folders/{self.folders[''].id}/file-refs"
         self.injected[(route, (number - 1) * self.page_limit)] = list(answers)
 
     @staticmethod
@@ -182,7 +158,8 @@ class FakeStudip:
         opts = StudipOptions(url=BASE + "/", course_id=COURSE, username_env="STUDIP_USER",
                              password_env="STUDIP_PASSWORD", **options)
         opts.validate()
-        connector = StudipConnector(opts, course="info1", env={"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": PASSWORD})
+        username, password = self.account
+        connector = StudipConnector(opts, course="info1", env={"STUDIP_USER": username, "STUDIP_PASSWORD": password})
         connector.now = lambda: NOW
         connector.sleeps = []
         connector.sleep = connector.sleeps.append
@@ -192,7 +169,8 @@ class FakeStudip:
 
     def _authorized(self, request) -> bool:
         import base64
-        expected = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+        # Stud.IP compares the bytes PHP hands it (PHP_AUTH_USER/PW) with its UTF-8 accounts.
+        expected = "Basic " + base64.b64encode(":".join(self.account).encode("utf-8")).decode()
         return request.headers.get("Authorization") == expected
 
     def _collection(self, request):
@@ -210,11 +188,13 @@ class FakeStudip:
         canned = self.injected.get((route, offset))
         if canned:
             return canned.pop(0)
-        if route.startswith("courses/"):
-            items = list(self.folders.values())
+        owner = hex_id("user", USERNAME)
+        if route.startswith("courses/"):  # a student is listed the folders it can see
+            items = [folder_resource(folder, self.viewer, owner, NOW) for folder in self.folders.values()
+                     if folder.visible(self.viewer, NOW)]
         else:
             folder_id = route.split("/")[1]
-            items = [ref for ref in self.refs.values() if ref["relationships"]["parent"]["data"]["id"] == folder_id]
+            items = [self.resource(ref) for ref in self.refs.values() if ref.folder.id == folder_id]
         total = len(items)
 
         def link(at: int) -> str:
@@ -237,9 +217,9 @@ class FakeStudip:
         if ref_id not in self.content:
             return 404, {"Content-Type": "application/vnd.api+json"}, \
                 json.dumps({"errors": [{"status": "404", "title": "Not Found"}]})
-        ref = next(r for r in self.refs.values() if r["id"] == ref_id)
-        if ref["attributes"]["storage"] == "url":
-            return 302, {"Location": f"{LINK_HOST}/lectures/{ref_id}.mp4?sig=abc"}, ""
+        ref = next(r for r in self.refs.values() if r.id == ref_id)
+        if ref.link:
+            return 302, {"Location": ref.link}, ""
         body = self.content[ref_id]
         return 200, {"Content-Type": "application/octet-stream", "ETag": f'"{hashlib.md5(body).hexdigest()} 1 {len(body)}"',
                      "Content-Disposition": "attachment; filename=x", "Cache-Control": "private"}, body
@@ -294,21 +274,26 @@ def test_files_in_and_below_closed_folders_appear_nowhere(fake, case, depth):
     assert sorted(e.path for e in listing.entries) == ["README.md", "week1/intro.ipynb"]
     assert SECRET_NAME not in json.dumps([[s.path for s in listing.skipped], listing.state])
     # Closed folders' contents are not even fetched.
-    closed = [folder["id"] for path, folder in fake.folders.items() if path.startswith("exam")]
+    closed = [folder.id for path, folder in fake.folders.items() if path.startswith("exam")]
     assert not any(folder_id in r.url for folder_id in closed for r in fake.requests)
 
 
-@pytest.mark.parametrize("attribute", ["is-visible", "is-readable"])
-def test_folders_the_api_marks_unreadable_are_closed(fake, attribute):
-    fake.publish({"a.txt": b"a", "restricted/inner/b.txt": b"b"})
-    fake.folders["restricted"]["attributes"][attribute] = False
-    assert set(listed(fake.connector())) == {"a.txt"}
+@pytest.mark.parametrize("case", sorted(CLOSED_FOLDERS))
+def test_a_student_account_is_shown_the_same(fake, case):
+    """Stud.IP computes is-visible/is-readable for the account; a student's answer closes the
+    same folders the lecturer's folder types do."""
+    kind, data_content = CLOSED_FOLDERS[case]
+    if kind == "OpencastPluginFolder":
+        return  # a plugin's rules are its own: only f2git's caution closes it
+    fake.viewer = STUDENT
+    fake.publish({"README.md": b"r", f"exam/inner/{SECRET_NAME}": b"{}", f"exam/{SECRET_NAME}": b"{}"})
+    fake.folder("exam", kind, **data_content)
+    assert set(listed(fake.connector())) == {"README.md"}
 
 
-@pytest.mark.parametrize("attribute", ["is-readable", "is-downloadable"])
-def test_file_refs_students_may_not_download_are_left_out(fake, attribute):
+def test_file_refs_whose_file_type_refuses_downloads_are_left_out(fake):
     fake.publish({"a.txt": b"a"})
-    fake.put(SECRET_NAME, b"{}", **{attribute: False})
+    fake.put(SECRET_NAME, b"{}", downloadable=False)  # FileRef is-downloadable: the file type's say
     listing = fake.connector().list({})
     assert [e.path for e in listing.entries] == ["a.txt"] and listing.skipped == []
 
@@ -363,9 +348,9 @@ def test_throttling_backs_off_then_succeeds(fake):
 
 def test_a_collection_that_changes_while_paging_fails_instead_of_missing_items(fake):
     fake.publish({f"f{i}.txt": b"x" for i in range(5)})
-    route = f"folders/{fake.folders['']['id']}/file-refs"
+    route = f"folders/{fake.folders[''].id}/file-refs"
     shifted = {"meta": {"page": {"offset": 3, "limit": 3, "total": 4}}, "links": {},
-               "data": [fake.refs["f4.txt"]]}  # f3 was deleted meanwhile: offsets moved
+               "data": [fake.resource(fake.refs["f4.txt"])]}  # f3 was deleted meanwhile: offsets moved
     fake.injected[(route, 3)] = [(200, {"Content-Type": "application/vnd.api+json"}, json.dumps(shifted))]
     with pytest.raises(SourceError, match="changed while"):
         fake.connector().list({})
@@ -390,12 +375,14 @@ def test_download_streams_with_basic_auth(fake):
     assert download.headers["Authorization"].startswith("Basic ")
 
 
-def test_linked_file_redirect_gets_no_credentials(fake):
+@pytest.mark.parametrize("recorded_size", [0, 10])
+def test_linked_file_redirect_gets_no_credentials_and_arrives_whole(fake, recorded_size):
+    """Stud.IP's FileRef says nothing of links; `filesize` is what it learnt when the file was
+    linked (0, or a size the file has since outgrown): the download itself tells its length."""
     fake.publish({"a.txt": b"a"})
-    fake.put("lecture.mp4", b"\x00video" * 100, storage="url", filesize=0)
+    fake.put("lecture.mp4", b"\x00video" * 100, link=True, recorded_size=recorded_size)
     connector = fake.connector()
     entry = listed(connector)["lecture.mp4"]
-    assert entry.size is None  # a link's size is unknown until it is fetched
     assert read_all(connector, entry) == b"\x00video" * 100
     (linked,) = fake.link_host_requests
     assert "Authorization" not in linked.headers
@@ -423,6 +410,23 @@ def test_next_release_is_the_earliest_future_timed_folder_start(fake):
 
 
 # --- configuration ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("account", [("jürgen.groß", "Pässwort mit Leerzeichen"), ("Zoë Ümit", "€uro:Straße: 100 €"),
+                                     ("büro öffentlichkeit", "ß:ä:ö:ü: € ::")])
+def test_accounts_with_umlauts_euro_signs_spaces_and_colons_log_in(fake, account):
+    fake.account = account
+    fake.publish({"a.txt": b"a"})
+    connector = fake.connector()
+    assert read_all(connector, listed(connector)["a.txt"]) == b"a"
+
+
+def test_a_colon_in_the_user_name_is_named_not_sent(fake):
+    fake.account = ("dr:who", PASSWORD)
+    fake.publish({"a.txt": b"a"})
+    with pytest.raises(SourceError, match=r"user name in \$STUDIP_USER contains ':'"):
+        fake.connector().list({})
+    assert fake.requests == []
+
 
 def test_config_table_builds_validated_options(tmp_path):
     env = {"STUDIP_USER": USERNAME, "STUDIP_PASSWORD": PASSWORD}

@@ -1,5 +1,8 @@
-"""Zenodo: `responses` fixtures shaped like zenodo.org's REST answers (the `application/json`
-record with a `files` list, and InvenioRDM's `files.entries` shape)."""
+"""Zenodo against `responses` fixtures built by Zenodo's and InvenioRDM's own serializers,
+ported in tests/fixtures/zenodo/serializers.py: zenodo.org's default `application/json`
+record (zenodo-rdm's ZenodoSchema, whose file links carry the key unencoded), InvenioRDM's
+record (FilesSchema: entries without links, left out without the read_files permission) and
+its `/api/records/<id>/files` listing (FileSchema with `links.content`)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +18,7 @@ import responses
 from connectors import AuthError, SourceError
 from connectors.zenodo import EmbargoedError, ZenodoConnector, ZenodoOptions
 from tests.conformance import ConnectorConformance, by_path, read_all
+from tests.fixtures.zenodo.serializers import files_endpoint, rdm_record, zenodojson_record
 
 API = "https://zenodo.org/api"
 TOKEN = "zenodo-token-Distinctive-4c1e"
@@ -25,47 +29,16 @@ def md5(content: bytes) -> str:
     return hashlib.md5(content).hexdigest()
 
 
-def file_json(record_id: int, key: str, content: bytes, rdm: bool = False, checksum: str | None = None) -> dict:
-    content_url = f"{API}/records/{record_id}/files/{quote(key)}/content"
-    entry = {"id": f"b3f1c0de-{len(key):04d}-4e0a-9d7e-{md5(key.encode())[:12]}", "key": key,
-             "size": len(content), "checksum": checksum or f"md5:{md5(content)}"}
-    if rdm:
-        entry |= {"mimetype": "application/octet-stream", "status": "completed", "storage_class": "L",
-                  "links": {"self": f"{API}/records/{record_id}/files/{quote(key)}", "content": content_url}}
-    else:
-        entry["links"] = {"self": content_url}
-    return entry
-
-
 def record_json(record_id: int, files: dict[str, bytes], *, rdm: bool = False, access_right: str = "open",
                 embargo_date: str | None = None, concept: int = 10650000) -> dict:
-    """A record as GET /api/records/<id> answers it (zenodo.org's legacy-compatible serializer,
-    or with rdm=True the InvenioRDM shape)."""
-    entries = [file_json(record_id, key, content, rdm) for key, content in files.items()]
-    links = {"self": f"{API}/records/{record_id}", "self_html": f"https://zenodo.org/records/{record_id}",
-             "latest": f"{API}/records/{record_id}/versions/latest", "files": f"{API}/records/{record_id}/files"}
-    record = {"created": "2025-02-12T10:21:33.123456+00:00", "modified": "2025-02-12T10:21:34.000000+00:00",
-              "id": record_id, "conceptrecid": str(concept), "doi": f"10.5281/zenodo.{record_id}",
-              "conceptdoi": f"10.5281/zenodo.{concept}", "title": "Course materials", "links": links,
-              "recid": str(record_id), "revision": 4, "status": "published", "state": "done", "submitted": True}
-    metadata = {"title": "Course materials", "publication_date": "2025-02-12", "access_right": access_right,
-                "resource_type": {"title": "Lesson", "type": "lesson"}, "license": {"id": "cc-by-4.0"}}
-    if embargo_date:
-        metadata["embargo_date"] = embargo_date
+    """A record as GET /api/records/<id> answers it: zenodo.org's default serializer, or with
+    rdm=True InvenioRDM's; files are listed only to who may read them."""
+    readable = access_right == "open"
     if rdm:
-        visible = access_right == "open"
-        record["access"] = {"record": "public", "files": "public" if visible else "restricted",
-                            "embargo": {"active": bool(embargo_date), "until": embargo_date, "reason": None},
-                            "status": access_right}
-        record["files"] = {"enabled": True, "entries": {e["key"]: e for e in entries} if visible else {},
-                           "count": len(entries) if visible else 0, "order": [],
-                           "total_bytes": sum(len(c) for c in files.values()) if visible else 0}
-        record["metadata"] = {"title": "Course materials", "publication_date": "2025-02-12"}
-    else:
-        record["metadata"] = metadata
-        # zenodo.org leaves the file list out when the caller may not read the files.
-        record["files"] = entries if access_right == "open" else []
-    return record
+        return rdm_record(API, record_id, files, access=access_right, embargo_until=embargo_date,
+                          may_read_files=readable, concept=concept)
+    return zenodojson_record(API, record_id, files, access_right=access_right, embargo_date=embargo_date,
+                             may_read_files=readable, concept=concept)
 
 
 def serve_record(record: dict, files: dict[str, bytes], latest_of: int | None = None) -> None:
@@ -249,6 +222,17 @@ def test_a_rejected_token_is_an_auth_error_without_the_token():
     assert "ZENODO_TOKEN" in str(caught.value) and TOKEN not in str(caught.value)
 
 
+@pytest.mark.parametrize("token", ["tök€n", "two words", "line\nbreak"])
+@responses.activate
+def test_a_token_zenodo_never_issues_is_a_clear_error_and_never_sent(token):
+    options = ZenodoOptions(record="45", latest=False, token_env="ZENODO_TOKEN")
+    options.validate()
+    with ZenodoConnector(options, course="c", env={"ZENODO_TOKEN": token}) as zenodo:
+        with pytest.raises(SourceError, match=r"access token in \$ZENODO_TOKEN holds") as caught:
+            zenodo.list({})
+    assert token not in str(caught.value) and len(responses.calls) == 0
+
+
 @responses.activate
 def test_the_token_never_goes_to_the_storage_host():
     record = record_json(44, {"a.txt": b"a"})
@@ -266,13 +250,27 @@ def test_the_token_never_goes_to_the_storage_host():
 def test_a_record_listing_only_some_files_is_completed_from_the_files_endpoint():
     files = {f"f{i}.txt": str(i).encode() for i in range(3)}
     record = record_json(51, files, rdm=True)
-    full_entries = list(record["files"]["entries"].values())
-    record["files"]["entries"] = {e["key"]: e for e in full_entries[:1]}
+    record["files"]["entries"] = dict(list(record["files"]["entries"].items())[:1])
     serve_record(record, files)
-    responses.add("GET", f"{API}/records/51/files", json={"enabled": True, "entries": full_entries,
-                                                          "links": {"self": f"{API}/records/51/files"}})
+    responses.add("GET", f"{API}/records/51/files", json=files_endpoint(API, 51, files))
     with connector(51, latest=False) as zenodo:
         assert {e.path for e in zenodo.list({}).entries} == set(files)
+
+
+NAMES_TO_ENCODE = {"Lecture #1.ipynb": b"{}", "what? 100% & more.txt": b"q", "Übung 2 (Lösung).md": b"u"}
+
+
+@pytest.mark.parametrize("rdm", [False, True], ids=["zenodo-json", "inveniordm"])
+@responses.activate
+def test_file_names_that_need_percent_encoding_are_downloaded(rdm):
+    """zenodo.org's default answer puts keys into its file links unencoded ("…/Lecture #1.ipynb/
+    content" would fetch "…/Lecture "); InvenioRDM's record gives no file links at all."""
+    serve_record(record_json(52, NAMES_TO_ENCODE, rdm=rdm), {})
+    for key, content in NAMES_TO_ENCODE.items():
+        responses.add("GET", f"{API}/records/52/files/{quote(key)}/content", body=content)
+    with connector(52, latest=False) as zenodo:
+        entries = by_path(zenodo.list({}))
+        assert {path: read_all(zenodo, entry) for path, entry in entries.items()} == NAMES_TO_ENCODE
 
 
 @responses.activate

@@ -2,8 +2,8 @@
 f2git server serves exactly that snapshot, and nbgitpuller pulls it into a student's folder.
 
 Each source runs against the fake or real server its connector tests use (Canvas, Stud.IP
-and Zenodo as `responses` fakes, so the CLI runs in-process; ILIAS and rclone on a real
-WebDAV server; `http` on a real file server; `local` on a folder). The course holds a nested
+and Zenodo as `responses` fakes, so the CLI runs in-process; ILIAS on sabre/dav with ILIAS's
+node rules, rclone on `rclone serve webdav`; `http` on a real file server; `local` on a folder). The course holds a nested
 folder with a non-ASCII name and a space, a binary file and, where the source has release
 rules (Canvas, Stud.IP, Moodle), one unreleased file that must reach no student. Then the instructor
 edits one file, the CLI syncs again, and a second pull brings the edit while keeping the
@@ -25,17 +25,18 @@ import responses
 from f2git import cli, status
 from f2git.config import Config, parse
 from tests.httpserver import FileServer
+from tests.iliasdav import IliasDav
 from tests.lms_contract import SECRET_BYTES, SECRET_NAME
+from tests.rcloneserve import RcloneWebDav
 from tests.repohelpers import Student, git, machine_git_config_ignored  # noqa: F401 (autouse fixture)
 from tests.serverhelpers import RunningServer
 from tests.test_connector_canvas import FakeCanvas
 from tests.archivefiles import zip_bytes
 from tests.test_connector_moodle import FakeMoodle
-from tests.test_connector_rclone import obscure
 from tests.test_connector_studip import FakeStudip
 from tests.test_connector_zenodo import API as ZENODO_API
 from tests.test_connector_zenodo import record_json, zipped
-from tests.webdav import WebDAVServer, write_tree
+from tests.webdav import write_tree
 
 COURSE = "kurs1"
 EXERCISE = "Übung 1/aufgabe.ipynb"
@@ -174,16 +175,15 @@ class Ilias(Source):
     secret = DAV_PASSWORD
 
     def start(self) -> dict:
-        self.root = self.tmp_path / "ilias"
-        write_tree(self.root, RELEASED)
-        self.dav = self.stack.enter_context(WebDAVServer(
-            self.root, prefix="/webdav.php/uni/ref_4711", username="test.student", password=DAV_PASSWORD))
+        self.dav = self.stack.enter_context(IliasDav(
+            self.tmp_path / "ilias", prefix="/webdav.php/uni/ref_4711", username="test.student", password=DAV_PASSWORD))
+        self.dav.publish(RELEASED)
         self.setenv({"ILIAS_USER": self.dav.username, "ILIAS_PASSWORD": DAV_PASSWORD})
         return {"source": "ilias", "webdav_url": self.dav.url,
                 "username_env": "ILIAS_USER", "password_env": "ILIAS_PASSWORD"}
 
     def edit(self, path: str, content: bytes) -> None:
-        write_tree(self.root, {**RELEASED, path: content})
+        self.dav.publish({**RELEASED, path: content})
 
 
 class Rclone(Source):
@@ -194,12 +194,8 @@ class Rclone(Source):
     def start(self) -> dict:
         self.root = self.tmp_path / "cloud"
         write_tree(self.root / "Lehre" / "Kurs 2026", RELEASED)
-        self.dav = self.stack.enter_context(WebDAVServer(
-            self.root, prefix="/remote.php/dav/files/lecturer", username="lecturer", password=DAV_PASSWORD))
-        self.setenv({"HOME": str(self.tmp_path),  # no user rclone.conf leaks in
-                     "RCLONE_CONFIG_KURSDATEIEN_TYPE": "webdav", "RCLONE_CONFIG_KURSDATEIEN_URL": self.dav.url,
-                     "RCLONE_CONFIG_KURSDATEIEN_VENDOR": "other", "RCLONE_CONFIG_KURSDATEIEN_USER": "lecturer",
-                     "RCLONE_CONFIG_KURSDATEIEN_PASS": obscure(DAV_PASSWORD)})
+        self.dav = self.stack.enter_context(RcloneWebDav(self.root, username="lecturer", password=DAV_PASSWORD))
+        self.setenv(self.dav.rclone_env("KURSDATEIEN"))  # HOME too: no user rclone.conf leaks in
         return {"source": "rclone", "remote": "kursdateien:Lehre/Kurs 2026"}
 
     def edit(self, path: str, content: bytes) -> None:

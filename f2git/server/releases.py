@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from apscheduler.triggers.date import DateTrigger
 
+from connectors._time import iso_time
+
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
@@ -35,7 +37,7 @@ def release_time(value: Any) -> datetime | None:
     elif isinstance(value, (int, float)):
         moment = datetime.fromtimestamp(value, timezone.utc)
     else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return iso_time(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
