@@ -71,6 +71,8 @@ class ServerConfig:
         for key in ("refresh_ttl", "refresh_wait", "max_git_processes"):
             if getattr(self, key) < 0:
                 errors.append(f"key '{key}': must not be negative")
+        if self.backup_dir is not None and (self.backup_dir == self.data_dir or self.data_dir in self.backup_dir.parents):
+            errors.append("key 'backup_dir': must be outside data_dir (it is there for when data_dir is lost)")
         return errors
 
     def normalise(self) -> None:

@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from connectors import Connector, Entry, Listing, Skipped, SourceError
 from connectors.base import AuthError, Traffic, traffic
 
-from . import mirror, status
+from . import backup, mirror, status
 from .config import Config, CourseConfig
 from .paths import UnsafePath, safe_path
 from .store import COPY_CHUNK, CourseRepo, GitError, SyncState, git_blob_id
@@ -178,11 +178,15 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     counting = traffic.set(result.source_traffic)  # threads run many syncs: reset below
     try:
         with course_lock(config, course.name):
+            if not dry_run:
+                backup.restore(config, course)  # a lost repo continues the history students have
             _sync(config, course, result, allow_mass_delete or course.allow_mass_delete,
                   dry_run, report, connector)
             result.ok = True
             if course.mirror and not dry_run and result.commit:
                 result.mirror_error = mirror.push_course(config, course, CourseRepo.for_course(config, course.name).path)
+            if not dry_run:
+                backup.save(config, course.name, result.commit)
     except AuthError as error:
         result.error, result.auth_failed = str(error), True
     except (SourceError, SyncRefused) as error:
