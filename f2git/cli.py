@@ -22,8 +22,9 @@ def safe(text: object) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
 
 
-def say(*parts: object, file=None) -> None:
-    print(*(safe(part) for part in parts), file=file or sys.stdout, flush=True)
+def say(*lines: object, file=None) -> None:
+    """Each argument as one line, control characters escaped (a newline inside one too)."""
+    print(*(safe(line) for line in lines), sep="\n", file=file or sys.stdout, flush=True)
 
 
 def _names(config: Config, names: list[str]) -> list[str]:
@@ -158,15 +159,22 @@ def busy_port_message(port: int) -> str:
             f" with `f2git serve --port {port + 1}` or `make run PORT={port + 1}`, or set [server] port")
 
 
+def use_port(config: Config, port: int) -> None:
+    """Listen on `port`; a public_url derived from the port follows it."""
+    derived = config.server.public_url == f"http://{config.server.host}:{config.server.port}"
+    config.server.port = port
+    if derived:
+        config.server.public_url = f"http://{config.server.host}:{port}"
+
+
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .server.app import serve
     from .server.auth import make_auth
 
     if args.port is not None:
-        derived = config.server.public_url == f"http://{config.server.host}:{config.server.port}"
-        config.server.port = args.port
-        if derived:
-            config.server.public_url = f"http://{config.server.host}:{args.port}"
+        use_port(config, args.port)
+    if args.hub:
+        config.hub.url = args.hub.rstrip("/")
     make_auth(config)  # a refused auth setting stops here, before any link is printed
     if port_in_use(config.server.host, config.server.port):
         say(f"f2git: {busy_port_message(config.server.port)}", file=sys.stderr)
@@ -174,11 +182,11 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     say(f"f2git {__version__} serving {len(config.courses)} course(s) at {config.server.public_url}")
     for name in config.courses:
         url = git_url(config, name)
-        say(f"\n  {name}\n    git URL:           {url}\n    nbgitpuller link:  {course_link(config, name)}"
-            f"\n    clone:             git clone --depth 1 {url}")
+        say("", f"  {name}", f"    git URL:           {url}", f"    nbgitpuller link:  {course_link(config, name)}",
+            f"    clone:             git clone --depth 1 {url}")
     for name, error in config.broken.items():
-        say(f"\n  {name}: NOT SERVED: {error}")
-    say(f"\n  dashboard:           {config.server.public_url}/\n")
+        say("", f"  {name}: NOT SERVED: {error}")
+    say("", f"  dashboard:           {config.server.public_url}/", "")
     try:
         serve(config)
     except OSError as error:
@@ -237,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
 
     serve = command("serve", cmd_serve)
     serve.add_argument("--port", type=int, help="listen on this port instead of [server] port")
+    serve.add_argument("--hub", help="links point to this JupyterHub (or jupyter-server) instead of [hub] url")
 
     stat = command("status", cmd_status)
     stat.add_argument("courses", nargs="*", metavar="COURSE")
