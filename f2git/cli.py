@@ -122,6 +122,9 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
             problems += error.errors
     for problem in problems:
         say(problem)
+    if config.server.backup_dir is None and any(not c.mirror for c in config.courses.values()):
+        say("note: no [server] backup_dir: if data_dir is lost, a course without a mirror starts a new"
+            " history and students' next click fails; see the README's Operations section")
     failed = bool(problems)
     if not problems:
         say(f"{config.path}: configuration is valid ({len(config.courses)} courses)")
