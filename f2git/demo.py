@@ -76,6 +76,10 @@ def start_jupyter(root: Path, port: int, token: str, work: Path) -> subprocess.P
     # an own config dir: the user's own Jupyter settings neither break nor see the demo
     (work / "config" / "jupyter_server_config.json").write_text(json.dumps(
         {"ServerApp": {"jpserver_extensions": {"f2git.demo": True, "nbgitpuller": True, "jupyterlab": True}}}))
+    (work / "config" / "labconfig").mkdir(exist_ok=True)
+    # no "get notified about Jupyter news?" prompt over the course: a demo asks no questions
+    (work / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config"), "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
            "JUPYTER_TOKEN": token}
     command = [*_die_with_us(), sys.executable, "-m", "jupyter_server", f"--ServerApp.ip={HOST}",

@@ -95,6 +95,7 @@ def test_make_run_link_opens_jupyterlab_keeps_the_edit_brings_the_change_and_sto
     (source / "data" / "temperatures.csv").write_text("day,temp\n1,20\n")
     open_in_lab(page, link)
     expect(page.locator(".jp-DirListing-content")).to_contain_text("week2", timeout=30_000)
+    expect(page.get_by_text("get notified about official Jupyter news")).to_have_count(0)  # no prompt on top
     assert (student / "week2" / "loops.md").read_text() == "# Loops\n"
     assert (student / "data" / "temperatures.csv").read_text() == "day,temp\n1,20\n"
     assert "My notes from the lab." in (student / "README.md").read_text()
