@@ -127,7 +127,8 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
             " history and students' next click fails; see the README's Operations section")
     failed = bool(problems)
     if not problems:
-        say(f"{config.path}: configuration is valid ({len(config.courses)} courses)")
+        count = len(config.courses)
+        say(f"{config.path}: configuration is valid ({count} course{'' if count == 1 else 's'})")
     for name in _names(config, args.courses):
         if name in config.broken:
             continue

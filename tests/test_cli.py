@@ -226,3 +226,20 @@ def test_any_tz_works_in_every_command(setup, tz):
     shown = subprocess.run([sys.executable, "-m", "f2git.cli", "--config", str(config), "status", "good"],
                            capture_output=True, text=True, timeout=120, env=env).stdout
     assert "last check:  20" in shown
+
+
+def test_the_systemd_unit_runs_f2git_serve_with_its_config():
+    import configparser
+    import shlex
+
+    from f2git.cli import parser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(Path(__file__).resolve().parent.parent / "config" / "f2git.service")
+    command = shlex.split(unit["Service"]["ExecStart"])
+    assert command[0].endswith("/bin/f2git") and command[-1] == "serve"
+    args = parser().parse_args(command[1:])
+    assert args.command == "serve" and args.config == "/etc/f2git/f2git.toml"
+    assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Install"]["WantedBy"] == "multi-user.target"
+    assert "/var/lib/f2git" in unit["Service"]["ReadWritePaths"]  # data_dir is writable under ProtectSystem
