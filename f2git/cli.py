@@ -27,6 +27,13 @@ def say(*lines: object, file=None) -> None:
     print(*(safe(line) for line in lines), sep="\n", file=file or sys.stdout, flush=True)
 
 
+class SafeFormatter(logging.Formatter):
+    """Log lines (serve logs to the terminal too) with control characters escaped, line by line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(safe(line) for line in super().format(record).split("\n"))
+
+
 def _names(config: Config, names: list[str]) -> list[str]:
     """The courses a command is about: those named (each must exist), else all, broken ones too."""
     for name in names:
@@ -272,8 +279,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     quiet = logging.INFO if args.command == "serve" else logging.ERROR  # CLI results go to stdout
-    logging.basicConfig(level=logging.DEBUG if args.verbose else quiet,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else quiet, handlers=[handler])
     if not args.verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run is noise
     try:

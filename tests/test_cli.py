@@ -210,6 +210,11 @@ def test_control_characters_in_errors_reach_the_terminal_escaped(tmp_path):
         assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout and "\r" not in result.stdout
         assert "\\x1b]0;owned\\x07" in result.stdout
 
+    from tests.serveprocess import ServeProcess
+    with ServeProcess(config) as server:  # serve's log lines reach the terminal too
+        assert not server.post("/api/courses/c/refresh")[1]["ok"]
+    assert "\\x1b]0;owned" in server.output() and "\x1b" not in server.output()
+
 
 @pytest.mark.parametrize("tz", [":/etc/localtime", "Asia/Kolkata", "UTC+14", "<+0330>-3:30", "Nowhere/Bogus",
                                 "", ":", "EST5EDT,M3.2.0,M11.1.0"])
