@@ -17,7 +17,7 @@ from f2git.config import ConfigError, parse
 from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
 from tests.hubhelpers import GitHost
-from tests.repohelpers import SourceFolder, Student, git, isolated_git  # noqa: F401 (autouse)
+from tests.repohelpers import SourceFolder, Student, git, machine_git_config_ignored  # noqa: F401 (autouse)
 from tests.serverhelpers import RunningServer, config_factory
 
 COURSE = "cs101"
