@@ -1,11 +1,14 @@
 # The two set-up commands: `make run` (serve the demo) and `make test` (the whole suite).
+#   make run PORT=8777 JUPYTER_PORT=8889     other ports for f2git and the demo's JupyterLab
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/demo.toml
 CHP    := .cache/chp/node_modules/.bin/configurable-http-proxy
+PORT ?=
+JUPYTER_PORT ?= 8888
 
-.PHONY: run test bench system-deps test-deps clean
+.PHONY: run test bench system-deps test-system-deps test-deps dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +16,7 @@ $(BIN)/python:
 
 # Installed again when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[demo]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
@@ -31,14 +34,21 @@ $(CHP):
 
 test-deps: test-system-deps $(VENV)/.installed-test $(CHP)
 
+# f2git serving the demo course, and a local JupyterLab (nbgitpuller, no hub) to click its link in
 run: system-deps $(VENV)/.installed
-	$(BIN)/f2git --config $(CONFIG) serve
+	$(BIN)/python -m f2git.demo --config $(CONFIG) $(if $(PORT),--port $(PORT)) --jupyter-port $(JUPYTER_PORT)
 
 test: test-deps
 	$(BIN)/python -m pytest
+
+# dist/f2git-<version>.tar.gz and dist/f2git-<version>-py3-none-any.whl
+dist: | $(BIN)/python
+	$(BIN)/python -m pip install -q build
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 bench: test-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .cache var
+	rm -rf $(VENV) .cache var dist build

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import socket
 import sys
-from datetime import datetime, timezone
+import time
 
 from . import __version__, explain, hubconfig, status
 from .config import Config, ConfigError, load
@@ -14,14 +17,37 @@ from .links import course_link, git_url, link_in_course
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _courses(config: Config, names: list[str]) -> list:
-    return [config.course(name) for name in names] if names else list(config.courses.values())
+def safe(text: object) -> str:
+    """Text for a terminal: control characters (escape sequences, newlines, bells) shown escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def say(*lines: object, file=None) -> None:
+    """Each argument as one line, control characters escaped (a newline inside one too)."""
+    print(*(safe(line) for line in lines), sep="\n", file=file or sys.stdout, flush=True)
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines (serve logs to the terminal too) with control characters escaped, line by line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(safe(line) for line in super().format(record).split("\n"))
+
+
+def _names(config: Config, names: list[str]) -> list[str]:
+    """The courses a command is about: those named (each must exist), else all, broken ones too."""
+    for name in names:
+        if name not in config.courses and name not in config.broken:
+            config.course(name)  # raises "no course named …"
+    return names or config.course_names
 
 
 def _when(epoch: float | None) -> str:
     if epoch is None:
         return "never"
-    return datetime.fromtimestamp(epoch, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    # time.strftime follows TZ exactly as the C library reads it (also ":/etc/localtime",
+    # "UTC+14", or an unknown zone, which it takes as UTC)
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
 
 
 def cmd_sync(config: Config, args: argparse.Namespace) -> int:
@@ -30,20 +56,28 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
 
     failed = False
     with reporter(quiet=args.json) as progress:
-        for course in _courses(config, args.courses):
+        for name in _names(config, args.courses):
+            if name in config.broken:
+                failed = True
+                if args.json:
+                    print(json.dumps({"course": name, "ok": False, "error": config.broken[name]}), flush=True)
+                else:
+                    say(f"{name}: FAILED: {config.broken[name]}")
+                continue
+            course = config.courses[name]
             result = sync_course(config, course, allow_mass_delete=args.allow_mass_delete, progress=progress)
             failed |= not result.ok
             if args.json:
                 print(json.dumps(result.to_json()), flush=True)
             elif not result.ok:
-                head = status.read(config, course.name).commit
-                print(f"{course.name}: FAILED: {result.error} ({explain.what_students_get(head)})", flush=True)
+                head = status.read(config, name).commit
+                say(f"{name}: FAILED: {result.error} ({explain.what_students_get(head)})")
             else:
                 what = (f"+{result.added} ~{result.modified} -{result.deleted}, commit {result.commit[:10]}"
                         if result.changed else "no change")
-                print(f"{course.name}: {what}", flush=True)
+                say(f"{name}: {what}")
                 for line in explain.skipped_lines(result.skipped, result.skipped_total):
-                    print(f"  skipped {line}", flush=True)
+                    say(f"  skipped {line}")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -51,29 +85,34 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     # A full or read-only disk cannot record a failure: then what the files say is not news.
     unrecorded = status.unwritable(config)
     if unrecorded:
-        print(f"warning: {unrecorded}; recent outcomes may be missing below (the server's dashboard,"
-              " API and /healthz have them)", file=sys.stderr, flush=True)
+        say(f"warning: {unrecorded}; recent outcomes may be missing below (the server's dashboard,"
+            " API and /healthz have them)", file=sys.stderr)
     failing = bool(unrecorded)
-    for course in _courses(config, args.courses):
-        record = status.read(config, course.name)
-        failing |= record.failing
+    for name in _names(config, args.courses):
+        record = status.read(config, name)
+        broken = config.broken.get(name)
+        failing |= record.failing or broken is not None
+        source = config.courses[name].source if name in config.courses else None
         if args.json:
-            print(json.dumps(record.to_json() | {"source": course.source, "status_error": unrecorded}), flush=True)
+            extra = {"config_error": broken} if broken else {}
+            print(json.dumps(record.to_json() | {"source": source, "status_error": unrecorded} | extra), flush=True)
             continue
-        print(f"{course.name} ({course.source})")
-        print(f"  commit:      {record.commit or 'none yet'}")
-        print(f"  last check:  {_when(record.last_check)}")
-        print(f"  last change: {_when(record.last_change)}")
+        say(f"{name} ({source or 'configuration broken'})")
+        if broken:
+            say(f"  config error: {broken}")
+        say(f"  commit:      {record.commit or 'none yet'}")
+        say(f"  last check:  {_when(record.last_check)}")
+        say(f"  last change: {_when(record.last_change)}")
         if record.last_error:
-            print(f"  last error:  {record.last_error} ({_when(record.last_error_at)});"
-                  f" {explain.what_students_get(record.commit, record.last_change)}")
+            say(f"  last error:  {record.last_error} ({_when(record.last_error_at)});"
+                f" {explain.what_students_get(record.commit, record.last_change)}")
         for line in explain.skipped_lines(record.skipped, record.skipped_total):
-            print(f"  skipped:     {line}")
+            say(f"  skipped:     {line}")
     return EXIT_FAILED if failing else EXIT_OK
 
 
 def cmd_link(config: Config, args: argparse.Namespace) -> int:
-    config.course(args.course)
+    _names(config, [args.course])  # a course whose secrets are missing here still has a link
     print(link_in_course(config, args.course, args.path, args.hub))
     return EXIT_OK
 
@@ -86,84 +125,179 @@ def cmd_hub_config(config: Config, args: argparse.Namespace) -> int:
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
     from connectors import SourceError
 
-    failed = False
-    print(f"{config.path}: configuration is valid ({len(config.courses)} courses)")
-    for course in _courses(config, args.courses):
+    from .server.auth import make_auth
+
+    problems = [config.broken[name] for name in _names(config, args.courses) if name in config.broken]
+    if config.server.auth == "jupyterhub" and "JUPYTERHUB_API_URL" not in os.environ:
+        say("note: auth = \"jupyterhub\": the hub gives f2git its API URL and token when it starts it")
+    else:
         try:
-            with course.connector() as connector:
-                print(f"{course.name}: ok ({connector.check()})")
+            make_auth(config)  # what `serve` refuses, `check` refuses
+        except ConfigError as error:
+            problems += error.errors
+    for problem in problems:
+        say(problem)
+    if config.server.backup_dir is None and any(not c.mirror for c in config.courses.values()):
+        say("note: no [server] backup_dir: if data_dir is lost, a course without a mirror starts a new"
+            " history and students' next click fails; see the README's Operations section")
+    failed = bool(problems)
+    if not problems:
+        count = len(config.courses)
+        say(f"{config.path}: configuration is valid ({count} course{'' if count == 1 else 's'})")
+    for name in _names(config, args.courses):
+        if name in config.broken:
+            continue
+        try:
+            with config.courses[name].connector() as connector:
+                say(f"{name}: ok ({connector.check()})")
         except SourceError as error:
             failed = True
-            print(f"{course.name}: FAILED: {error}")
-    return EXIT_FAILED if failed else EXIT_OK
+            say(f"{name}: FAILED: {error}")
+    return EXIT_USAGE if problems else EXIT_FAILED if failed else EXIT_OK
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether `serve` could not listen there (tornado binds with SO_REUSEADDR, as here)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False  # the server names the bad host itself
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def busy_port_message(port: int) -> str:
+    return (f"port {port} is already in use (another f2git or program listens there): pick another"
+            f" with `f2git serve --port {port + 1}` or `make run PORT={port + 1}`, or set [server] port")
+
+
+def use_port(config: Config, port: int) -> None:
+    """Listen on `port`; a public_url derived from the port follows it."""
+    derived = config.server.public_url == f"http://{config.server.host}:{config.server.port}"
+    config.server.port = port
+    if derived:
+        config.server.public_url = f"http://{config.server.host}:{port}"
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from .server.app import serve
     from .server.auth import make_auth
 
+    if args.port is not None:
+        use_port(config, args.port)
+    if args.hub:
+        config.hub.url = args.hub.rstrip("/")
     make_auth(config)  # a refused auth setting stops here, before any link is printed
-    print(f"f2git {__version__} serving {len(config.courses)} course(s) at {config.server.public_url}", flush=True)
+    if port_in_use(config.server.host, config.server.port):
+        say(f"f2git: {busy_port_message(config.server.port)}", file=sys.stderr)
+        return EXIT_USAGE
+    say(f"f2git {__version__} serving {len(config.courses)} course(s) at {config.server.public_url}")
     for name in config.courses:
         url = git_url(config, name)
-        print(f"\n  {name}\n    git URL:           {url}\n    nbgitpuller link:  {course_link(config, name)}"
-              f"\n    clone:             git clone --depth 1 {url}", flush=True)
-    print(f"\n  dashboard:           {config.server.public_url}/\n", flush=True)
-    serve(config)
+        say("", f"  {name}", f"    git URL:           {url}", f"    nbgitpuller link:  {course_link(config, name)}",
+            f"    clone:             git clone --depth 1 {url}")
+    for name, error in config.broken.items():
+        say("", f"  {name}: NOT SERVED: {error}")
+    say("", f"  dashboard:           {config.server.public_url}/", "")
+    try:
+        serve(config)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        say(f"f2git: {busy_port_message(config.server.port)}", file=sys.stderr)  # taken meanwhile
+        return EXIT_USAGE
     return EXIT_OK
 
 
+COMMANDS = {
+    # name: (one-line description, example)
+    "sync": ("Sync courses from their sources now (all when none is named).",
+             "f2git sync cs101 --json"),
+    "serve": ("Serve the courses to students' git and run the scheduled refreshes.",
+              "f2git serve --port 8777"),
+    "status": ("Show each course's last check, last change, commit and last error.",
+               "f2git status cs101"),
+    "link": ("Print the nbgitpuller link of a course (or of one file in it).",
+             "f2git link cs101 --path 'week 1/intro.ipynb'"),
+    "hub-config": ("Print what a hub admin pastes into jupyterhub_config.py.",
+                   "f2git hub-config >> /etc/jupyterhub/jupyterhub_config.py"),
+    "check": ("Check the config (every error at once) and try each source's credentials.",
+              "f2git --config config/f2git.toml check"),
+}
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="f2git", description=__doc__)
-    top.add_argument("--config", help="config file (default: $F2GIT_CONFIG, else config/f2git.toml)")
-    top.add_argument("-v", "--verbose", action="store_true", help="log more")
+    # --config and -v work before or after the command: the command's copies only set a
+    # value when given (SUPPRESS), so they never hide one given before it.
+    def common(default) -> argparse.ArgumentParser:  # a new one each time: parents share actions
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("--config", default=None if default else argparse.SUPPRESS,
+                             help="config file (default: $F2GIT_CONFIG, else config/f2git.toml)")
+        options.add_argument("-v", "--verbose", action="store_true",
+                             default=False if default else argparse.SUPPRESS, help="log more")
+        return options
+
+    top = argparse.ArgumentParser(prog="f2git", description=__doc__, parents=[common(True)],
+                                  epilog="Run `f2git COMMAND --help` for a command's options and an example.")
     top.add_argument("--version", action="version", version=f"f2git {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sync = sub.add_parser("sync", help="sync courses now (all when none named)")
+    def command(name: str, run) -> argparse.ArgumentParser:
+        summary, example = COMMANDS[name]
+        made = sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {example}",
+                              parents=[common(False)], formatter_class=argparse.RawDescriptionHelpFormatter)
+        made.set_defaults(run=run)
+        return made
+
+    sync = command("sync", cmd_sync)
     sync.add_argument("courses", nargs="*", metavar="COURSE")
     sync.add_argument("--json", action="store_true", help="one JSON object per course per line")
     sync.add_argument("--allow-mass-delete", action="store_true",
                       help="allow a sync that deletes more than half of the files")
-    sync.set_defaults(run=cmd_sync)
 
-    serve = sub.add_parser("serve", help="the server and the scheduler")
-    serve.set_defaults(run=cmd_serve)
+    serve = command("serve", cmd_serve)
+    serve.add_argument("--port", type=int, help="listen on this port instead of [server] port")
+    serve.add_argument("--hub", help="links point to this JupyterHub (or jupyter-server) instead of [hub] url")
 
-    stat = sub.add_parser("status", help="last check, last change, commit, last error")
+    stat = command("status", cmd_status)
     stat.add_argument("courses", nargs="*", metavar="COURSE")
-    stat.add_argument("--json", action="store_true")
-    stat.set_defaults(run=cmd_status)
+    stat.add_argument("--json", action="store_true", help="one JSON object per course per line")
 
-    link = sub.add_parser("link", help="print the nbgitpuller link of a course")
+    link = command("link", cmd_link)
     link.add_argument("course", metavar="COURSE")
     link.add_argument("--path", help="a file in the course to open after the pull")
     link.add_argument("--hub", help="JupyterHub URL (default: [hub] url)")
-    link.set_defaults(run=cmd_link)
 
-    hub = sub.add_parser("hub-config", help="print what a hub admin pastes into jupyterhub_config.py")
+    hub = command("hub-config", cmd_hub_config)
     hub.add_argument("--external", action="store_true",
                      help="f2git runs on its own (another host or pod), not started by the hub")
-    hub.set_defaults(run=cmd_hub_config)
 
-    check = sub.add_parser("check", help="validate the config and try each source's credentials")
+    check = command("check", cmd_check)
     check.add_argument("courses", nargs="*", metavar="COURSE")
-    check.set_defaults(run=cmd_check)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     quiet = logging.INFO if args.command == "serve" else logging.ERROR  # CLI results go to stdout
-    logging.basicConfig(level=logging.DEBUG if args.verbose else quiet,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else quiet, handlers=[handler])
     if not args.verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run is noise
     try:
-        config = load(args.config)
+        config = load(args.config, strict=False)  # a broken course fails alone
         return args.run(config, args)
     except ConfigError as error:
-        print(f"f2git: {error}", file=sys.stderr)
+        for line in error.errors:
+            say(f"f2git: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,26 @@
-"""The TOML configuration: typed sections whose errors name the file, the table and the key."""
+"""The TOML configuration: typed sections whose errors name the file, the table and the key.
+
+The rules, in one place:
+
+- `[server]` takes the fields of `ServerConfig`, `[hub]` those of `HubConfig`.
+- `[courses.<name>]` takes two kinds of keys. The fields of `CourseConfig` belong to every
+  course (`source`, `schedule`, `include`, `exclude`, `mirror`, …). Every other key belongs
+  to the source that `source` names: the fields of its connector's `Options` dataclass
+  (`path` for local, `url`/`course_id`/`token_env` for canvas, …).
+- A key ending in `_env` holds the *name* of an environment variable that holds a secret;
+  the secret itself never appears in the file. A variable that is not set is an error of
+  the table that names it.
+- A `Path` field is relative to the config file's folder.
+- Loading runs three named steps: `build` (types; unknown keys, with "did you mean"),
+  `validate` (checks values, changes nothing, returns every error) and `normalise`
+  (derived values: `public_url`, trailing slashes, the default excludes).
+- An error in `[server]` or `[hub]` stops f2git; an error in a course makes only that
+  course broken: `Config.broken[name]` holds its errors and the other courses work.
+"""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import tomllib
@@ -16,18 +35,25 @@ import connectors
 COURSE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 AUTH_MODES = ("none", "token", "jupyterhub")
 DEFAULT_CONFIG = Path("config/f2git.toml")
+EXAMPLE_CONFIG = Path("config/f2git.example.toml")
+# What Jupyter, Python and file managers leave behind; excluded unless `exclude_debris = false`.
+DEBRIS = ["**/.ipynb_checkpoints/**", "**/__pycache__/**", "**/.DS_Store", "**/Thumbs.db"]
 
 
 class ConfigError(Exception):
-    """Exit status 2: one line naming the file, the course and the key."""
+    """Exit status 2. `errors` lists every problem, each one line naming file, table and key."""
+
+    def __init__(self, *errors: str):
+        self.errors = list(errors)
+        super().__init__("; ".join(self.errors))
 
 
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
-    data_dir: Path = Path("../var")  # Path fields resolve against the config file's folder
-    public_url: str = ""
+    data_dir: Path = Path("../var")
+    public_url: str = ""  # empty: http://<host>:<port>
     refresh_ttl: float = 30.0
     refresh_wait: float = 10.0
     click_window: float = 10.0  # s: one client's git requests this soon after its click's refresh share it
@@ -39,21 +65,26 @@ class ServerConfig:
     header_timeout: float = 10.0  # s a connection may take to send a request's headers (also idle keep-alive)
     max_connections: int = 4000  # open client connections; lowered to what the open-files limit allows
     max_connections_per_address: int = 1000  # from one client address (a hub proxy is one); 0 = no own cap
+    backup_dir: Path | None = None  # a git bundle per course after each snapshot (outside data_dir)
 
-    def validate(self, where: str) -> None:
+    def validate(self) -> list[str]:
+        errors = []
         if self.auth not in AUTH_MODES:
-            raise ConfigError(f"{where} key 'auth': must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
+            errors.append(f"key 'auth': must be one of {', '.join(AUTH_MODES)}, not {shown(self.auth)!r}")
         if not 0 < self.port < 65536:
-            raise ConfigError(f"{where} key 'port': {self.port} is not a TCP port")
+            errors.append(f"key 'port': {self.port} is not a TCP port")
         for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes", "max_connections_per_address"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"{where} key '{key}': must not be negative")
+                errors.append(f"key '{key}': must not be negative")
         for key in ("header_timeout", "max_connections"):
             if not 0 < getattr(self, key) < float("inf"):  # NaN too
-                raise ConfigError(f"{where} key '{key}': must be a positive number")
-        if not self.public_url:
-            self.public_url = f"http://{self.host}:{self.port}"
-        self.public_url = self.public_url.rstrip("/")
+                errors.append(f"key '{key}': must be a positive number")
+        if self.backup_dir is not None and (self.backup_dir == self.data_dir or self.data_dir in self.backup_dir.parents):
+            errors.append("key 'backup_dir': must be outside data_dir (it is there for when data_dir is lost)")
+        return errors
+
+    def normalise(self) -> None:
+        self.public_url = (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 @dataclass
@@ -63,13 +94,13 @@ class HubConfig:
     instructors_group: str = ""  # with auth = "jupyterhub": members (and hub admins) may manage
     apps: list[str] = field(default_factory=lambda: ["lab", "notebook"])  # what links may open (links.APPS)
 
-    def validate(self, where: str) -> None:
+    def validate(self) -> list[str]:
         from .links import APPS
 
+        return [f"key 'apps': {app!r} is not one of {', '.join(APPS)}" for app in self.apps if app not in APPS]
+
+    def normalise(self) -> None:
         self.url = self.url.rstrip("/")
-        for app in self.apps:
-            if app not in APPS:
-                raise ConfigError(f"{where} key 'apps': {app!r} is not one of {', '.join(APPS)}")
 
 
 @dataclass
@@ -80,6 +111,7 @@ class CourseConfig:
     schedule: float = 600.0
     include: list[str] = field(default_factory=lambda: ["**"])
     exclude: list[str] = field(default_factory=list)
+    exclude_debris: bool = True  # also exclude DEBRIS (.ipynb_checkpoints/, __pycache__/, …)
     max_file_size: int = 100 * 1024 * 1024
     allow_mass_delete: bool = False
     groups: list[str] = field(default_factory=list)
@@ -90,6 +122,27 @@ class CourseConfig:
     name: str = field(default="", metadata={"internal": True})
     options: Any = field(default=None, metadata={"internal": True})
 
+    def validate(self) -> list[str]:
+        errors = []
+        if self.schedule < 0:
+            errors.append("key 'schedule': must not be negative")
+        if self.max_file_size <= 0:
+            errors.append("key 'max_file_size': must be positive")
+        for key in ("sync_timeout", "min_read_speed"):
+            if getattr(self, key) < 0:
+                errors.append(f"key '{key}': must not be negative")
+        check = getattr(self.options, "validate", None)
+        if check:
+            try:
+                check()
+            except ValueError as error:  # connectors name the key: "key 'course_id': …"
+                errors.append(str(error))
+        return errors
+
+    def normalise(self) -> None:
+        if self.exclude_debris:
+            self.exclude = self.exclude + [p for p in DEBRIS if p not in self.exclude]
+
     def connector(self, env: Mapping[str, str] | None = None) -> connectors.Connector:
         return connectors.connector_class(self.source)(self.options, course=self.name, env=env)
 
@@ -99,18 +152,27 @@ class Config:
     path: Path
     server: ServerConfig
     hub: HubConfig
-    courses: dict[str, CourseConfig]
+    courses: dict[str, CourseConfig]  # the courses that work
+    broken: dict[str, str] = field(default_factory=dict)  # course name -> its errors, one line
+    env_names: list[str] = field(default_factory=list)  # every variable an `_env` key names
 
     @property
     def repos_dir(self) -> Path:
         return self.server.data_dir / "repos"
 
+    @property
+    def course_names(self) -> list[str]:
+        """Every configured course, working or broken."""
+        return list(self.courses) + [name for name in self.broken if name not in self.courses]
+
     def course(self, name: str) -> CourseConfig:
+        if name in self.broken:
+            raise ConfigError(self.broken[name])
         try:
             return self.courses[name]
         except KeyError:
-            raise ConfigError(f"{self.path}: no course named {name!r}"
-                              f" (configured: {', '.join(self.courses) or 'none'})") from None
+            raise ConfigError(f"{self.path}: no course named {shown(name)!r}"
+                              f" (configured: {', '.join(self.course_names) or 'none'})") from None
 
 
 def shown(text: str) -> str:
@@ -123,25 +185,29 @@ def _type_name(annotation: Any) -> str:
             Path: "a path string"}.get(annotation, str(annotation).replace("typing.", ""))
 
 
-def _coerce(value: Any, annotation: Any, where: str, key: str) -> Any:
+class _Invalid(Exception):
+    pass
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         # `bool | None`: None is only ever the default (TOML has no null), never a value to check.
         annotation = typing.Union[tuple(a for a in typing.get_args(annotation) if a is not type(None))]
         if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
-            return _coerce(value, annotation, where, key)
+            return _coerce(value, annotation, key)
         for option in typing.get_args(annotation):
             try:
-                return _coerce(value, option, where, key)
-            except ConfigError:
+                return _coerce(value, option, key)
+            except _Invalid:
                 continue
         names = " or ".join(_type_name(a) for a in typing.get_args(annotation))
-        raise ConfigError(f"{where} key '{key}': expected {names}, got {value!r}")
+        raise _Invalid(f"key '{key}': expected {names}, got {value!r}")
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list):
-            raise ConfigError(f"{where} key '{key}': expected a list, got {value!r}")
-        return [_coerce(item, item_type, where, key) for item in value]
+            raise _Invalid(f"key '{key}': expected a list, got {value!r}")
+        return [_coerce(item, item_type, key) for item in value]
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -152,111 +218,164 @@ def _coerce(value: Any, annotation: Any, where: str, key: str) -> Any:
     if ok is None:
         raise TypeError(f"config field type {annotation!r} is not supported")
     if not ok:
-        raise ConfigError(f"{where} key '{key}': expected {_type_name(annotation)}, got {value!r}")
+        raise _Invalid(f"key '{key}': expected {_type_name(annotation)}, got {value!r}")
     return float(value) if annotation is float else value
 
 
-def build(cls: type, table: Mapping[str, Any], where: str, base_dir: Path,
-          env: Mapping[str, str], extra_keys: tuple[str, ...] = ()) -> Any:
-    """An instance of dataclass `cls` from a TOML table; unknown keys and wrong types are errors."""
+def _unknown(key: str, known: typing.Iterable[str], suffix: str = "") -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown key '{shown(key)}'{suffix} ({hint}known keys: {', '.join(known)})"
+
+
+def _is_path(annotation: Any) -> bool:
+    return annotation is Path or (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+                                  and Path in typing.get_args(annotation))
+
+
+def build(cls: type, table: Mapping[str, Any], base_dir: Path, env: Mapping[str, str],
+          errors: list[str], unknown_suffix: str = "") -> Any:
+    """An instance of dataclass `cls` from a TOML table; every problem goes to `errors`.
+
+    Checks types and names only. Unknown keys are errors (with the closest known key);
+    `Path` fields resolve against `base_dir`; an `_env` key must name a set variable.
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     values: dict[str, Any] = {}
+    missing = False
     for key, value in table.items():
-        if key in extra_keys:
-            continue
         if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"{where} unknown key '{shown(key)}' (known keys: {known})")
-        value = _coerce(value, hints[key], where, key)
-        if hints[key] is Path:
+            errors.append(_unknown(key, fields, unknown_suffix))
+            continue
+        try:
+            value = _coerce(value, hints[key], key)
+        except _Invalid as error:
+            errors.append(str(error))
+            continue
+        if _is_path(hints[key]):
             value = (base_dir / value).resolve()
         if key.endswith("_env") and value and value not in env:
-            raise ConfigError(f"{where} key '{key}': environment variable {shown(value)} is not set")
+            errors.append(f"key '{key}': environment variable {shown(value)} is not set")
         values[key] = value
     for name, f in fields.items():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and name not in values:
-            raise ConfigError(f"{where} missing key '{name}'")
-        if name not in values and hints[name] is Path and isinstance(f.default, Path):
+            if name not in table:  # else its wrong value is reported already
+                errors.append(f"missing key '{name}'")
+            missing = True
+        if name not in values and _is_path(hints[name]) and isinstance(f.default, Path):
             values[name] = (base_dir / f.default).resolve()
-    return cls(**values)
+    # the keys that passed, so `validate` can still report its own errors; None without a required key
+    return None if missing else cls(**values)
 
 
-def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read the config from `path`, else $F2GIT_CONFIG, else config/f2git.toml."""
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None, *,
+         strict: bool = True) -> Config:
+    """Read the config from `path`, else $F2GIT_CONFIG, else config/f2git.toml.
+
+    `strict`: any error raises ConfigError; else a broken course lands in `Config.broken`.
+    """
     env = os.environ if env is None else env
     path = Path(path or env.get("F2GIT_CONFIG") or DEFAULT_CONFIG)
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        example = (f"copy {EXAMPLE_CONFIG} there and edit it" if EXAMPLE_CONFIG.is_file()
+                   else "write one (see the README's Configuration section)")
+        raise ConfigError(f"{path}: config file not found; {example},"
+                          " or name another with --config PATH or $F2GIT_CONFIG") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
-    return parse(data, path, env)
+    return parse(data, path, env, strict=strict)
 
 
-def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Config:
+def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str], *, strict: bool = True) -> Config:
     base_dir = path.resolve().parent
+    errors: list[str] = []
     unknown = set(data) - {"server", "hub", "courses"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown table [{shown(sorted(unknown)[0])}] (known: server, hub, courses)")
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, ["server", "hub", "courses"], n=1)
+        hint = f"did you mean [{close[0]}]? " if close else ""
+        errors.append(f"{path}: unknown table [{shown(name)}] ({hint}known: server, hub, courses)")
     tables = {}
     for name in ("server", "hub", "courses"):
         table = data.get(name, {})
         if not isinstance(table, dict):
-            raise ConfigError(f"{path}: '{name}' must be a table")
+            errors.append(f"{path}: '{name}' must be a table")
+            table = {}
         tables[name] = table
-    server = build(ServerConfig, tables["server"], f"{path}: [server]", base_dir, env)
-    server.validate(f"{path}: [server]")
-    hub = build(HubConfig, tables["hub"], f"{path}: [hub]", base_dir, env)
-    hub.validate(f"{path}: [hub]")
-    courses = {}
+    sections = {}
+    for name, cls in (("server", ServerConfig), ("hub", HubConfig)):
+        found: list[str] = []
+        section = build(cls, tables[name], base_dir, env, found)
+        if section is not None:
+            found += section.validate()
+        errors += [f"{path}: [{name}] {error}" for error in found]
+        sections[name] = section
+    courses, broken = {}, {}
     for name, table in tables["courses"].items():
-        courses[name] = parse_course(name, table, path, base_dir, env)
-    return Config(path=path, server=server, hub=hub, courses=courses)
+        course, found = parse_course(name, table, base_dir, env)
+        where = f"{path}: [courses.{shown(name)}]"
+        if found:
+            broken[name] = "; ".join(f"{where} {error}" for error in found)
+        else:
+            courses[name] = course
+    if errors or (strict and broken):
+        raise ConfigError(*errors, *broken.values())
+    config = Config(path=path, server=sections["server"], hub=sections["hub"], courses=courses,
+                    broken=broken, env_names=_env_names(tables))
+    normalise(config)
+    return config
 
 
-def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping[str, str]) -> CourseConfig:
-    where = f"{path}: [courses.{shown(name)}]"
+def normalise(config: Config) -> None:
+    """The values other modules read: derived defaults filled in, nothing checked."""
+    config.server.normalise()
+    config.hub.normalise()
+    for course in config.courses.values():
+        course.normalise()
+
+
+def parse_course(name: str, table: Any, base_dir: Path, env: Mapping[str, str]) -> tuple[CourseConfig | None, list[str]]:
+    """The course, or None and its errors (all of them)."""
     if not COURSE_NAME.match(name):
-        raise ConfigError(f"{where} course name must match [a-z0-9][a-z0-9._-]*")
+        return None, ["course name must match [a-z0-9][a-z0-9._-]*"]
     if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
+        return None, ["must be a table"]
     source = table.get("source")
     if not isinstance(source, str):
-        raise ConfigError(f"{where} missing key 'source' (one of {', '.join(connectors.SOURCES)})")
+        return None, [f"missing key 'source' (one of {', '.join(connectors.SOURCES)})"]
     try:
         connector = connectors.connector_class(source)
-    except connectors.UnknownSource as error:
-        raise ConfigError(f"{where} key 'source': {error}") from None
-    except connectors.MissingDependency as error:
-        raise ConfigError(f"{where} key 'source': {error}") from None
-    common = {f.name for f in dataclasses.fields(CourseConfig)}
+    except (connectors.UnknownSource, connectors.MissingDependency) as error:
+        return None, [f"key 'source': {error}"]
+    common = {f.name for f in dataclasses.fields(CourseConfig) if not f.metadata.get("internal")}
     source_keys = {f.name for f in dataclasses.fields(connector.Options)}
-    course_table = {k: v for k, v in table.items() if k in common}
-    course = build(CourseConfig, course_table, where, base_dir, env)
-    unknown = [k for k in table if k not in common and k not in source_keys]
-    if unknown:
-        known = ", ".join(sorted((common | source_keys) - {"name", "options"}))
-        raise ConfigError(f"{where} unknown key '{shown(unknown[0])}' for source {source!r} (known keys: {known})")
-    options_table = {k: v for k, v in table.items() if k in source_keys}
-    course.options = build(connector.Options, options_table, where, base_dir, env)
-    validate = getattr(course.options, "validate", None)
-    if validate:
-        try:
-            validate()
-        except ValueError as error:  # connectors name the key: "key 'course_id': …"
-            raise ConfigError(f"{where} {error}") from None
-    if course.schedule < 0:
-        raise ConfigError(f"{where} key 'schedule': must not be negative")
-    for key in ("sync_timeout", "min_read_speed"):
-        if getattr(course, key) < 0:
-            raise ConfigError(f"{where} key '{key}': must not be negative")
-    if course.max_file_size <= 0:
-        raise ConfigError(f"{where} key 'max_file_size': must be positive")
-    course.name = name
-    return course
+    errors: list[str] = []
+    course = build(CourseConfig, {k: v for k, v in table.items() if k in common}, base_dir, env, errors)
+    for key in table:
+        if key not in common and key not in source_keys:
+            errors.append(_unknown(key, common | source_keys, f" for source {source!r}"))
+    options = build(connector.Options, {k: v for k, v in table.items() if k in source_keys},
+                    base_dir, env, errors)
+    if course is not None:
+        course.name, course.options = name, options
+        errors += course.validate()  # values that failed their type are not in it: no double errors
+    return (None, errors) if errors or course is None or options is None else (course, [])
+
+
+def _env_names(tables: Mapping[str, Any]) -> list[str]:
+    """Every variable the file names in an `_env` key, working courses or not (for hub-config)."""
+    found = [tables["server"]] + [t for t in tables["courses"].values() if isinstance(t, dict)]
+    names = []
+    for table in found:
+        for key, value in table.items():
+            if isinstance(key, str) and key.endswith("_env") and isinstance(value, str) and value \
+                    and value not in names:
+                names.append(value)
+    return names

@@ -1,14 +1,22 @@
 """`f2git hub-config`: what a hub admin pastes into jupyterhub_config.py, and the image's pip line.
 
 Three things make a student's nbgitpuller click reach f2git as that student:
-the service entry (the hub gives f2git its API token and an OAuth client), a role granting
-every user `access:services!service=<name>` (and f2git the right to read users' groups),
-and `c.Spawner.server_token_scopes` so the single-user server's $JUPYTERHUB_API_TOKEN —
-which pullhook sends — carries that access.
+the service entry (the hub gives f2git its API token and an OAuth client), the scope
+`access:services!service=<name>` for every user (and f2git the right to read users' groups),
+and that scope in the single-user server's $JUPYTERHUB_API_TOKEN (which pullhook sends).
+
+The pasted text adds to what the hub's config already has, decided when the hub starts:
+a `user` role that `load_roles` defines gets the scope appended (JupyterHub ignores
+`extra_user_scopes` then), else `extra_user_scopes` carries it; scope lists and services
+are appended to, never replaced. A secret missing from the hub's environment stops the hub
+with a message naming it (an ordinary exception would only be logged by traitlets, and the
+hub would start without f2git).
 """
 from __future__ import annotations
 
-import dataclasses
+import shutil
+import sys
+from pathlib import Path
 from pprint import pformat
 
 from . import __version__
@@ -21,21 +29,21 @@ SERVICE_SCOPES = ["read:users:name", "read:users:groups"]
 
 
 def secret_variables(config: Config) -> list[str]:
-    """Every environment variable the config names (`*_env` keys): the service must get them."""
-    names = []
-    tables = [config.server] + [t for c in config.courses.values() for t in (c, c.options)]
-    for table in tables:
-        if table is None or not dataclasses.is_dataclass(table):
-            continue
-        for f in dataclasses.fields(table):
-            value = getattr(table, f.name)
-            if f.name.endswith("_env") and isinstance(value, str) and value and value not in names:
-                names.append(value)
-    return names
+    """Every environment variable the config names (`*_env` keys, broken courses too)."""
+    return list(config.env_names)
 
 
 def access_scope(config: Config) -> str:
     return f"access:services!service={config.server.service_name}"
+
+
+def f2git_command() -> list[str]:
+    """An absolute command: the hub's PATH need not contain f2git's environment."""
+    script = Path(sys.executable).parent / "f2git"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("f2git")
+    return [str(Path(found).resolve())] if found else [sys.executable, "-m", "f2git.cli"]
 
 
 def service_entry(config: Config, *, external: bool = False) -> dict:
@@ -53,48 +61,90 @@ def service_entry(config: Config, *, external: bool = False) -> dict:
     if external:
         entry["api_token"] = "<F2GIT_HUB_TOKEN>"
     else:
-        entry["command"] = ["f2git", "--config", str(config.path.resolve()), "serve"]
+        entry["command"] = [*f2git_command(), "--config", str(config.path.resolve()), "serve"]
     return entry
+
+
+# Runs inside the hub's config when it starts; `c` is the hub's config object.
+SETUP = '''
+def _f2git_setup(c, service, access, service_role, secrets):
+    import inspect
+    import os
+    missing = [name for name in secrets if name not in os.environ]
+    if missing:
+        raise SystemExit("jupyterhub_config.py (f2git): " + ", ".join(missing) + " not set in the hub's"
+                         " environment; f2git's config names them. Set them where the hub starts"
+                         " (e.g. Environment= in its systemd unit), then start the hub again.")
+    if "command" in service:
+        service["environment"] = {name: os.environ[name] for name in secrets}
+    c.JupyterHub.services.append(service)
+
+    # every user may use the service: the `user` role that load_roles defines, else the default one
+    roles = c.JupyterHub.load_roles
+    listed = roles
+    if hasattr(roles, "to_dict"):  # only appended to so far (get_value would freeze it)
+        pending = roles.to_dict()
+        listed = [*pending.get("prepend", []), *(r for _, r in pending.get("inserts", [])),
+                  *pending.get("extend", [])]
+    user_roles = [role for role in listed if role.get("name") == "user" and "scopes" in role]
+    for role in user_roles:
+        if access not in role["scopes"]:
+            role["scopes"] = [*role["scopes"], access]
+    if not user_roles:
+        extra = c.JupyterHub.extra_user_scopes
+        if hasattr(extra, "add"):
+            extra.add(access)
+        else:
+            c.JupyterHub.extra_user_scopes = {*extra, access}
+    if not any(role.get("name") == service_role["name"] for role in listed):
+        roles.append(service_role)
+
+    # the single-user server's token (what pullhook sends) needs the access too
+    scopes = c.Spawner.server_token_scopes
+    if callable(scopes) and not hasattr(scopes, "get_value"):
+        async def with_access(spawner, scopes=scopes):
+            chosen = scopes(spawner)
+            chosen = (await chosen) if inspect.isawaitable(chosen) else chosen
+            return [*(chosen or DEFAULT_SERVER_SCOPES), access]
+        c.Spawner.server_token_scopes = with_access
+    else:
+        chosen = scopes.get_value([]) if hasattr(scopes, "get_value") else list(scopes)
+        if access not in chosen:
+            c.Spawner.server_token_scopes = [*(chosen or DEFAULT_SERVER_SCOPES), access]
+'''
 
 
 def render(config: Config, *, external: bool = False) -> str:
     """The jupyterhub_config.py lines (Python), the image's pip line and notes, as one text."""
     name = config.server.service_name
     entry = pformat(service_entry(config, external=external), sort_dicts=False, width=96)
-    secrets = secret_variables(config)
+    secrets = [] if external else secret_variables(config)
+    service_role = {"name": f"{name}-service", "scopes": SERVICE_SCOPES, "services": [name]}
     lines = [
-        f"# --- f2git {__version__}: paste into jupyterhub_config.py (merges with what you have) ---",
-        "import os",
-        "",
+        f"# --- f2git {__version__}: paste at the END of jupyterhub_config.py; it adds to your settings ---",
         f"# f2git as a hub service{' the hub starts' if not external else ' you run yourself'}"
         " (its config: [server] auth = \"jupyterhub\")",
     ]
     if external:
+        entry = entry.replace(repr("<F2GIT_HUB_TOKEN>"), "os.environ['F2GIT_HUB_TOKEN']")
         lines += [
-            "# Give f2git the same token in its environment as JUPYTERHUB_API_TOKEN, and set",
-            "# JUPYTERHUB_API_URL (e.g. http://hub:8081/hub/api) and JUPYTERHUB_SERVICE_NAME too.",
-            f"f2git_service = {entry.replace(repr('<F2GIT_HUB_TOKEN>'), 'os.environ[' + repr('F2GIT_HUB_TOKEN') + ']')}",
+            "# The hub needs $F2GIT_HUB_TOKEN (e.g. `openssl rand -hex 32`). f2git's own environment needs:",
+            *(f"#   {variable}={value}" for variable, value in external_environment(config).items()),
+            *(f"#   {variable}=<the secret>   (named in f2git's config)" for variable in secret_variables(config)),
+            "import os",
         ]
-    else:
-        lines.append(f"f2git_service = {entry}")
-        if secrets:
-            lines += ["# the hub passes services no secrets of its own: hand over the ones the config names",
-                      "f2git_service[\"environment\"] = {name: os.environ[name] for name in "
-                      f"{secrets!r}}}"]
     lines += [
-        "c.JupyterHub.services.append(f2git_service)",
+        f"DEFAULT_SERVER_SCOPES = {SERVER_TOKEN_DEFAULT_SCOPES!r}  # JupyterHub's `server` role",
+        SETUP.strip("\n"),
         "",
-        "# every user may use the service; f2git may read users' groups and admin flag",
-        "c.JupyterHub.load_roles.extend([",
-        f"    {{\"name\": \"user\", \"scopes\": [\"self\", \"{access_scope(config)}\"]}},",
-        f"    {{\"name\": \"{name}-service\", \"scopes\": {SERVICE_SCOPES!r}, \"services\": [\"{name}\"]}},",
-        "])",
-        "",
-        "# the single-user server's token (what pullhook sends) needs the access too",
-        f"c.Spawner.server_token_scopes = {SERVER_TOKEN_DEFAULT_SCOPES + [access_scope(config)]!r}",
+        f"_f2git_setup(c, {entry},",
+        f"             access={access_scope(config)!r},",
+        f"             service_role={service_role!r},",
+        f"             secrets={secrets!r})",
         "",
         "# --- in the single-user image (Dockerfile or environment) ---",
-        f"# pip install 'f2git[hub]=={__version__}'    # nbgitpuller 1.3.0 + pullhook's git-remote-f2git",
+        "# pip install 'f2git[hub] @ git+<f2git's git URL>'   (or the wheel of `make dist`, with [hub])",
+        "#   brings nbgitpuller 1.3.0 and pullhook's git-remote-f2git",
         "",
         "# --- in f2git's config ---",
         "# [server] auth = \"jupyterhub\"" + ("" if config.server.auth == "jupyterhub" else
@@ -103,3 +153,17 @@ def render(config: Config, *, external: bool = False) -> str:
         + "; links then use f2git:: URLs",
     ]
     return "\n".join(lines) + "\n"
+
+
+def external_environment(config: Config) -> dict[str, str]:
+    """The variables an f2git outside the hub (e.g. its own Helm Deployment) must have."""
+    name = config.server.service_name
+    return {
+        "JUPYTERHUB_API_TOKEN": "<the value of the hub's $F2GIT_HUB_TOKEN>",
+        "JUPYTERHUB_API_URL": "http://hub:8081/hub/api   (the hub's API as f2git reaches it)",
+        "JUPYTERHUB_SERVICE_NAME": name,
+        "JUPYTERHUB_SERVICE_PREFIX": f"/services/{name}/",
+        "JUPYTERHUB_CLIENT_ID": f"service-{name}",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"/services/{name}/oauth_callback",
+    }

@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from connectors import Connector, Entry, Listing, Skipped, SourceError
 from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
 
-from . import mirror, status
+from . import backup, mirror, status
 from .config import Config, CourseConfig
 from .paths import UnsafePath, safe_path
 from .store import COPY_CHUNK, LEGACY_STATE_REF, CourseRepo, GitError, SnapshotWriter, git_blob_id
@@ -250,6 +250,8 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed))
     try:
         with course_lock(config, course.name):
+            if not dry_run:
+                backup.restore(config, course)  # a lost repo continues the history students have
             run = SyncRun(config, course, result, report, dry_run=dry_run,
                           allow_mass_delete=allow_mass_delete or course.allow_mass_delete)
             run.run(connector or course.connector())
@@ -486,6 +488,7 @@ class SyncRun:
                 log.warning("%s: repack failed: %s", self.course.name, error)
         if self.course.mirror and self.result.commit:
             self.result.mirror_error = mirror.push_course(self.config, self.course, self.repo.path)
+        backup.save(self.config, self.course.name, self.result.commit)
 
     def _count(self, paths: dict[str, list[str]]) -> None:
         self.result.paths = {kind: items[:LISTED_PATHS] for kind, items in paths.items()}

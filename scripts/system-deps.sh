@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
-# Installs the system packages f2git's tests need, only those missing: git (the product),
-# Node.js/npm (JupyterHub's configurable-http-proxy), Chromium (browser tests).
+# Installs the system packages f2git needs, only those missing (Debian/Ubuntu apt).
+#   scripts/system-deps.sh          what `make run` needs
+#   scripts/system-deps.sh --test   also what the tests need
+# One package a line: `name` (present when dpkg has it) or `name:command` (present when
+# `command` is on the PATH, e.g. a Node.js installed without apt).
 set -euo pipefail
+
+RUN_PACKAGES=(
+  git:git
+)
+TEST_PACKAGES=(
+  nodejs:node         # JupyterHub's configurable-http-proxy (hub tests)
+  npm:npm
+  chromium:chromium   # browser tests
+  php-cli             # ILIAS's WebDAV (sabre/dav) under php -S
+  php-sabre-dav
+  nginx               # a real web server for the http source
+)
+
+wanted=("${RUN_PACKAGES[@]}")
+[ "${1:-}" = "--test" ] && wanted+=("${TEST_PACKAGES[@]}")
+
 need=()
-command -v git >/dev/null || need+=(git)
-command -v npm >/dev/null || need+=(nodejs npm)
-if [ "${1:-}" = "--test" ]; then
-  command -v chromium >/dev/null || need+=(chromium)
-  # Real servers for the connector tests: ILIAS's sabre/dav under php -S, nginx.
-  command -v php >/dev/null || need+=(php-cli)
-  [ -f /usr/share/php/Sabre/autoload.php ] || need+=(php-sabre-dav)
-  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-fi
+for item in "${wanted[@]}"; do
+  package=${item%%:*} command=${item#*:}
+  if [ "$item" != "$package" ]; then
+    command -v "$command" >/dev/null && continue
+  elif dpkg-query -W -f='${db:Status-Abbrev}' "$package" 2>/dev/null | grep -q '^ii'; then
+    continue
+  fi
+  need+=("$package")
+done
 [ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" != 0 ]; then
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
   exit 1
 fi
 echo "installing system packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null

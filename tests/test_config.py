@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -73,13 +72,54 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load(tmp_path / "missing.toml")
 
 
-def test_cli_exits_2_with_one_line(tmp_path):
+def test_cli_exits_2_with_one_line_per_server_error(tmp_path):
     path = tmp_path / "f2git.toml"
-    path.write_text("[courses.cs101]\nsource = 'canvas'\nurl = 'https://canvas.example.edu'\n"
-                    "course_id = 1\ntoken_env = 'F2GIT_TEST_NO_SUCH_TOKEN'\n")
+    path.write_text("[server]\nauth = 'magic'\n[courses.cs101]\nsource = 'local'\npath = '.'\n")
     result = subprocess.run([sys.executable, "-m", "f2git.cli", "--config", str(path), "sync"],
                             capture_output=True, text=True)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "f2git.toml" in lines[0] and "cs101" in lines[0] and "token_env" in lines[0]
+    assert "f2git.toml" in lines[0] and "[server]" in lines[0] and "'auth'" in lines[0]
+
+
+def test_every_error_at_once_with_the_closest_key(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        parse({"server": {"prot": 80, "refresh_ttl": -1}, "hub": {"ulr": "x"}, "sevrer": {},
+               "courses": {"a": {"source": "local", "path": "x", "shedule": 5, "max_file_size": "big"},
+                           "b": {"source": "local", "path": "x"}}}, tmp_path / "f.toml", {})
+    errors = error.value.errors
+    assert any("[server] unknown key 'prot' (did you mean 'port'?" in e for e in errors)
+    assert any("[server] key 'refresh_ttl': must not be negative" in e for e in errors)
+    assert any("[hub] unknown key 'ulr' (did you mean 'url'?" in e for e in errors)
+    assert any("unknown table [sevrer] (did you mean [server]?" in e for e in errors)
+    course_a = [e for e in errors if "[courses.a]" in e]
+    assert len(course_a) == 1 and "did you mean 'schedule'?" in course_a[0] and "'max_file_size'" in course_a[0]
+    assert not any("[courses.b]" in e for e in errors)
+
+
+def test_a_broken_course_fails_alone_when_not_strict(tmp_path):
+    config = parse({"courses": {"a": {"source": "local", "path": "x", "token_env": "X"},
+                                "b": {"source": "local", "path": "x"},
+                                "c": {"source": "canvas", "url": "https://c.example.edu", "course_id": 1,
+                                      "token_env": "CANVAS_MISSING"}}},
+                   tmp_path / "f.toml", {}, strict=False)
+    assert list(config.courses) == ["b"] and set(config.broken) == {"a", "c"}
+    assert "CANVAS_MISSING is not set" in config.broken["c"] and "unknown key 'token_env'" in config.broken["a"]
+    assert config.env_names == ["X", "CANVAS_MISSING"]  # hub-config hands them to the service
+    assert config.course_names == ["b", "a", "c"]
+    with pytest.raises(ConfigError, match="CANVAS_MISSING"):
+        config.course("c")
+
+
+def test_validate_checks_and_changes_nothing_normalise_derives(tmp_path):
+    from f2git.config import DEBRIS, CourseConfig, ServerConfig
+    server = ServerConfig(public_url="http://example.org/f2git/", port=70000)
+    assert server.validate() == ["key 'port': 70000 is not a TCP port"]
+    assert server.public_url == "http://example.org/f2git/"
+    server.normalise()
+    assert server.public_url == "http://example.org/f2git"
+    course = CourseConfig(source="local", exclude=["*.bak"])
+    assert course.validate() == [] and course.exclude == ["*.bak"]
+    course.normalise()
+    assert course.exclude == ["*.bak", *DEBRIS]

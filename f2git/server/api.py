@@ -45,7 +45,10 @@ class CoursesHandler(CourseStatusHandler):
         courses = [course for course in self.config.courses.values()
                    if self.auth.may_fetch(self.identity, course)]
         records = await asyncio.gather(*(self.course_json(course, history=False) for course in courses))
-        self.write_json({"courses": list(records)})
+        # courses whose config is broken are not served; who manages sees why (config.broken)
+        broken = ([{"name": name, "config_error": error} for name, error in self.config.broken.items()]
+                  if self.config.broken and self.auth.may_manage(self.identity, None) else [])
+        self.write_json({"courses": list(records), "broken": broken})
 
 
 class CourseHandler(CourseStatusHandler):

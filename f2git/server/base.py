@@ -85,6 +85,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def find_course(self, name: str) -> "CourseConfig":
         course = self.config.courses.get(name)
+        if course is None and name in self.config.broken:  # the cause is for admins: log, dashboard
+            raise Refusal(503, f"course {name!r} is not available: its configuration is broken")
         if course is None:
             raise Refusal(404, f"no course named {name!r}")
         return course

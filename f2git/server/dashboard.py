@@ -306,7 +306,8 @@ class IndexPage(DashboardHandler):
         views = await asyncio.to_thread(lambda: [self.course_view(c, now) for c in courses])
         failing = sum(view["health"].state == "failing" for view in views)
         stale = sum(view["health"].state == "stale" for view in views)
-        self.render_page("index.html", views=views, failing=failing, stale=stale)
+        broken = self.config.broken if self.auth.may_manage(self.identity, None) else {}
+        self.render_page("index.html", views=views, failing=failing, stale=stale, broken=broken)
 
 
 class CoursePage(DashboardHandler):
