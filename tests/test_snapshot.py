@@ -6,6 +6,7 @@ import io
 import json
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import time
 import tracemalloc
@@ -295,6 +296,24 @@ def test_a_crash_between_recording_and_publishing_loses_nothing(course):
     assert bucket.opens == opens + 2
     assert tree(repo) == bucket.files
     assert StateStore.for_course(config, "c1").read().commit == repo.head()
+    fsck_clean(repo)
+
+
+def test_a_state_that_cannot_be_recorded_publishes_nothing(course):
+    """The state is recorded before main moves: a full disk there leaves the last snapshot."""
+    config, c1, bucket, repo = course
+    good = sync_course(config, c1).commit
+    bucket.files["new.txt"] = b"new"
+
+    def full(self, *args):
+        raise sqlite3.OperationalError("database or disk is full")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StateStore, "_record", full)
+        failed = sync_course(config, c1)
+    assert not failed.ok and failed.error == "could not write the snapshot: the disk is full"
+    assert repo.head() == good and StateStore.for_course(config, "c1").read().commit == good
+    healed = sync_course(config, c1)
+    assert healed.ok and healed.added == 1 and tree(repo) == bucket.files
     fsck_clean(repo)
 
 
