@@ -206,6 +206,7 @@ def test_a_skipped_size_is_in_mb_and_names_the_setting_that_lets_it_through():
     assert too_large(12_900_000, 10 << 20) == \
         "12.3 MB, larger than max_file_size (10 MB): raise max_file_size for this course"
     assert too_large(None, 100 << 20) == "larger than max_file_size (100 MB): raise max_file_size for this course"
+    assert too_large(2000, 1000).startswith("2 KB, larger than max_file_size (1000 bytes)")
 
 
 def test_ten_thousand_skipped_files_make_a_bounded_answer(memory_source, make_config):
