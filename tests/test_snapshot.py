@@ -254,7 +254,7 @@ def test_sync_state_lives_outside_the_served_repo_and_describes_the_served_commi
     assert not StateStore.for_course(config, "c1").path.is_relative_to(config.repos_dir)
     # The served repo holds the snapshots and nothing else: no hidden ref, no stray object.
     assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
-    reachable = set(git(repo, "rev-list", "--objects", "--all").split()[::1]) & all_objects(repo)
+    reachable = {line.split()[0] for line in git(repo, "rev-list", "--objects", "--all").splitlines()}
     assert all_objects(repo) == reachable
 
 
