@@ -105,14 +105,18 @@ class SyncRefused(Exception):
         self.deletions = deletions
 
 
-def megabytes(size: int) -> str:
-    return f"{size / (1 << 20):.1f}".removesuffix(".0") + " MB"
+def in_words(size: int) -> str:
+    """A file size as people read it: 12.3 MB, 4 KB, 300 bytes."""
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
 
 
 def too_large(size: int | None, limit: int) -> str:
     """Why a file is skipped for its size, and the setting that lets it through."""
-    what = f"{megabytes(size)}, larger" if size is not None else "larger"
-    return f"{what} than max_file_size ({megabytes(limit)}): raise max_file_size for this course"
+    what = f"{in_words(size)}, larger" if size is not None else "larger"
+    return f"{what} than max_file_size ({in_words(limit)}): raise max_file_size for this course"
 
 
 def course_lock(config: Config, name: str) -> FileLock:
@@ -126,11 +130,6 @@ def _pattern(patterns: list[str]) -> re.Pattern | None:
     """One regex for a list of globs; "**" and "dir/**" match at any depth (fnmatch's "*" crosses "/")."""
     globs = {glob for p in patterns for glob in (p, p.replace("**/", ""))}
     return re.compile("|".join(fnmatch.translate(glob) for glob in sorted(globs))) if globs else None
-
-
-def included(path: str, include: list[str], exclude: list[str]) -> bool:
-    wanted, unwanted = _pattern(include), _pattern(exclude)
-    return bool(wanted and wanted.match(path)) and not (unwanted and unwanted.match(path))
 
 
 def _checked(raw: object) -> tuple[str | None, str | None]:

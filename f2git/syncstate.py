@@ -86,8 +86,10 @@ class StateStore:
             if isinstance(error, sqlite3.OperationalError):  # a full or read-only disk, a lock
                 code = errno.ENOSPC if "full" in str(error) else errno.EIO
                 raise OSError(code, f"cannot record the sync state: {error}") from None
-            # Not a database (a torn or foreign file): start it anew, the content is re-verified.
+            # Not a database (a torn or foreign file): start it anew; all content is re-verified.
             self.path.unlink(missing_ok=True)
+            if not replace:  # `changed` holds only some rows: fail this sync, the next reads all
+                raise OSError(errno.EIO, f"the sync state was damaged and is reset: {error}") from None
             self._record(commit, changed, [], source, next_release, True, legacy)
 
     def _record(self, commit, changed, removed, source, next_release, replace, legacy) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import time
 import tracemalloc
@@ -201,6 +202,7 @@ def test_a_skipped_size_is_in_mb_and_names_the_setting_that_lets_it_through():
     assert too_large(12_900_000, 10 << 20) == \
         "12.3 MB, larger than max_file_size (10 MB): raise max_file_size for this course"
     assert too_large(None, 100 << 20) == "larger than max_file_size (100 MB): raise max_file_size for this course"
+    assert too_large(2000, 1000).startswith("2 KB, larger than max_file_size (1000 bytes)")
 
 
 def test_ten_thousand_skipped_files_make_a_bounded_answer(memory_source, make_config):
@@ -248,7 +250,7 @@ def test_sync_state_lives_outside_the_served_repo_and_describes_the_served_commi
     assert not StateStore.for_course(config, "c1").path.is_relative_to(config.repos_dir)
     # The served repo holds the snapshots and nothing else: no hidden ref, no stray object.
     assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
-    reachable = set(git(repo, "rev-list", "--objects", "--all").split()[::1]) & all_objects(repo)
+    reachable = {line.split()[0] for line in git(repo, "rev-list", "--objects", "--all").splitlines()}
     assert all_objects(repo) == reachable
 
 
@@ -291,6 +293,24 @@ def test_a_crash_between_recording_and_publishing_loses_nothing(course):
     assert bucket.opens == opens + 2
     assert tree(repo) == bucket.files
     assert StateStore.for_course(config, "c1").read().commit == repo.head()
+    fsck_clean(repo)
+
+
+def test_a_state_that_cannot_be_recorded_publishes_nothing(course):
+    """The state is recorded before main moves: a full disk there leaves the last snapshot."""
+    config, c1, bucket, repo = course
+    good = sync_course(config, c1).commit
+    bucket.files["new.txt"] = b"new"
+
+    def full(self, *args):
+        raise sqlite3.OperationalError("database or disk is full")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StateStore, "_record", full)
+        failed = sync_course(config, c1)
+    assert not failed.ok and failed.error == "could not write the snapshot: the disk is full"
+    assert repo.head() == good and StateStore.for_course(config, "c1").read().commit == good
+    healed = sync_course(config, c1)
+    assert healed.ok and healed.added == 1 and tree(repo) == bucket.files
     fsck_clean(repo)
 
 
