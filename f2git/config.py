@@ -255,6 +255,9 @@ def build(cls: type, table: Mapping[str, Any], base_dir: Path, env: Mapping[str,
             errors.append(str(error))
             continue
         if _is_path(hints[key]):
+            if "\0" in value:  # no file system takes it; Path.resolve() would raise
+                errors.append(f"key '{key}': a path cannot contain a NUL character")
+                continue
             value = (base_dir / value).resolve()
         if key.endswith("_env") and value and value not in env:
             errors.append(f"key '{key}': environment variable {shown(value)} is not set")

@@ -1,6 +1,7 @@
 """Config errors name the file, the course and the key; the CLI exits 2 on them."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -123,3 +124,13 @@ def test_validate_checks_and_changes_nothing_normalise_derives(tmp_path):
     assert course.validate() == [] and course.exclude == ["*.bak"]
     course.normalise()
     assert course.exclude == ["*.bak", *DEBRIS]
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"server": {"data_dir": "var\0x"}}, "[server] key 'data_dir'"),
+    ({"courses": {"c": {"source": "local", "path": "course\0"}}}, "[courses.c] key 'path'"),
+])
+def test_a_nul_in_a_path_is_a_config_error_naming_the_key(tmp_path, data, key):
+    # found by test_hostile's hypothesis run: Path.resolve() raised a bare ValueError
+    with pytest.raises(ConfigError, match=re.escape(key) + ".*NUL"):
+        parse(data, tmp_path / "f2git.toml", {})
