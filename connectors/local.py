@@ -76,8 +76,9 @@ class LocalConnector(Connector):
         for folder, dirs, files, folder_fd in os.fwalk(".", dir_fd=self._root(), onerror=failed):
             links = [name for name in dirs if not _is_folder(name, folder_fd)]
             dirs[:] = sorted(name for name in dirs if name not in links)
+            prefix = "" if folder == "." else os.path.normpath(folder).replace(os.sep, "/") + "/"  # once per folder
             for name in sorted(files + links):
-                relative = os.path.normpath(os.path.join(folder, name)).replace(os.sep, "/")
+                relative = prefix + name
                 try:
                     info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
                 except OSError as error:
