@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
 from ._redact import redact
-from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
+from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError, current_limits
 
 INSTALL_HINT = "pip install 'f2git[rclone]'"
 # Flags for every call: never prompt, fail a dead connection early. NOTICE, not ERROR: some
@@ -157,11 +157,12 @@ class RcloneConnector(Connector):
         return f"RCLONE_CONFIG_{self.remote_name.upper().replace('-', '_')}_* or the rclone config"
 
     def run(self, action: str, subcommand: list[str], timeout: float) -> subprocess.CompletedProcess:
+        timeout, limit = bounded(timeout)
         try:
             done = subprocess.run(self.command(subcommand, self.options.remote), stdin=subprocess.DEVNULL, capture_output=True,
                                   env=self._environment(), timeout=timeout, check=False)
         except subprocess.TimeoutExpired:  # run() has killed and reaped it
-            raise SourceError(f"rclone: {action} took longer than {timeout:g} s") from None
+            raise SourceError(f"rclone: {action} took longer than {limit}") from None
         except OSError as error:
             raise SourceError(f"rclone could not be started ({error.strerror}): {INSTALL_HINT}") from None
         if done.returncode != 0:
@@ -263,6 +264,14 @@ class RcloneConnector(Connector):
         super().close()
 
 
+def bounded(timeout: float) -> tuple[float, str]:
+    """`timeout`, or what is left of the sync's `sync_timeout` when that ends first; and which it is."""
+    remaining = current_limits().remaining()
+    if remaining < timeout:
+        return max(remaining, 0.01), f"sync_timeout ({current_limits().timeout:g} s) allowed"
+    return timeout, f"{timeout:g} s"
+
+
 class CatStream(io.RawIOBase):
     """stdout of one `rclone cat`; a failed process or a short body is a SourceError on read."""
 
@@ -273,7 +282,8 @@ class CatStream(io.RawIOBase):
         self.entry = entry
         self.received = 0
         self.timed_out = False
-        self.watchdog = threading.Timer(connector.cat_timeout, self._expire)
+        seconds, self.limit = bounded(connector.cat_timeout)
+        self.watchdog = threading.Timer(seconds, self._expire)
         self.watchdog.daemon = True
         self.watchdog.start()
 
@@ -297,7 +307,7 @@ class CatStream(io.RawIOBase):
         self.watchdog.cancel()
         path = self.entry.path
         if self.timed_out:
-            raise SourceError(f"rclone: reading {path!r} took longer than {self.connector.cat_timeout:g} s")
+            raise SourceError(f"rclone: reading {path!r} took longer than {self.limit}")
         if returncode != 0:
             self.stderr.seek(0)
             raise self.connector.failure(f"reading {path!r}", returncode, self.stderr.read())

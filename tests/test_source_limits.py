@@ -130,3 +130,14 @@ def test_a_timeout_is_named(web, make_config):
     web.put("/c.zip", b"x")
     web.fault = "hang"
     assert "timed out" in unreachable_error(web.url("/c.zip"), make_config, sync_timeout=1.5)
+
+
+def test_rclone_is_bounded_by_sync_timeout_too(web, make_config):
+    web.put("/course/notes.txt", b"x")
+    web.fault = "hang"  # rclone's http backend asks and hears nothing
+    config = make_config({"drive": {"source": "rclone", "remote": f":http,url='{web.url('/course/')}':",
+                                    "sync_timeout": 2}})
+    started = time.monotonic()
+    result = sync_course(config, config.courses["drive"])
+    assert not result.ok and "sync_timeout (2 s)" in result.error, result.error
+    assert time.monotonic() - started < 20  # not rclone's own 5-minute I/O timeout
