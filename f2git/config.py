@@ -32,6 +32,7 @@ class ServerConfig:
     refresh_wait: float = 10.0
     auth: str = "none"
     max_git_processes: int = 0  # git backends serving clones at once (0 = 4 per CPU core); more clicks queue
+    pack_cache_size: int = 1024 * 1024 * 1024  # bytes of stored git answers (<data_dir>/packcache); 0 = none kept
     tokens_env: str = ""  # with auth = "token": names a variable holding comma-separated bearer tokens
     service_name: str = "f2git"  # with auth = "jupyterhub": the service's name on the hub
 
@@ -40,7 +41,7 @@ class ServerConfig:
             raise ConfigError(f"{where} key 'auth': must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{where} key 'port': {self.port} is not a TCP port")
-        for key in ("refresh_ttl", "refresh_wait", "max_git_processes"):
+        for key in ("refresh_ttl", "refresh_wait", "max_git_processes", "pack_cache_size"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where} key '{key}': must not be negative")
         if not self.public_url:
@@ -208,6 +209,9 @@ def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping
     where = f"{path}: [courses.{shown(name)}]"
     if not COURSE_NAME.match(name):
         raise ConfigError(f"{where} course name must match [a-z0-9][a-z0-9._-]*")
+    if name.endswith(".git"):  # /git/<name>.git is course <name>: one URL, one course
+        raise ConfigError(f"{where} course name must not end in .git (the git URL of course "
+                          f"{name[:-4]!r} is /git/{name[:-4]}.git)")
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
     source = table.get("source")

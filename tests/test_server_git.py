@@ -158,16 +158,6 @@ def backend_processes(repos_dir: Path) -> list[int]:
     return found
 
 
-def blocked_writing_a_pipe(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            if "pipe_write" in Path(f"/proc/{pid}/wchan").read_text():
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def raw_request(server: RunningServer, head: str, body: bytes = b"", receive_buffer: int = 0) -> socket.socket:
     connection = socket.socket()
     if receive_buffer:
@@ -177,106 +167,173 @@ def raw_request(server: RunningServer, head: str, body: bytes = b"", receive_buf
     return connection
 
 
-def test_client_leaving_mid_upload_ends_the_backend(server):
-    git("ls-remote", server.git_url(COURSE))
-    connection = raw_request(server, (
-        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
-        "Content-Type: application/x-git-upload-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n"),
-        b"5\r\n0032w\r\n")
-    assert wait_until(lambda: server.call(lambda: len(server.server.backends)) == 1)
-    assert wait_until(lambda: backend_processes(server.config.repos_dir))  # exec'd, waiting for the body
-    connection.close()
-    assert wait_until(lambda: server.call(lambda: len(server.server.backends)) == 0)
-    assert wait_until(lambda: backend_processes(server.config.repos_dir) == [])
-
-
-def test_a_stalled_upload_times_out_and_ends_the_backend(tmp_path, source):
-    make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}})
-    with RunningServer(make, body_timeout=0.5) as server:
-        git("ls-remote", server.git_url(COURSE))
-        connection = raw_request(server, (
-            f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
-            "Content-Type: application/x-git-upload-pack-request\r\nContent-Length: 1000\r\n\r\n"), b"0032w")
-        try:
-            assert wait_until(lambda: backend_processes(server.config.repos_dir))
-            # The client keeps the connection open but never finishes its body.
-            assert wait_until(lambda: backend_processes(server.config.repos_dir) == [], timeout=10)
-            assert server.call(lambda: len(server.server.backends)) == 0
-        finally:
-            connection.close()
-
-
 def pkt(line: str) -> bytes:
     return b"%04x" % (len(line) + 4) + line.encode()
 
 
-def test_client_leaving_mid_pack_ends_the_backend(server, source):
-    # A pack far larger than the socket buffers, so the backend is still writing when the client leaves.
-    (source.path / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+def fetch_body(head: str, *capabilities: str) -> bytes:
+    """A protocol v2 fetch of `head` (attack tests only; the cache tests replay what real git sent)."""
+    return (pkt("command=fetch\n") + b"0001" + b"".join(pkt(f"{c}\n") for c in capabilities)
+            + pkt(f"want {head}\n") + pkt("done\n") + b"0000")
+
+
+def post_head(length: int | None = None, protocol: str = "version=2") -> str:
+    size = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+    return (f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\nGit-Protocol: {protocol}\r\n"
+            f"Content-Type: application/x-git-upload-pack-request\r\n{size}\r\n\r\n")
+
+
+def pack_cache(server: RunningServer):
+    return server.server.app.settings["f2git_packcache"]
+
+
+def test_stalled_clients_hold_no_git_slot(tmp_path, source):
+    """More stalled clients than backend slots (half-sent bodies, and clients that never read
+    their pack): git still serves everyone else, and no backend waits for them."""
+    (source.path / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}},
+                          refresh_ttl=3600, max_git_processes=2)
+    with RunningServer(make) as server:
+        git("ls-remote", server.git_url(COURSE))
+        head = CourseRepo.for_course(server.config, COURSE).head()
+        stalled = [raw_request(server, post_head(1000), b"0032want ") for _ in range(3)]
+        stalled += [raw_request(server, post_head(), b"5\r\n0032w\r\n") for _ in range(3)]
+        # Four different requests for the big pack (four git runs), never read.
+        options = ["no-progress", "ofs-delta", "thin-pack", "include-tag"]
+        for count in range(1, 5):
+            body = fetch_body(head, *options[:count])
+            stalled.append(raw_request(server, post_head(len(body)), body, receive_buffer=4096))
+        try:
+            # ls-remote's two answers, then the four packs: all computed, none waits for its client.
+            assert wait_until(lambda: server.call(lambda: pack_cache(server).computed) >= 6, timeout=60)
+            assert server.call(lambda: len(server.server.backends)) == 0
+            assert backend_processes(server.config.repos_dir) == []
+            # Another student's clone is served while all of them still hold their connections.
+            git("clone", "-q", "--depth", "1", server.git_url(COURSE), tmp_path / "student")
+            assert (tmp_path / "student" / "big.bin").stat().st_size == 6 * 1024 * 1024
+        finally:
+            for connection in stalled:
+                connection.close()
+
+
+def test_a_client_that_stops_reading_is_dropped(server, source):
+    (source.path / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    git("ls-remote", server.git_url(COURSE))
+    server.call(lambda: setattr(server.server.backends, "stall_timeout", 0.5))
+    body = fetch_body(CourseRepo.for_course(server.config, COURSE).head(), "no-progress")
+    connection = raw_request(server, post_head(len(body)), body, receive_buffer=4096)
+    try:
+        connection.settimeout(30)
+        assert connection.recv(1024).startswith(b"HTTP/1.1 200")
+        time.sleep(3)  # the student's side reads nothing for a while
+        received = 0
+        try:
+            while chunk := connection.recv(65536):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received < 4 * 1024 * 1024  # the server ended the connection mid-pack
+    finally:
+        connection.close()
+    assert git("ls-remote", server.git_url(COURSE)).stdout  # and still serves
+
+
+def test_request_bodies_are_bounded_once_inflated(server):
+    """A gzip bomb, too many haves, a too large body: refused with a clear status, and the
+    server never holds the inflated bomb."""
+    import resource
+    import zlib
+
     git("ls-remote", server.git_url(COURSE))
     head = CourseRepo.for_course(server.config, COURSE).head()
-    body = pkt("command=fetch\n") + b"0001" + pkt(f"want {head}\n") + pkt("no-progress\n") + pkt("done\n") + b"0000"
-    connection = raw_request(server, (
-        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\nGit-Protocol: version=2\r\n"
-        f"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: {len(body)}\r\n\r\n"), body,
-        receive_buffer=4096)
-    connection.settimeout(30)
-    received = connection.recv(65536)
-    assert received.startswith(b"HTTP/1.1 200"), received[:200]
-    # The student's side stalls: the server's socket buffer fills, it stops reading the
-    # backend, and the backend blocks writing its full pipe. Then the student leaves.
-    assert wait_until(lambda: blocked_writing_a_pipe(backend_processes(server.config.repos_dir)))
-    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    connection.close()  # a reset, as when a student closes the tab mid-clone
-    assert wait_until(lambda: server.call(lambda: len(server.server.backends)) == 0)
-    assert wait_until(lambda: backend_processes(server.config.repos_dir) == [])
-    # The server still serves.
-    assert git("ls-remote", server.git_url(COURSE)).stdout.startswith(head.encode())
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1024 * 1024)
+    bomb = b"".join(packer.compress(zeros) for _ in range(512)) + packer.flush()  # 512 MiB inflated
+    assert len(bomb) < 1024 * 1024
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    upload = {"Content-Type": "application/x-git-upload-pack-request"}
+    status, _, answer = server.request("POST", f"/git/{COURSE}/git-upload-pack", body=bomb,
+                                       headers={**upload, "Content-Encoding": "gzip"})
+    assert status == 413 and b"once inflated" in answer
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
+    haves = b"".join(pkt(f"have {'%040x' % n}\n") for n in range(10_001))
+    status, _, answer = server.request("POST", f"/git/{COURSE}/git-upload-pack",
+                                       body=pkt(f"want {head}\n") + b"0000" + haves + pkt("done\n"), headers=upload)
+    assert status == 413 and b"10001 local commits" in answer
+    with raw_request(server, post_head(3 * 1024 * 1024)) as connection:  # refused before the body is sent
+        connection.settimeout(30)
+        answer = connection.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413") and b"larger than 2048 KiB" in answer
+    status, _, answer = server.request("POST", f"/git/{COURSE}/git-upload-pack", body=b"zzzz", headers=upload)
+    assert status == 400 and b"pkt-lines" in answer
+    assert server.call(lambda: len(server.server.backends)) == 0
 
 
-def test_the_backend_gets_no_secrets_from_the_server_environment(server, monkeypatch):
+@pytest.mark.parametrize("order", [("c", "c.git"), ("c.git", "c")])
+def test_course_names_cannot_collide_in_urls(tmp_path, order):
+    """/git/c.git is course c; a course named c.git would share its URL, so none may be named so."""
+    from f2git.config import ConfigError, parse
+
+    courses = {name: {"source": "local", "path": str(tmp_path)} for name in order}
+    with pytest.raises(ConfigError, match=r"\[courses.c.git\] course name must not end in .git"):
+        parse({"server": {"data_dir": str(tmp_path / "data")}, "courses": courses}, tmp_path / "f2git.toml", {})
+
+
+def test_the_backend_gets_no_secrets_from_the_server_environment(server, source, monkeypatch):
     """Source credentials live in the server's environment; git http-backend never sees them."""
     secret = "canvas-token-Zx81!secret"
     monkeypatch.setenv("CANVAS_TOKEN", secret)
+    (source.path / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
     git("ls-remote", server.git_url(COURSE))
-    connection = raw_request(server, (
-        f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
-        "Content-Type: application/x-git-upload-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n"))
-    try:
-        assert wait_until(lambda: backend_processes(server.config.repos_dir))
-        environments = [Path(f"/proc/{pid}/environ").read_bytes() for pid in backend_processes(server.config.repos_dir)]
-        assert environments and not any(secret.encode() in env for env in environments)
-        assert all(b"CANVAS_TOKEN" not in env for env in environments)
-    finally:
-        connection.close()
+    head = CourseRepo.for_course(server.config, COURSE).head()
+    environments = []
+    # Catch a backend at work: a few distinct requests for a large pack (each one git run).
+    for option in ("no-progress", "ofs-delta", "thin-pack"):
+        body = fetch_body(head, option)
+        with raw_request(server, post_head(len(body)), body):
+            if wait_until(lambda: backend_processes(server.config.repos_dir), timeout=5):
+                environments = [Path(f"/proc/{pid}/environ").read_bytes()
+                                for pid in backend_processes(server.config.repos_dir)]
+                if environments:
+                    break
+    assert environments and not any(secret.encode() in env for env in environments)
+    assert all(b"CANVAS_TOKEN" not in env for env in environments)
 
 
 def test_f2git_serve_stops_cleanly_on_sigterm_mid_fetch(tmp_path, source):
-    """The real CLI entry point: SIGTERM ends the fetch in flight, its backend, and the process."""
+    """The real CLI entry point: SIGTERM ends the fetches in flight (a half-sent body, a pack
+    the client reads slowly), git, and the process."""
+    (source.path / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
     config = write_config(tmp_path / "f2git.toml", {"data_dir": str(tmp_path / "served"), "refresh_ttl": 0},
                           {COURSE: {"source": "local", "path": str(source.path), "schedule": 3600}})
     with ServeProcess(config) as served:
         git("clone", "--depth", "1", served.git_url(COURSE), tmp_path / "clone")
-        assert checkout_files(tmp_path / "clone") == FILES
+        assert (tmp_path / "clone" / "README.md").read_text() == FILES["README.md"]
         repos = tmp_path / "served" / "repos"
-        connection = socket.create_connection(("127.0.0.1", served.port))
-        connection.sendall((f"POST /git/{COURSE}/git-upload-pack HTTP/1.1\r\nHost: x\r\n"
-                            "Content-Type: application/x-git-upload-pack-request\r\n"
-                            "Transfer-Encoding: chunked\r\n\r\n").encode())
+        head = CourseRepo(repos / f"{COURSE}.git").head()
+        uploading = socket.create_connection(("127.0.0.1", served.port))
+        uploading.sendall(post_head().encode())
+        reading = socket.socket()
+        reading.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reading.connect(("127.0.0.1", served.port))
+        body = fetch_body(head, "no-progress", "thin-pack")
+        reading.sendall(post_head(len(body)).encode() + body)
         try:
-            assert wait_until(lambda: backend_processes(repos))
+            reading.settimeout(30)
+            assert reading.recv(100).startswith(b"HTTP/1.1 200")
             started = time.monotonic()
             served.process.send_signal(signal.SIGTERM)
             assert served.process.wait(timeout=30) == 0
             assert time.monotonic() - started < 10
         finally:
-            connection.close()
+            uploading.close()
+            reading.close()
         assert backend_processes(repos) == []
         assert "stopping" in served.output()
 
 
 def test_a_herd_of_clones_queues_behind_max_git_processes(tmp_path, source):
-    """More simultaneous fetches than `max_git_processes` wait their turn; all succeed."""
+    """More simultaneous distinct fetches than `max_git_processes` wait their turn; all succeed."""
     import threading
 
     make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}},
@@ -296,7 +353,8 @@ def test_a_herd_of_clones_queues_behind_max_git_processes(tmp_path, source):
 
         def clone(i):
             try:
-                git("clone", "-q", "--depth", "1", server.git_url(COURSE), str(tmp_path / f"c{i}"))
+                # Each depth is a different request: its own git run.
+                git("clone", "-q", "--depth", str(i + 2), server.git_url(COURSE), str(tmp_path / f"c{i}"))
             except Exception as error:  # noqa: BLE001 (collected and asserted below)
                 failures.append(error)
 

@@ -1,0 +1,448 @@
+"""Answers to git requests computed once and served to everyone who asks the same.
+
+At lecture start hundreds of students send byte-identical requests: the same depth-1 clone
+of the same commit, the same fetch from the previous snapshot. Each distinct request runs
+`git http-backend` once; its whole answer (CGI head and pack) goes to a file that every
+client asking the same streams from while it is written, and later gets as a file in large
+chunks. Git never waits for a client: it writes to disk, and its backend slot is free as
+soon as it is done, however slowly the clients read.
+
+The key is everything that changes the answer's bytes: course, the served `main` commit,
+method, action, query, content type, the Git-Protocol header and the decoded request body.
+An answer is stored only if git succeeded and `main` did not move while it ran; entries of
+commits no longer served are dropped. Files are written aside and renamed, and carry their
+length, so a half-written entry (crash, full disk) is never served. (Design after GitLab
+Gitaly's pack-objects cache and its streamcache: key by the exact input, one writer to a
+file, many readers following it; f2git caches the whole upload-pack answer instead of
+pack-objects' output, which leaves nothing for git to do on a hit.)
+
+Small answers (ref advertisements, ls-refs, negotiation rounds) are also kept in memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from f2git.store import git_command
+
+if TYPE_CHECKING:
+    from .git import Backends
+
+log = logging.getLogger("f2git.packcache")
+
+MAGIC = b"f2git-answer 1 "  # file header: MAGIC, the answer's length, "\n"; then the answer
+MEMORY_ENTRY = 64 * 1024  # answers up to this size are also kept in memory
+MAX_ENTRIES = 20_000
+MAX_TEMPLATES = 32
+CHUNK = 256 * 1024
+OID = re.compile(rb"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+
+
+@dataclass(frozen=True)
+class GitRequest:
+    """What decides the answer's bytes: the cache key, and what the backend is run with."""
+
+    course: str
+    commit: str
+    method: str
+    action: str
+    query: str
+    content_type: str
+    protocol: str  # the Git-Protocol header passed to git ("" for v0)
+    body: bytes  # decoded
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.course, self.commit, self.method, self.action, self.query, self.content_type,
+                     self.protocol):
+            digest.update(part.encode() + b"\0")
+        digest.update(self.body)
+        return digest.hexdigest()
+
+
+@dataclass
+class Entry:
+    """A stored answer: a file (and its bytes when small)."""
+
+    request: GitRequest
+    path: Path
+    size: int  # of the answer, without the file header
+    data: bytes | None = None
+
+
+def read_main(repo: Path) -> str | None:
+    """The commit `refs/heads/main` names, read from the ref files (no git process): a request
+    must know which snapshot it is answered from, and this is asked on every request."""
+    try:
+        loose = (repo / "refs" / "heads" / "main").read_bytes().strip()
+        return loose.decode() if OID.fullmatch(loose) else None
+    except FileNotFoundError:
+        pass
+    try:
+        for line in (repo / "packed-refs").read_bytes().splitlines():
+            oid, _, name = line.partition(b" ")
+            if name == b"refs/heads/main" and OID.fullmatch(oid):
+                return oid.decode()
+    except FileNotFoundError:
+        pass
+    return None
+
+
+class Computation:
+    """One backend run whose answer goes to a temp file that readers follow as it grows."""
+
+    def __init__(self, request: GitRequest, temp: Path):
+        self.request = request
+        self.temp = temp
+        self.fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.written = 0
+        self.done = False
+        self.failed: str | None = None  # why, when git failed before its answer was complete
+        self._grown = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            count = os.write(self.fd, view)
+            view = view[count:]
+        self.written += len(chunk)
+        self._notify()
+
+    def finish(self, failed: str | None) -> None:
+        self.done, self.failed = True, failed
+        os.close(self.fd)
+        self._notify()
+        self.ended.set()
+
+    def _notify(self) -> None:
+        grown, self._grown = self._grown, asyncio.Event()
+        grown.set()
+
+    async def grown(self, seen: int) -> None:
+        while not self.done and self.written <= seen:
+            await self._grown.wait()
+
+
+class Reader:
+    """One client's view of an answer: a stored entry, or a computation still running."""
+
+    def __init__(self, entry: Entry | None = None, computation: Computation | None = None):
+        self.entry, self.computation = entry, computation
+        self.offset = 0
+        self.fd: int | None = None
+        if entry is not None and entry.data is None:
+            self.fd = os.open(entry.path, os.O_RDONLY)
+            self.offset = _header_size(entry.size)
+            self.end = self.offset + entry.size
+        elif computation is not None:
+            # Its own descriptor, opened now: the temp file is renamed or removed later.
+            self.fd = os.open(computation.temp, os.O_RDONLY)
+
+    @property
+    def failure(self) -> str | None:
+        return self.computation.failed if self.computation is not None else None
+
+    async def read(self, size: int = CHUNK) -> bytes:
+        """The next bytes of the answer; b"" at its end."""
+        if self.entry is not None and self.entry.data is not None:
+            chunk = self.entry.data[self.offset:self.offset + size]
+        elif self.entry is not None:
+            chunk = os.pread(self.fd, min(size, self.end - self.offset), self.offset)
+        else:
+            computation = self.computation
+            await computation.grown(self.offset)
+            chunk = os.pread(self.fd, min(size, computation.written - self.offset), self.offset) \
+                if computation.written > self.offset else b""
+        self.offset += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _header(size: int) -> bytes:
+    return MAGIC + b"%d\n" % size
+
+
+def _header_size(size: int) -> int:
+    return len(_header(size))
+
+
+Run = Callable[[GitRequest, Callable[[bytes], None]], Awaitable[str | None]]
+
+
+class PackCache:
+    """Every stored and running answer, bounded by `limit` bytes on disk (least recently used
+    go first), kept in `root` across restarts."""
+
+    def __init__(self, root: Path, repos_dir: Path, courses: list[str], limit: int, run: Run):
+        """`run(request, write)` runs git for `request`, passes its output to `write` and
+        returns None on success or why it failed."""
+        self.root = Path(root)
+        self.repos_dir = Path(repos_dir)
+        self.limit = limit
+        self._run = run
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._running: dict[str, Computation] = {}
+        self._heads: dict[str, str] = {}
+        self._history: dict[str, list[str]] = {}  # newest first: main and the snapshots before it
+        self._templates: OrderedDict[tuple, None] = OrderedDict()
+        self._tasks: set[asyncio.Task] = set()
+        self.size = 0
+        self.hits = self.misses = self.computed = self.prebuilt = 0
+        self._temp = self.root / ".tmp"
+        self._load(set(courses))
+
+    # -- start: reuse what a previous run stored --------------------------------------------
+
+    def _load(self, courses: set[str]) -> None:
+        shutil.rmtree(self._temp, ignore_errors=True)  # unfinished answers of a crashed run
+        self._temp.mkdir(parents=True, exist_ok=True)
+        self._load_templates()
+        found = []
+        for course_dir in self.root.iterdir():
+            if course_dir.name.startswith("."):
+                continue
+            head = read_main(self.repos_dir / f"{course_dir.name}.git") if course_dir.name in courses else None
+            for commit_dir in course_dir.iterdir() if course_dir.is_dir() else []:
+                if commit_dir.name != head:
+                    shutil.rmtree(commit_dir, ignore_errors=True)
+                    continue
+                for path in commit_dir.glob("*.json"):
+                    entry = self._read_entry(path)
+                    if entry is not None:
+                        found.append((path.stat().st_mtime, entry))
+            if head is None:
+                shutil.rmtree(course_dir, ignore_errors=True)
+        for _, entry in sorted(found, key=lambda item: item[0]):
+            self._add(entry)
+        self._evict()
+
+    def _read_entry(self, meta: Path) -> Entry | None:
+        """A stored entry, or None (and its files gone) when it is not whole."""
+        answer = meta.with_suffix("")
+        try:
+            info = json.loads(meta.read_text())
+            request = GitRequest(**{**info, "body": bytes.fromhex(info["body"])})
+            with open(answer, "rb") as stored:
+                header = stored.readline(64)
+                size = int(header[len(MAGIC):]) if header.startswith(MAGIC) else -1
+                whole = header == _header(size) and os.fstat(stored.fileno()).st_size == len(header) + size
+            if not whole or request.key != answer.name:
+                raise ValueError("not whole")
+            return self._with_data(Entry(request, answer, size))
+        except (OSError, ValueError, TypeError, KeyError):
+            meta.unlink(missing_ok=True)
+            answer.unlink(missing_ok=True)
+            return None
+
+    def _with_data(self, entry: Entry) -> Entry:
+        if entry.size <= MEMORY_ENTRY:
+            with open(entry.path, "rb") as stored:
+                stored.seek(_header_size(entry.size))
+                entry.data = stored.read(entry.size)
+        return entry
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def head(self, course: str) -> str | None:
+        """The served `main` of `course`; a change seen here drops the old answers."""
+        head = read_main(self.repos_dir / f"{course}.git")
+        if head is not None and self._heads.get(course) != head:
+            self._new_head(course, head)
+        return head
+
+    def open(self, request: GitRequest) -> Reader:
+        """A reader of the answer to `request`: stored, being computed, or computed now."""
+        self._learn(request)
+        entry = self._entries.get(request.key)
+        if entry is not None:
+            self._entries.move_to_end(request.key)
+            self.hits += 1
+            try:
+                return Reader(entry=entry)
+            except FileNotFoundError:  # removed behind our back: compute again
+                self._drop(request.key)
+        computation = self._running.get(request.key)
+        if computation is None:
+            self.misses += 1
+            computation = self._start(request)
+        else:
+            self.hits += 1
+        return Reader(computation=computation)
+
+    def _start(self, request: GitRequest) -> Computation:
+        temp = self._temp / f"{request.key}.{os.getpid()}"
+        computation = Computation(request, temp)
+        self._running[request.key] = computation
+        self._spawn(self._compute(computation))
+        return computation
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _compute(self, computation: Computation) -> None:
+        request = computation.request
+        failed = "f2git is stopping"
+        try:
+            failed = await self._run(request, computation.write)
+        except OSError as error:  # e.g. the disk is full
+            failed = f"could not store git's answer: {error.strerror}"
+            log.warning("course %s: %s", request.course, failed)
+        finally:
+            computation.finish(failed)
+            self._running.pop(request.key, None)
+            self.computed += 1
+            stored = failed is None and self.head(request.course) == request.commit
+            try:
+                if stored and computation.written + _header_size(computation.written) <= self.limit:
+                    self._store(computation)
+            except OSError as error:
+                log.warning("course %s: an answer was served but not stored: %s", request.course, error)
+            finally:
+                computation.temp.unlink(missing_ok=True)
+
+    def _store(self, computation: Computation) -> None:
+        """Write the entry aside (header + answer) and rename it into place."""
+        request, size = computation.request, computation.written
+        folder = self.root / request.course / request.commit
+        folder.mkdir(parents=True, exist_ok=True)
+        aside = self._temp / f"{request.key}.entry"
+        with open(aside, "wb") as out, open(computation.temp, "rb") as answer:
+            out.write(_header(size))
+            shutil.copyfileobj(answer, out, 1024 * 1024)
+        meta = {**request.__dict__, "body": request.body.hex()}
+        final = folder / request.key
+        (self._temp / f"{request.key}.json").write_text(json.dumps(meta))
+        os.replace(aside, final)
+        os.replace(self._temp / f"{request.key}.json", final.with_suffix(".json"))
+        self._add(self._with_data(Entry(request, final, size)))
+        self._evict()
+
+    # -- size and lifetime ----------------------------------------------------------------------
+
+    def _add(self, entry: Entry) -> None:
+        self._drop(entry.request.key, remove=False)
+        self._entries[entry.request.key] = entry
+        self.size += entry.size
+
+    def _drop(self, key: str, remove: bool = True) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        self.size -= entry.size
+        if remove:  # readers that opened it keep their descriptor
+            entry.path.unlink(missing_ok=True)
+            entry.path.with_suffix(".json").unlink(missing_ok=True)
+
+    def _evict(self) -> None:
+        while self._entries and (self.size > self.limit or len(self._entries) > MAX_ENTRIES):
+            self._drop(next(iter(self._entries)))
+
+    def _new_head(self, course: str, head: str) -> None:
+        """`main` moved: answers for other commits are never asked for again."""
+        previous = self._heads.get(course)
+        self._heads[course] = head
+        for key in [key for key, entry in self._entries.items()
+                    if entry.request.course == course and entry.request.commit != head]:
+            self._drop(key)
+        course_dir = self.root / course
+        if course_dir.is_dir():
+            for commit_dir in course_dir.iterdir():
+                if commit_dir.name != head:
+                    shutil.rmtree(commit_dir, ignore_errors=True)
+        if previous is not None:
+            log.info("course %s: new snapshot %s; building the answers clicks will ask for", course, head[:12])
+        self._spawn(self._prebuild(course, head))
+
+    # -- ready before the click -----------------------------------------------------------------
+    # The request bodies real clients send are learnt from the requests they made: a body
+    # naming only `main` and the snapshots before it is a template with those commits as
+    # placeholders. When a snapshot is published, each template is filled in with the new
+    # commits and its answer computed, before the first click asks.
+
+    def _learn(self, request: GitRequest) -> None:
+        history = self._history.get(request.course)
+        if not history or history[0] != request.commit:
+            return
+        named = set(OID.findall(request.body))
+        # A body naming other objects is one student's own history: nobody else sends it.
+        if not named <= {c.encode() for c in history} or (named and history[0].encode() not in named):
+            return
+        body = request.body
+        for index, commit in enumerate(history):
+            body = body.replace(commit.encode(), b"{%d}" % index)
+        template = (request.method, request.action, request.query, request.content_type, request.protocol, body)
+        if template in self._templates:
+            self._templates.move_to_end(template)
+            return
+        self._templates[template] = None
+        while len(self._templates) > MAX_TEMPLATES:
+            self._templates.popitem(last=False)
+        self._save_templates()
+
+    def _save_templates(self) -> None:
+        aside = self._temp / "templates.json"
+        aside.write_text(json.dumps([[*template[:5], template[5].hex()] for template in self._templates]))
+        os.replace(aside, self.root / "templates.json")
+
+    def _load_templates(self) -> None:
+        try:
+            for *fields, body in json.loads((self.root / "templates.json").read_text())[-MAX_TEMPLATES:]:
+                self._templates[(*fields, bytes.fromhex(body))] = None
+        except (OSError, ValueError, TypeError):
+            pass
+
+    async def _prebuild(self, course: str, head: str) -> None:
+        history = await self._read_history(course, head)
+        if not history or self._heads.get(course) != head:
+            return
+        self._history[course] = history
+        for method, action, query, content_type, protocol, template in list(self._templates):
+            if any(b"{%d}" % index in template for index in range(len(history), 3)):
+                continue  # a fetch from a snapshot this course does not have
+            body = template
+            for index, commit in enumerate(history):
+                body = body.replace(b"{%d}" % index, commit.encode())
+            request = GitRequest(course, head, method, action, query, content_type, protocol, body)
+            if request.key in self._entries or request.key in self._running:
+                continue
+            self.prebuilt += 1
+            await self._start(request).ended.wait()  # one at a time: clicks share the slots
+
+    async def _read_history(self, course: str, head: str) -> list[str]:
+        process = await asyncio.create_subprocess_exec(
+            *git_command("--git-dir", str(self.repos_dir / f"{course}.git"), "rev-list", "--first-parent",
+                         "-n", "3", head),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await process.communicate()
+        return out.decode().split() if process.returncode == 0 else []
+
+    def snapshot_published(self, course: str) -> None:
+        """Called after a sync: look at `main` now, and build ahead if it moved."""
+        self.head(course)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, int]:
+        return {"entries": len(self._entries), "bytes": self.size, "running": len(self._running),
+                "hits": self.hits, "misses": self.misses, "computed": self.computed, "prebuilt": self.prebuilt}
