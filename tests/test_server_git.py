@@ -368,3 +368,214 @@ def test_a_herd_of_clones_queues_behind_max_git_processes(tmp_path, source):
     assert not failures
     assert all(checkout_files(tmp_path / f"c{i}") == FILES for i in range(10))
     assert 1 <= peak[0] <= 2
+
+
+# -- the pack cache -------------------------------------------------------------------------
+# Request bodies are those real git sent: a clone or fetch records them in the cache, and
+# the tests replay them.
+
+def cache_call(server: RunningServer, what):
+    return server.call(lambda: what(pack_cache(server)))
+
+
+def settled(server: RunningServer) -> bool:
+    """No answer is being computed (prebuilding included)."""
+    return cache_call(server, lambda cache: cache.idle)
+
+
+def stored_pack_requests(server: RunningServer):
+    return cache_call(server, lambda cache: [entry.request for entry in cache._entries.values()
+                                             if b"deepen" in entry.request.body and b"0009done\n" in entry.request.body])
+
+
+def replay(server: RunningServer, request) -> bytes:
+    headers = {"Content-Type": request.content_type}
+    if request.protocol:
+        headers["Git-Protocol"] = request.protocol
+    status, _, body = server.request("POST", f"/git/{request.course}/git-upload-pack", body=request.body,
+                                     headers=headers)
+    assert status == 200
+    return body
+
+
+def clone(server: RunningServer, target: Path, version: str = "2", *options: str, course: str = COURSE):
+    git("-c", f"protocol.version={version}", "-c", "transfer.fsckObjects=true", "clone", "-q", *options,
+        server.git_url(course), target)
+    git("fsck", "--strict", "--no-dangling", cwd=target)
+
+
+def test_repeated_answers_are_byte_exact_and_computed_once(server, tmp_path):
+    for version in ("0", "2"):
+        clone(server, tmp_path / f"v{version}", version, "--depth", "1")
+    requests = stored_pack_requests(server)
+    assert sorted(request.protocol for request in requests) == ["", "version=2"]
+    assert wait_until(lambda: settled(server))
+    computed = cache_call(server, lambda cache: cache.computed)
+    for request in requests:
+        answers = {replay(server, request) for _ in range(3)}
+        assert len(answers) == 1
+        stored = cache_call(server, lambda cache: cache._entries[request.key].path).read_bytes()
+        assert stored.endswith(answers.pop())
+    assert cache_call(server, lambda cache: cache.computed) == computed
+
+
+def test_identical_requests_at_once_share_one_git_run(server, source):
+    import threading
+
+    (source.path / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    git("ls-remote", server.git_url(COURSE))
+    assert wait_until(lambda: settled(server))
+    head = CourseRepo.for_course(server.config, COURSE).head()
+    body = fetch_body(head, "no-progress", "ofs-delta")
+    computed = cache_call(server, lambda cache: cache.computed)
+    answers = []
+
+    def fetch():
+        status, _, answer = server.request("POST", f"/git/{COURSE}/git-upload-pack", body=body, headers={
+            "Content-Type": "application/x-git-upload-pack-request", "Git-Protocol": "version=2"})
+        answers.append((status, answer))
+
+    clients = [threading.Thread(target=fetch) for _ in range(6)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(60)
+    assert len(answers) == 6 and {status for status, _ in answers} == {200}
+    assert len({answer for _, answer in answers}) == 1 and len(answers[0][1]) > 4 * 1024 * 1024
+    assert cache_call(server, lambda cache: cache.computed) == computed + 1
+
+
+@pytest.mark.parametrize("version", ["0", "2"])
+def test_clones_from_the_cache_are_fsck_clean(server, tmp_path, version):
+    clone(server, tmp_path / "first", version, "--depth", "1")
+    hits = cache_call(server, lambda cache: cache.hits)
+    clone(server, tmp_path / "second", version, "--depth", "1")
+    assert cache_call(server, lambda cache: cache.hits) > hits
+    assert checkout_files(tmp_path / "second") == FILES
+    git("-c", f"protocol.version={version}", "-c", "transfer.fsckObjects=true", "pull", "-q", "--ff-only",
+        cwd=tmp_path / "second")
+
+
+def test_no_answer_crosses_courses_or_commits(tmp_path):
+    folders = {}
+    for name in ("alpha", "beta"):
+        folders[name] = SourceFolder(tmp_path / name)
+        folders[name].write("README.md", f"# {name}\n")  # same paths, different bytes
+    make = config_factory(tmp_path, {name: {"source": "local", "path": str(folder.path), "schedule": 0}
+                                     for name, folder in folders.items()}, refresh_ttl=0)
+    with RunningServer(make) as server:
+        for round in range(2):
+            for name in folders:
+                clone(server, tmp_path / f"{name}{round}", "2", "--depth", "1", course=name)
+                assert (tmp_path / f"{name}{round}" / "README.md").read_text() == f"# {name}\n"
+        folders["alpha"].write("README.md", "# alpha, week 2\n")
+        clone(server, tmp_path / "alpha-new", "2", "--depth", "1", course="alpha")
+        assert (tmp_path / "alpha-new" / "README.md").read_text() == "# alpha, week 2\n"
+        git("pull", "-q", "--ff-only", cwd=tmp_path / "alpha0")
+        assert (tmp_path / "alpha0" / "README.md").read_text() == "# alpha, week 2\n"
+        clone(server, tmp_path / "beta-new", "2", "--depth", "1", course="beta")
+        assert (tmp_path / "beta-new" / "README.md").read_text() == "# beta\n"
+        # Answers for the commit no longer served are gone, from memory and from disk.
+        head = CourseRepo.for_course(server.config, "alpha").head()
+        assert wait_until(lambda: settled(server))
+        assert cache_call(server, lambda cache: {entry.request.commit for entry in cache._entries.values()
+                                                 if entry.request.course == "alpha"}) == {head}
+        assert [path.name for path in (server.config.server.data_dir / "packcache" / "alpha").iterdir()] == [head]
+
+
+def test_the_cache_is_bounded_and_evicts_the_least_recently_used(tmp_path, source):
+    (source.path / "noise.bin").write_bytes(os.urandom(300 * 1024))
+    make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}},
+                          refresh_ttl=3600, pack_cache_size=700 * 1024)
+    with RunningServer(make) as server:
+        clone(server, tmp_path / "v0", "0", "--depth", "1")
+        first = stored_pack_requests(server)[0]
+        clone(server, tmp_path / "v2", "2", "--depth", "1")
+        clone(server, tmp_path / "v2d2", "2", "--depth", "2")
+        assert wait_until(lambda: settled(server))
+        entries = cache_call(server, lambda cache: list(cache._entries.values()))
+        assert sum(entry.size for entry in entries) <= 700 * 1024
+        assert first.key not in {entry.request.key for entry in entries}
+        on_disk = {path.name for path in (server.config.server.data_dir / "packcache").rglob("*")
+                   if path.is_file() and path.parent.parent.name == COURSE and not path.suffix}
+        assert on_disk == {entry.request.key for entry in entries}
+        clone(server, tmp_path / "again", "0", "--depth", "1")  # computed again
+        assert (tmp_path / "again" / "noise.bin").stat().st_size == 300 * 1024
+
+
+def test_the_cache_is_reused_after_a_restart_and_half_written_entries_are_never_served(tmp_path, source):
+    (source.path / "noise.bin").write_bytes(os.urandom(200 * 1024))
+    make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}},
+                          refresh_ttl=3600)
+    root = tmp_path / "data" / "packcache"
+    with RunningServer(make) as server:
+        clone(server, tmp_path / "first", "2", "--depth", "1")
+        clone(server, tmp_path / "first0", "0", "--depth", "1")
+        packs = {request.protocol: request.key for request in stored_pack_requests(server)}
+    # A crash mid-write leaves a temp file; a torn write, an entry shorter than it says.
+    (root / ".tmp" / "leftover").write_bytes(b"half an answer")
+    torn = next(root.rglob(packs[""]))
+    torn.write_bytes(torn.read_bytes()[:-1])
+    with RunningServer(make) as server:
+        assert not (root / ".tmp" / "leftover").exists() and not torn.exists()
+        clone(server, tmp_path / "second", "2", "--depth", "1")
+        assert wait_until(lambda: settled(server))
+        # Every answer was reused but the torn one, which was built again, ready for its clone.
+        assert cache_call(server, lambda cache: cache.computed) == 1
+        clone(server, tmp_path / "second0", "0", "--depth", "1")
+        assert cache_call(server, lambda cache: cache.computed) == 1
+        assert (tmp_path / "second0" / "noise.bin").read_bytes() == (source.path / "noise.bin").read_bytes()
+
+
+@pytest.mark.parametrize("version", ["0", "2"])
+def test_answers_are_ready_before_the_click(server, source, tmp_path, version):
+    """After a release, the clone of the new snapshot and the fetch from the previous one are
+    computed before anyone asks: for the requests real git sent before."""
+    def pull(student: Path) -> None:
+        git("-c", f"protocol.version={version}", "-c", "transfer.fsckObjects=true", "pull", "-q", "--ff-only",
+            cwd=student)
+
+    clone(server, tmp_path / "ann", version, "--depth", "1")  # ann clones snapshot 1
+    source.write("week2/a.ipynb", "a\n")
+    pull(tmp_path / "ann")  # fetches 2 from 1: the fetch is learnt
+    clone(server, tmp_path / "bob", version, "--depth", "1")  # bob clones snapshot 2
+    source.write("week3/b.ipynb", "b\n")
+    git("-c", f"protocol.version={version}", "ls-remote", server.git_url(COURSE))  # a click syncs snapshot 3
+    assert wait_until(lambda: settled(server), timeout=30)
+    assert cache_call(server, lambda cache: cache.prebuilt) > 0
+    computed = cache_call(server, lambda cache: cache.computed)
+    pull(tmp_path / "bob")  # fetches 3 from 2
+    clone(server, tmp_path / "cem", version, "--depth", "1")  # a newcomer clones 3
+    assert cache_call(server, lambda cache: cache.computed) == computed  # nothing left for git to do
+    assert checkout_files(tmp_path / "bob") == checkout_files(tmp_path / "cem") == {
+        **FILES, "week2/a.ipynb": "a\n", "week3/b.ipynb": "b\n"}
+
+
+def test_ref_advertisements_are_answered_without_git(server):
+    for version in ("0", "2"):
+        git("-c", f"protocol.version={version}", "ls-remote", server.git_url(COURSE))
+    assert wait_until(lambda: settled(server))
+    spawned = server.call(lambda: server.server.backends.spawned)
+    for version in ("0", "2", "0", "2"):
+        listed = git("-c", f"protocol.version={version}", "ls-remote", "--symref", server.git_url(COURSE))
+        assert listed.stdout.startswith(b"ref: refs/heads/main\tHEAD")
+    assert server.call(lambda: server.server.backends.spawned) == spawned
+
+
+@pytest.mark.parametrize("version", ["0", "2"])
+def test_objects_outside_main_cannot_be_fetched_by_id(server, tmp_path, version):
+    """The sync state, or any object the repo holds that main does not reach, is refused by
+    id, also when the cache holds answers for the same course."""
+    clone(server, tmp_path / "clone", version, "--depth", "1")  # the cache is warm
+    repo = CourseRepo.for_course(server.config, COURSE)
+    blob = git("--git-dir", repo.path, "hash-object", "-w", "--stdin", input=b"exam solutions\n").stdout.decode().strip()
+    tree = git("--git-dir", repo.path, "mktree", input=f"100644 blob {blob}\tsolutions.txt\n".encode()).stdout.decode().strip()
+    hidden = [git("--git-dir", repo.path, "commit-tree", "-m", "not released", tree).stdout.decode().strip(), blob]
+    state = repo.resolve("refs/f2git/state")
+    if state:
+        hidden.append(state)
+    for oid in hidden:
+        fetched = git("-c", f"protocol.version={version}", "fetch", server.git_url(COURSE), oid,
+                      cwd=tmp_path / "clone", check=False)
+        assert fetched.returncode != 0, oid
+        assert git("cat-file", "-e", oid, cwd=tmp_path / "clone", check=False).returncode != 0

@@ -51,6 +51,7 @@ _GIT_PROTOCOL = re.compile(r"^[\x20-\x7e]{1,256}$")
 MAX_REQUEST_BODY = 2 * 1024 * 1024  # as sent (gzip or plain)
 MAX_DECODED_BODY = 2 * 1024 * 1024  # once inflated
 MAX_HAVES = 10_000
+MAX_WANTS = 100  # git wants main: one line
 STALL_TIMEOUT = 60.0
 MAX_ERROR_CHARS = 1000  # a pkt-line holds at most 65516 bytes; a student reads one line
 
@@ -207,8 +208,9 @@ def decode_body(raw: bytes, encoding: str) -> bytes:
     return body
 
 
-def check_request(body: bytes) -> None:
-    """A sequence of pkt-lines with at most MAX_HAVES `have` lines."""
+def check_request(body: bytes) -> set[str]:
+    """A sequence of pkt-lines with at most MAX_HAVES `have` lines; returns the commits it wants."""
+    wants: set[str] = set()
     haves, at = 0, 0
     while at < len(body):
         try:
@@ -221,10 +223,15 @@ def check_request(body: bytes) -> None:
         if at + length > len(body):
             raise Refusal(400, "the git request ends inside a pkt-line")
         haves += body.startswith(b"have ", at + 4)
+        if body.startswith(b"want ", at + 4):
+            wants.add(body[at + 9:at + 49].decode("latin-1"))
+            if len(wants) > MAX_WANTS:
+                raise Refusal(413, f"the git request wants more than {MAX_WANTS} objects")
         at += length
     if haves > MAX_HAVES:
         raise Refusal(413, f"the git request names {haves} local commits (have lines); f2git accepts "
                            f"at most {MAX_HAVES}: fetch into a fresh clone")
+    return wants
 
 
 @tornado.web.stream_request_body
@@ -285,7 +292,18 @@ class GitHandler(BaseHandler):
             raise Refusal(413, f"the git request is larger than {MAX_REQUEST_BODY // 1024} KiB")
         body = decode_body(bytes(self._body), self.request.headers.get("Content-Encoding", ""))
         self._body = bytearray()
-        check_request(body)
+        wants = check_request(body)
+        commit = self.cache.head(self.course.name)
+        if commit is not None and wants - {commit}:
+            # Only snapshots are served, whatever else the repo holds (protocol v2 upload-pack
+            # would send any object it has when asked by id).
+            refused = wants - await self.cache.snapshots(self.course.name, commit)
+            if refused:
+                self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-result")
+                named = min(refused)
+                named = named if re.fullmatch("[0-9a-f]{40}", named) else "(not an object id)"
+                self.finish(pkt_line(f"ERR upload-pack: not our ref {named}\n"))
+                return
         await self.answer(body)
 
     def answer_no_snapshot(self) -> None:

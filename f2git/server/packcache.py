@@ -200,6 +200,7 @@ class PackCache:
         self._heads: dict[str, str] = {}
         self._history: dict[str, list[str]] = {}  # newest first: main and the snapshots before it
         self._templates: OrderedDict[tuple, None] = OrderedDict()
+        self._snapshots: dict[str, tuple[str, frozenset[str]]] = {}
         self._tasks: set[asyncio.Task] = set()
         self.size = 0
         self.hits = self.misses = self.computed = self.prebuilt = 0
@@ -425,13 +426,22 @@ class PackCache:
             self.prebuilt += 1
             await self._start(request).ended.wait()  # one at a time: clicks share the slots
 
-    async def _read_history(self, course: str, head: str) -> list[str]:
+    async def _read_history(self, course: str, head: str, count: int = 3) -> list[str]:
+        """`head` and the snapshots before it, newest first (all of them with count 0)."""
         process = await asyncio.create_subprocess_exec(
             *git_command("--git-dir", str(self.repos_dir / f"{course}.git"), "rev-list", "--first-parent",
-                         "-n", "3", head),
+                         *(["-n", str(count)] if count else []), head),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         out, _ = await process.communicate()
         return out.decode().split() if process.returncode == 0 else []
+
+    async def snapshots(self, course: str, head: str) -> frozenset[str]:
+        """Every snapshot `main` has served up to `head`: the only commits a client may want."""
+        known = self._snapshots.get(course)
+        if known is None or known[0] != head:
+            known = (head, frozenset(await self._read_history(course, head, count=0)))
+            self._snapshots[course] = known
+        return known[1]
 
     def snapshot_published(self, course: str) -> None:
         """Called after a sync: look at `main` now, and build ahead if it moved."""
@@ -442,6 +452,11 @@ class PackCache:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is being computed, prebuilding included."""
+        return not self._running and all(task.done() for task in self._tasks)
 
     def stats(self) -> dict[str, int]:
         return {"entries": len(self._entries), "bytes": self.size, "running": len(self._running),
