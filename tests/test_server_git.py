@@ -529,26 +529,34 @@ def test_the_cache_is_reused_after_a_restart_and_half_written_entries_are_never_
 
 @pytest.mark.parametrize("version", ["0", "2"])
 def test_answers_are_ready_before_the_click(server, source, tmp_path, version):
-    """After a release, the clone of the new snapshot and the fetch from the previous one are
-    computed before anyone asks: for the requests real git sent before."""
-    def pull(student: Path) -> None:
+    """After a release, the clone of the new snapshot and the fetches students will make are
+    computed before anyone asks, for the requests real git sent at the release before."""
+    def pull(student: str) -> None:
         git("-c", f"protocol.version={version}", "-c", "transfer.fsckObjects=true", "pull", "-q", "--ff-only",
-            cwd=student)
+            cwd=tmp_path / student)
+
+    def release(path: str) -> None:
+        source.write(path, f"{path}\n")
+        git("-c", f"protocol.version={version}", "ls-remote", server.git_url(COURSE))  # a click syncs it
+        assert wait_until(lambda: settled(server), timeout=30)
 
     clone(server, tmp_path / "ann", version, "--depth", "1")  # ann clones snapshot 1
-    source.write("week2/a.ipynb", "a\n")
-    pull(tmp_path / "ann")  # fetches 2 from 1: the fetch is learnt
-    clone(server, tmp_path / "bob", version, "--depth", "1")  # bob clones snapshot 2
-    source.write("week3/b.ipynb", "b\n")
-    git("-c", f"protocol.version={version}", "ls-remote", server.git_url(COURSE))  # a click syncs snapshot 3
-    assert wait_until(lambda: settled(server), timeout=30)
+    release("week2/a.ipynb")
+    pull("ann")  # 2 from 1
+    clone(server, tmp_path / "bob", version, "--depth", "1")  # bob clones 2
+    release("week3/b.ipynb")
+    pull("ann")  # 3 from 2, shallow since 1
+    pull("bob")  # 3 from 2, shallow since 2
+    clone(server, tmp_path / "cem", version, "--depth", "1")
+    release("week4/c.ipynb")
     assert cache_call(server, lambda cache: cache.prebuilt) > 0
     computed = cache_call(server, lambda cache: cache.computed)
-    pull(tmp_path / "bob")  # fetches 3 from 2
-    clone(server, tmp_path / "cem", version, "--depth", "1")  # a newcomer clones 3
+    for student in ("ann", "bob", "cem"):
+        pull(student)
+    clone(server, tmp_path / "dan", version, "--depth", "1")
     assert cache_call(server, lambda cache: cache.computed) == computed  # nothing left for git to do
-    assert checkout_files(tmp_path / "bob") == checkout_files(tmp_path / "cem") == {
-        **FILES, "week2/a.ipynb": "a\n", "week3/b.ipynb": "b\n"}
+    released = {**FILES, **{path: f"{path}\n" for path in ("week2/a.ipynb", "week3/b.ipynb", "week4/c.ipynb")}}
+    assert all(checkout_files(tmp_path / student) == released for student in ("ann", "bob", "cem", "dan"))
 
 
 def test_ref_advertisements_are_answered_without_git(server):

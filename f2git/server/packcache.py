@@ -42,7 +42,7 @@ log = logging.getLogger("f2git.packcache")
 MAGIC = b"f2git-answer 1 "  # file header: MAGIC, the answer's length, "\n"; then the answer
 MEMORY_ENTRY = 64 * 1024  # answers up to this size are also kept in memory
 MAX_ENTRIES = 20_000
-MAX_TEMPLATES = 32
+MAX_TEMPLATES = 32  # per course
 CHUNK = 256 * 1024
 OID = re.compile(rb"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
@@ -198,8 +198,8 @@ class PackCache:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._running: dict[str, Computation] = {}
         self._heads: dict[str, str] = {}
-        self._history: dict[str, list[str]] = {}  # newest first: main and the snapshots before it
-        self._templates: OrderedDict[tuple, None] = OrderedDict()
+        self._history: dict[str, list[str]] = {}  # newest first: main and every snapshot before it
+        self._templates: dict[str, OrderedDict[tuple, None]] = {}  # per course, least recently seen first
         self._snapshots: dict[str, tuple[str, frozenset[str]]] = {}
         self._tasks: set[asyncio.Task] = set()
         self.size = 0
@@ -372,54 +372,52 @@ class PackCache:
         self._spawn(self._prebuild(course, head))
 
     # -- ready before the click -----------------------------------------------------------------
-    # The request bodies real clients send are learnt from the requests they made: a body
-    # naming only `main` and the snapshots before it is a template with those commits as
-    # placeholders. When a snapshot is published, each template is filled in with the new
-    # commits and its answer computed, before the first click asks.
+    # The request bodies real clients send are learnt from the requests they made. In a body
+    # a `want` or `have` of `main` or of the two snapshots before it becomes a placeholder;
+    # a `shallow` line (where the student's shallow clone began) stays as it is. When a
+    # snapshot is published, each template is filled in with the new commits and answered
+    # before the first click asks: the student who cloned at snapshot 1 and fetched at 2
+    # sends the same body, with newer commits, when fetching 4 from 3.
 
     def _learn(self, request: GitRequest) -> None:
-        history = self._history.get(request.course)
-        if not history or history[0] != request.commit:
+        snapshots = self._history.get(request.course)
+        if not snapshots or snapshots[0] != request.commit:
             return
-        named = set(OID.findall(request.body))
-        # A body naming other objects is one student's own history: nobody else sends it.
-        if not named <= {c.encode() for c in history} or (named and history[0].encode() not in named):
-            return
-        body = request.body
-        for index, commit in enumerate(history):
-            body = body.replace(commit.encode(), b"{%d}" % index)
-        template = (request.method, request.action, request.query, request.content_type, request.protocol, body)
-        if template in self._templates:
-            self._templates.move_to_end(template)
-            return
-        self._templates[template] = None
-        while len(self._templates) > MAX_TEMPLATES:
-            self._templates.popitem(last=False)
-        self._save_templates()
+        templates = self._templates.setdefault(request.course, OrderedDict())
+        for body in templates_of(request.body, snapshots):
+            template = (request.method, request.action, request.query, request.content_type, request.protocol, body)
+            if template in templates:
+                templates.move_to_end(template)
+                continue
+            templates[template] = None
+            while len(templates) > MAX_TEMPLATES:
+                templates.popitem(last=False)
+            self._save_templates()
 
     def _save_templates(self) -> None:
         aside = self._temp / "templates.json"
-        aside.write_text(json.dumps([[*template[:5], template[5].hex()] for template in self._templates]))
+        aside.write_text(json.dumps({course: [[*template[:5], template[5].hex()] for template in templates]
+                                     for course, templates in self._templates.items()}))
         os.replace(aside, self.root / "templates.json")
 
     def _load_templates(self) -> None:
         try:
-            for *fields, body in json.loads((self.root / "templates.json").read_text())[-MAX_TEMPLATES:]:
-                self._templates[(*fields, bytes.fromhex(body))] = None
-        except (OSError, ValueError, TypeError):
-            pass
+            for course, templates in json.loads((self.root / "templates.json").read_text()).items():
+                self._templates[course] = OrderedDict(
+                    ((*fields, bytes.fromhex(body)), None) for *fields, body in templates[-MAX_TEMPLATES:])
+        except (OSError, ValueError, TypeError, AttributeError):
+            self._templates.clear()
 
     async def _prebuild(self, course: str, head: str) -> None:
-        history = await self._read_history(course, head)
-        if not history or self._heads.get(course) != head:
+        snapshots = await self._read_history(course, head, count=0)
+        if not snapshots or self._heads.get(course) != head:
             return
-        self._history[course] = history
-        for method, action, query, content_type, protocol, template in list(self._templates):
-            if any(b"{%d}" % index in template for index in range(len(history), 3)):
-                continue  # a fetch from a snapshot this course does not have
-            body = template
-            for index, commit in enumerate(history):
-                body = body.replace(b"{%d}" % index, commit.encode())
+        self._history[course] = snapshots
+        self._snapshots[course] = (head, frozenset(snapshots))
+        for method, action, query, content_type, protocol, template in list(self._templates.get(course, ())):
+            body = fill(template, snapshots)
+            if body is None:
+                continue  # e.g. a fetch from a snapshot this course does not have
             request = GitRequest(course, head, method, action, query, content_type, protocol, body)
             if request.key in self._entries or request.key in self._running:
                 continue
@@ -461,3 +459,90 @@ class PackCache:
     def stats(self) -> dict[str, int]:
         return {"entries": len(self._entries), "bytes": self.size, "running": len(self._running),
                 "hits": self.hits, "misses": self.misses, "computed": self.computed, "prebuilt": self.prebuilt}
+
+
+
+def _pkt_lines(body: bytes) -> list[bytes]:
+    lines, at = [], 0
+    while at < len(body):
+        length = max(int(body[at:at + 4], 16), 4)  # checked pkt-lines; below 4: flush, delim
+        lines.append(body[at:at + length])
+        at += length
+    return lines
+
+
+def templates_of(body: bytes, snapshots: list[str]) -> list[bytes]:
+    """The templates a request body teaches (see PackCache._learn), none when it names an
+    object other students would not have (their own commits).
+
+    In want and have lines, `main` and the two snapshots before it become {0}, {1}, {2};
+    `shallow` lines stay as they are (where that cohort's shallow clones begin), or become
+    relative too (students who cloned the snapshot before); and haves that walk back from
+    {1} to the shallow boundary become {walk:<boundary>}, which is how the history students
+    fetch with grows from one snapshot to the next."""
+    if not snapshots:
+        return []
+    known = set(snapshots)
+    recent = {commit.encode(): b"{%d}" % index for index, commit in enumerate(snapshots[:3])}
+    lines = _pkt_lines(body)
+    shallow, haves = set(), []
+    for line in lines:
+        named = OID.findall(line)
+        if not named:
+            continue
+        kind = line[4:].split(b" ", 1)[0]
+        if len(named) != 1 or kind not in (b"want", b"have", b"shallow") or named[0].decode() not in known:
+            return []
+        if kind == b"want" and named[0] != snapshots[0].encode():
+            return []
+        if kind == b"shallow":
+            shallow.add(named[0])
+        elif kind == b"have":
+            haves.append(named[0])
+
+    def variant(relative_shallow: bool, walk: bool) -> bytes | None:
+        parts, walked = [], False
+        for line in lines:
+            named = OID.findall(line)
+            kind = line[4:].split(b" ", 1)[0] if named else b""
+            if kind == b"shallow" and not relative_shallow:
+                parts.append(line)
+            elif kind == b"have" and walk:
+                if not walked:
+                    parts.append(b"{walk:%s}" % haves[-1])
+                    walked = True
+            elif named and named[0] in recent:
+                parts.append(line.replace(named[0], recent[named[0]]))
+            elif named and kind != b"have":
+                return None  # a shallow line relative to an older snapshot: nobody's
+            else:
+                parts.append(line)
+        return b"".join(parts)
+
+    found = [variant(False, False)]
+    if shallow and shallow <= set(recent):
+        found.append(variant(True, False))
+    walked = [commit.encode() for commit in snapshots[1:len(haves) + 1]]
+    if len(haves) > 1 and haves == walked and haves[-1] in shallow:
+        found.append(variant(False, True))
+    return [template for template in found if template is not None]
+
+
+def fill(template: bytes, snapshots: list[str]) -> bytes | None:
+    """A template with this course's newest snapshots; None when it needs one it lacks."""
+    body = template
+    walk = re.search(rb"\{walk:([0-9a-f]{40})\}", body)
+    if walk:
+        boundary = walk.group(1).decode()
+        if boundary not in snapshots[1:]:
+            return None
+        haves = b"".join(b"0032have %s\n" % commit.encode()
+                         for commit in snapshots[1:snapshots.index(boundary) + 1])
+        body = body[:walk.start()] + haves + body[walk.end():]
+    for index in range(3):
+        placeholder = b"{%d}" % index
+        if placeholder in body:
+            if index >= len(snapshots):
+                return None
+            body = body.replace(placeholder, snapshots[index].encode())
+    return body
