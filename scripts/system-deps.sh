@@ -7,6 +7,9 @@ command -v git >/dev/null || need+=(git)
 command -v npm >/dev/null || need+=(nodejs npm)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null || need+=(chromium)
+  # benchmarks/lecture.py: git http-backend behind a real web server, and the static-file floor
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
+  [ -x /usr/sbin/fcgiwrap ] || command -v fcgiwrap >/dev/null || need+=(fcgiwrap)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
