@@ -202,6 +202,7 @@ class PackCache:
         self._templates: dict[str, OrderedDict[tuple, None]] = {}  # per course, least recently seen first
         self._snapshots: dict[str, tuple[str, frozenset[str]]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._closed = False
         self.size = 0
         self.hits = self.misses = self.computed = self.prebuilt = 0
         self._temp = self.root / ".tmp"
@@ -293,6 +294,9 @@ class PackCache:
         return computation
 
     def _spawn(self, coroutine) -> None:
+        if self._closed:
+            coroutine.close()
+            return
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -446,6 +450,7 @@ class PackCache:
         self.head(course)
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
