@@ -587,3 +587,16 @@ def test_objects_outside_main_cannot_be_fetched_by_id(server, tmp_path, version)
                       cwd=tmp_path / "clone", check=False)
         assert fetched.returncode != 0, oid
         assert git("cat-file", "-e", oid, cwd=tmp_path / "clone", check=False).returncode != 0
+
+
+def test_refusals_by_git_are_not_stored(server):
+    """git http-backend refuses a wrong content type with status 415 and exit status 0."""
+    git("ls-remote", server.git_url(COURSE))
+    head = CourseRepo.for_course(server.config, COURSE).head()
+    body = fetch_body(head, "no-progress")
+    for _ in range(2):
+        status, _, _ = server.request("POST", f"/git/{COURSE}/git-upload-pack", body=body,
+                                      headers={"Content-Type": "text/plain", "Git-Protocol": "version=2"})
+        assert status == 415
+    assert cache_call(server, lambda cache: [entry for entry in cache._entries.values()
+                                             if entry.request.content_type == "text/plain"]) == []

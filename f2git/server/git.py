@@ -348,6 +348,8 @@ class GitHandler(BaseHandler):
                 raise Refusal(502, "git http-backend failed: " + (reader.failure or "its answer has no CGI head"))
             head += chunk
         self._apply_cgi_headers(head[:split])
+        if reader.entry is not None:  # a stored answer: its length is known, as a file's
+            self.set_header("Content-Length", str(reader.entry.size - split - 4))
         chunk = head[split + 4:]
         try:
             while True:

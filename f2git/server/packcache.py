@@ -313,7 +313,7 @@ class PackCache:
             computation.finish(failed)
             self._running.pop(request.key, None)
             self.computed += 1
-            stored = failed is None and self.head(request.course) == request.commit
+            stored = failed is None and self.head(request.course) == request.commit and _succeeded(computation.temp)
             try:
                 if stored and computation.written + _header_size(computation.written) <= self.limit:
                     self._store(computation)
@@ -465,6 +465,19 @@ class PackCache:
         return {"entries": len(self._entries), "bytes": self.size, "running": len(self._running),
                 "hits": self.hits, "misses": self.misses, "computed": self.computed, "prebuilt": self.prebuilt}
 
+
+
+def _succeeded(answer: Path) -> bool:
+    """Whether a CGI answer is a 200 (http-backend exits 0 after refusing a request, too)."""
+    with open(answer, "rb") as stored:
+        start = stored.read(65536)
+    if b"\r\n\r\n" not in start:
+        return False
+    for line in start.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"status":
+            return value.strip().startswith(b"200")
+    return True
 
 
 def _pkt_lines(body: bytes) -> list[bytes]:
