@@ -237,6 +237,7 @@ def check_request(body: bytes) -> set[str]:
 @tornado.web.stream_request_body
 class GitHandler(BaseHandler):
     _client_gone = False
+    _body: bytearray | None = None
     _body_too_large = False
 
     @property
@@ -275,6 +276,8 @@ class GitHandler(BaseHandler):
         return self.find_course(repo[:-4] if repo.endswith(".git") else repo)
 
     def data_received(self, chunk: bytes) -> None:
+        if self._body is None:  # a body where none belongs (GET): ignored
+            return
         if len(self._body) + len(chunk) > MAX_REQUEST_BODY:
             self._body_too_large = True
         else:
@@ -290,8 +293,8 @@ class GitHandler(BaseHandler):
     async def post(self, repo: str, action: str) -> None:
         if self._body_too_large:
             raise Refusal(413, f"the git request is larger than {MAX_REQUEST_BODY // 1024} KiB")
-        body = decode_body(bytes(self._body), self.request.headers.get("Content-Encoding", ""))
-        self._body = bytearray()
+        body = decode_body(bytes(self._body or b""), self.request.headers.get("Content-Encoding", ""))
+        self._body = None
         wants = check_request(body)
         commit = self.cache.head(self.course.name)
         if commit is not None and wants - {commit}:

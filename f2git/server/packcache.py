@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("f2git.packcache")
 
 MAGIC = b"f2git-answer 1 "  # file header: MAGIC, the answer's length, "\n"; then the answer
-MEMORY_ENTRY = 64 * 1024  # answers up to this size are also kept in memory
+MEMORY_ENTRY = 64 * 1024  # answers up to this size are also kept in memory…
+MEMORY_BUDGET = 32 * 1024 * 1024  # …while all those together stay below this
 MAX_ENTRIES = 20_000
 MAX_TEMPLATES = 32  # per course
 CHUNK = 256 * 1024
@@ -203,7 +204,7 @@ class PackCache:
         self._snapshots: dict[str, tuple[str, frozenset[str]]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
-        self.size = 0
+        self.size = self.memory = 0  # bytes stored on disk, and kept in memory too
         self.hits = self.misses = self.computed = self.prebuilt = 0
         self._temp = self.root / ".tmp"
         self._load(set(courses))
@@ -252,10 +253,11 @@ class PackCache:
             return None
 
     def _with_data(self, entry: Entry) -> Entry:
-        if entry.size <= MEMORY_ENTRY:
+        if entry.size <= MEMORY_ENTRY and self.memory + entry.size <= MEMORY_BUDGET:
             with open(entry.path, "rb") as stored:
                 stored.seek(_header_size(entry.size))
                 entry.data = stored.read(entry.size)
+            self.memory += entry.size
         return entry
 
     # -- serving --------------------------------------------------------------------------------
@@ -351,6 +353,8 @@ class PackCache:
         if entry is None:
             return
         self.size -= entry.size
+        if entry.data is not None:
+            self.memory -= entry.size
         if remove:  # readers that opened it keep their descriptor
             entry.path.unlink(missing_ok=True)
             entry.path.with_suffix(".json").unlink(missing_ok=True)
