@@ -600,3 +600,31 @@ def test_refusals_by_git_are_not_stored(server):
         assert status == 415
     assert cache_call(server, lambda cache: [entry for entry in cache._entries.values()
                                              if entry.request.content_type == "text/plain"]) == []
+
+
+def test_nbgitpuller_clicks_after_a_release_are_served_ready(server, source, tmp_path):
+    """Real nbgitpuller (shallow clone, then fetch and merge on each click): after a release
+    every student's click is answered from answers built before it."""
+    from tests.repohelpers import Student
+
+    def release(path: str) -> None:
+        source.write(path, f"{path}\n")
+        git("ls-remote", server.git_url(COURSE))  # a click syncs it
+        assert wait_until(lambda: settled(server), timeout=30)
+
+    students = {name: Student(server.git_url(COURSE), tmp_path / name / COURSE) for name in ("ann", "bob", "cem")}
+    students["ann"].click()
+    release("week2/a.ipynb")
+    students["ann"].click()
+    students["bob"].click()
+    release("week3/b.ipynb")
+    for name in ("ann", "bob", "cem"):
+        students[name].click()
+    release("week4/c.ipynb")
+    computed = cache_call(server, lambda cache: cache.computed)
+    for name in ("ann", "bob", "cem"):
+        students[name].click()
+    Student(server.git_url(COURSE), tmp_path / "dan" / COURSE).click()
+    assert cache_call(server, lambda cache: cache.computed) == computed
+    released = {**FILES, **{path: f"{path}\n" for path in ("week2/a.ipynb", "week3/b.ipynb", "week4/c.ipynb")}}
+    assert all(checkout_files(tmp_path / name / COURSE) == released for name in ("ann", "bob", "cem", "dan"))
