@@ -216,11 +216,18 @@ def test_stalled_clients_hold_no_git_slot(tmp_path, source):
                 connection.close()
 
 
-def test_a_client_that_stops_reading_is_dropped(server, source):
+@pytest.mark.parametrize("stored", [False, True], ids=["being-computed", "stored"])
+def test_a_client_that_stops_reading_is_dropped(server, source, stored):
+    """Whether its answer is still being computed or sent from the cache (sendfile)."""
     (source.path / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
     git("ls-remote", server.git_url(COURSE))
     server.call(lambda: setattr(server.server.backends, "stall_timeout", 0.5))
     body = fetch_body(CourseRepo.for_course(server.config, COURSE).head(), "no-progress")
+    if stored:
+        status, _, answer = server.request("POST", f"/git/{COURSE}/git-upload-pack", body=body, headers={
+            "Content-Type": "application/x-git-upload-pack-request", "Git-Protocol": "version=2"})
+        assert status == 200 and len(answer) > 4 * 1024 * 1024
+        assert wait_until(lambda: settled(server))
     connection = raw_request(server, post_head(len(body)), body, receive_buffer=4096)
     try:
         connection.settimeout(30)
@@ -404,7 +411,8 @@ def clone(server: RunningServer, target: Path, version: str = "2", *options: str
     git("fsck", "--strict", "--no-dangling", cwd=target)
 
 
-def test_repeated_answers_are_byte_exact_and_computed_once(server, tmp_path):
+def test_repeated_answers_are_byte_exact_and_computed_once(server, source, tmp_path, caplog):
+    (source.path / "noise.bin").write_bytes(os.urandom(256 * 1024))  # sent from the file, not from memory
     for version in ("0", "2"):
         clone(server, tmp_path / f"v{version}", version, "--depth", "1")
     requests = stored_pack_requests(server)
@@ -417,6 +425,7 @@ def test_repeated_answers_are_byte_exact_and_computed_once(server, tmp_path):
         stored = cache_call(server, lambda cache: cache._entries[request.key].path).read_bytes()
         assert stored.endswith(answers.pop())
     assert cache_call(server, lambda cache: cache.computed) == computed
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 def test_identical_requests_at_once_share_one_git_run(server, source):

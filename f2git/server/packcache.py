@@ -151,6 +151,11 @@ class Reader:
             self.fd = os.open(computation.temp, os.O_RDONLY)
 
     @property
+    def stored_file(self) -> bool:
+        """A stored answer read from its file (what can go out with sendfile)."""
+        return self.entry is not None and self.fd is not None
+
+    @property
     def failure(self) -> str | None:
         return self.computation.failed if self.computation is not None else None
 
