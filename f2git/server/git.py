@@ -356,7 +356,8 @@ class GitHandler(BaseHandler):
         chunk = head[split + 4:]
         connection = self.request.connection
         try:
-            if reader.stored_file and hasattr(connection, "_expected_content_remaining"):
+            if reader.stored_file and hasattr(connection, "_expected_content_remaining") \
+                    and not isinstance(connection.stream, tornado.iostream.SSLIOStream):
                 # A stored answer goes out as a static file would: sendfile, no copies.
                 self.write(chunk)
                 if not await self._flushed() or not await self._send_file(reader):
