@@ -44,6 +44,7 @@ MEMORY_ENTRY = 64 * 1024  # answers up to this size are also kept in memory…
 MEMORY_BUDGET = 32 * 1024 * 1024  # …while all those together stay below this
 MAX_ENTRIES = 20_000
 MAX_TEMPLATES = 32  # per course
+TEMPLATES = ".templates.json"  # beside the course folders; no course name starts with a dot
 CHUNK = 256 * 1024
 OID = re.compile(rb"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
@@ -296,6 +297,9 @@ class PackCache:
     def _start(self, request: GitRequest) -> Computation:
         temp = self._temp / f"{request.key}.{os.getpid()}"
         computation = Computation(request, temp)
+        if self._closed:
+            computation.finish("f2git is stopping")  # its empty file goes at the next start
+            return computation
         self._running[request.key] = computation
         self._spawn(self._compute(computation))
         return computation
@@ -320,9 +324,10 @@ class PackCache:
             computation.finish(failed)
             self._running.pop(request.key, None)
             self.computed += 1
-            stored = failed is None and self.head(request.course) == request.commit and _succeeded(computation.temp)
             try:
-                if stored and computation.written + _header_size(computation.written) <= self.limit:
+                if failed is None and self.head(request.course) == request.commit and \
+                        computation.written + _header_size(computation.written) <= self.limit and \
+                        _succeeded(computation.temp):
                     self._store(computation)
             except OSError as error:
                 log.warning("course %s: an answer was served but not stored: %s", request.course, error)
@@ -411,11 +416,11 @@ class PackCache:
         aside = self._temp / "templates.json"
         aside.write_text(json.dumps({course: [[*template[:5], template[5].hex()] for template in templates]
                                      for course, templates in self._templates.items()}))
-        os.replace(aside, self.root / "templates.json")
+        os.replace(aside, self.root / TEMPLATES)
 
     def _load_templates(self) -> None:
         try:
-            for course, templates in json.loads((self.root / "templates.json").read_text()).items():
+            for course, templates in json.loads((self.root / TEMPLATES).read_text()).items():
                 self._templates[course] = OrderedDict(
                     ((*fields, bytes.fromhex(body)), None) for *fields, body in templates[-MAX_TEMPLATES:])
         except (OSError, ValueError, TypeError, AttributeError):
