@@ -169,7 +169,7 @@ def clicks_while_the_source_fails(work: Path, fault: str, clicks: int, concurren
     Every click must still get the last snapshot, within refresh_wait, and the source must be
     asked once per refresh_ttl, not once per click."""
     from tests.httpserver import FileServer
-    from tests.test_connector_http import zip_bytes
+    from tests.archivefiles import zip_bytes
 
     with FileServer() as source:
         source.put("/course.zip", zip_bytes({MARKER: b"the last good snapshot\n"}))

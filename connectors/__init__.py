@@ -17,6 +17,7 @@ SOURCES: dict[str, str] = {
     "ilias": "connectors.ilias:IliasConnector",
     "zenodo": "connectors.zenodo:ZenodoConnector",
     "rclone": "connectors.rclone:RcloneConnector",
+    "moodle": "connectors.moodle:MoodleConnector",
 }
 
 # The pip extra that brings a source's optional dependencies.

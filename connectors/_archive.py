@@ -24,7 +24,9 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import stat
+import struct
 import tarfile
 import tempfile
 import zipfile
@@ -232,8 +234,74 @@ def list_archive(path: str | os.PathLike, *, label: str = "", limits: Limits = L
     return collector.result()
 
 
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL_HEADER = struct.Struct("<4s6H3L5H2L")  # one member's record in the central directory
+_MAX_CENTRAL_RECORD = _CENTRAL_HEADER.size + 3 * 0xFFFF
+
+
+def _zip_directory_within_limits(path: str, collector: _Collector) -> None:
+    """Count the members and their sizes from the zip's own central directory, record by
+    record, before zipfile loads it: zipfile builds an object per member first (a million
+    members cost ~500 MB), and trusts neither the declared count nor anything else."""
+    limits, label = collector.limits, collector.label
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        tail_start = max(0, size - _EOCD.size - 0xFFFF)
+        file.seek(tail_start)
+        tail = file.read()
+        found = tail.rfind(b"PK\x05\x06")
+        if found < 0 or found + _EOCD.size > len(tail):
+            return  # zipfile names the damage
+        _, _, _, _, declared, directory_size, _, _ = _EOCD.unpack_from(tail, found)
+        directory_end = tail_start + found
+        if declared == 0xFFFF or directory_size == 0xFFFFFFFF:
+            file.seek(max(0, directory_end - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size))
+            record = file.read(_ZIP64_EOCD.size)
+            if len(record) == _ZIP64_EOCD.size and record[:4] == b"PK\x06\x06":
+                declared, directory_size = _ZIP64_EOCD.unpack(record)[7:9]
+                directory_end -= _ZIP64_LOCATOR.size + _ZIP64_EOCD.size
+        if declared > limits.max_entries:
+            raise SourceError(f"{label} has more than {limits.max_entries} entries (its directory lists {declared})")
+        if directory_size > (limits.max_entries + 1) * _MAX_CENTRAL_RECORD:
+            raise SourceError(f"{label} has a central directory of {directory_size} bytes,"
+                              f" more than {limits.max_entries} entries can fill")
+        file.seek(max(0, directory_end - directory_size))
+        reader = io.BufferedReader(file, CHUNK)  # the declared count may lie: walk the records
+        count = total = 0
+        while (header := reader.read(_CENTRAL_HEADER.size)) and header[:4] == b"PK\x01\x02":
+            if len(header) < _CENTRAL_HEADER.size:
+                return
+            fields = _CENTRAL_HEADER.unpack(header)
+            unpacked, name_len, extra_len, comment_len = fields[9], fields[10], fields[11], fields[12]
+            reader.read(name_len)
+            extra = reader.read(extra_len)
+            reader.read(comment_len)
+            if unpacked == 0xFFFFFFFF:
+                unpacked = _zip64_size(extra, unpacked)
+            count += 1
+            total += unpacked
+            if count > limits.max_entries:
+                raise SourceError(f"{label} has more than {limits.max_entries} entries")
+            if total > limits.max_total_size:
+                raise SourceError(f"{label} unpacks to more than {limits.max_total_size} bytes")
+
+
+def _zip64_size(extra: bytes, fallback: int) -> int:
+    """The uncompressed size from a zip64 extra field (id 1), which comes first in it."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<2H", extra, at)
+        if kind == 1 and length >= 8:
+            return struct.unpack_from("<Q", extra, at + 4)[0]
+        at += 4 + length
+    return fallback
+
+
 def _list_zip(path: str, collector: _Collector) -> None:
     limits = collector.limits
+    _zip_directory_within_limits(path, collector)
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             collector.counted()
@@ -313,7 +381,44 @@ def _decompressed(path: str, label: str, limits: Limits, work_dir: str | os.Path
     return plain
 
 
+_TAR_META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
+                   tarfile.SOLARIS_XHDTYPE)
+MAX_TAR_META = 1024**2  # bytes of a pax or GNU long-name header: tarfile reads one whole into memory
+_PAX_SIZE = re.compile(rb"(?:^|\n)\d+ size=(\d+)\n")
+
+
+def _tar_headers_within_limits(plain: str, collector: _Collector) -> None:
+    """Walk the tar's headers, skipping the data, before tarfile parses any: count the members
+    and refuse a pax or long-name header larger than MAX_TAR_META, which tarfile would read whole."""
+    limits, label = collector.limits, collector.label
+    count = 0
+    size_override = None
+    with open(plain, "rb") as file:
+        while len(header := file.read(tarfile.BLOCKSIZE)) == tarfile.BLOCKSIZE and header.strip(b"\0"):
+            try:
+                size = tarfile.nti(header[124:136])
+            except (tarfile.InvalidHeaderError, ValueError):
+                return  # tarfile names the damage
+            kind = header[156:157]
+            padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            if kind in _TAR_META_TYPES:
+                if size > MAX_TAR_META:
+                    raise SourceError(f"{label} has a {size}-byte extended header (more than {MAX_TAR_META})")
+                meta = file.read(padded)
+                found = _PAX_SIZE.search(meta[:size]) if kind == tarfile.XHDTYPE else None
+                size_override = int(found[1]) if found else None
+                continue
+            if size_override is not None:
+                size, size_override = size_override, None
+                padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            count += 1
+            if count > limits.max_entries:
+                raise SourceError(f"{label} has more than {limits.max_entries} entries")
+            file.seek(padded, os.SEEK_CUR)
+
+
 def _list_tar(plain: str, collector: _Collector) -> None:
+    _tar_headers_within_limits(plain, collector)
     with tarfile.open(plain, mode="r:", encoding="utf-8", errors="surrogateescape") as archive:
         for member in archive:
             collector.counted()

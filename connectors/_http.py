@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .base import AuthError, SourceError, traffic
+from .base import AuthError, SourceError, current_limits, traffic
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_RETRY_AFTER = 60.0  # s: longest a Retry-After header may make us wait
@@ -45,6 +45,34 @@ class HostBoundAuth(requests.auth.AuthBase):
             return request
         request.headers.update(self.headers)
         return self.inner(request) if self.inner else request
+
+
+def network_failure(error: BaseException) -> str:
+    """What went wrong on the way, in words: refused, DNS, TLS or timeout."""
+    chain, cause = [], error
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and
+                                                         isinstance(cause.args[0], BaseException) else None)
+        if cause is None and chain[-1].args and hasattr(chain[-1].args[-1], "reason"):
+            cause = chain[-1].args[-1].reason  # urllib3's MaxRetryError keeps it in .reason
+    names = [type(c).__name__ for c in chain]
+    text = " ".join(str(c) for c in chain).lower()
+    if isinstance(error, requests.exceptions.SSLError) or "SSLError" in names or "certificate" in text:
+        detail = "certificate verify failed" if "certificate verify failed" in text else "handshake failed"
+        return f"failed the TLS check ({detail})"
+    if "NameResolutionError" in names or "name or service not known" in text \
+            or "temporary failure in name resolution" in text or "nodename nor servname" in text:
+        return "could not be found (DNS: the host name does not resolve)"
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return "timed out while connecting"
+    if isinstance(error, requests.Timeout) or "ReadTimeoutError" in names or "timed out" in text:
+        return "timed out waiting for an answer"
+    if any(isinstance(c, ConnectionRefusedError) for c in chain) or "connection refused" in text:
+        return "refused the connection (nothing listens there?)"
+    if "reset by peer" in text or any(isinstance(c, ConnectionResetError) for c in chain):
+        return "reset the connection"
+    return "could not be reached"
 
 
 def _is_throttled(response: requests.Response) -> bool:
@@ -85,22 +113,27 @@ class SourceSession:
     def request(self, method: str, url: str, *, ok: tuple[int, ...] = (200,), stream: bool = False,
                 **kwargs: Any) -> requests.Response:
         """One request with bounded retries on network errors, 5xx and throttling."""
-        kwargs.setdefault("timeout", self.timeout)
+        limits = current_limits()
         attempt = 0
         while True:
             attempt += 1
+            limits.check(f"{self.label}: {where(url)}")
             self.requests_made += 1
             if (meter := traffic.get()) is not None:
                 meter.requests += 1
             try:
-                response = self.session.request(method, url, stream=stream, **kwargs)
+                # Always streamed: a body read whole inside requests could trickle past every limit.
+                response = self.session.request(method, url, stream=True,
+                                                **{"timeout": self._timeout(limits), **kwargs})
+                if response.status_code in ok and not stream:
+                    self._read_body(response)
             except requests.TooManyRedirects:
                 raise self.fail(f"too many redirects from {where(url)}") from None
             except (requests.ConnectionError, requests.Timeout) as error:
                 if attempt > self.retries:
-                    kind = "timed out" if isinstance(error, requests.Timeout) else "could not be reached"
-                    raise self.fail(f"{where(url)} {kind} after {attempt} tries") from None
-                self.sleep(self.backoff * 2 ** (attempt - 1))
+                    tries = "1 try" if attempt == 1 else f"{attempt} tries"
+                    raise self.fail(f"{where(url)} {network_failure(error)} (after {tries})") from None
+                self._pause(self.backoff * 2 ** (attempt - 1), limits, url)
                 continue
             except requests.RequestException as error:
                 raise self.fail(f"request to {where(url)} failed: {type(error).__name__}") from None
@@ -113,9 +146,36 @@ class SourceSession:
                 if retry_after.isdigit():
                     delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER))
                 response.close()
-                self.sleep(delay)
+                self._pause(delay, limits, url)
                 continue
             raise self.status_error(response)
+
+    def _timeout(self, limits) -> tuple[float, float]:
+        """The per-read timeouts, never past the sync's deadline."""
+        left = max(limits.remaining(), 0.1)
+        return min(self.timeout[0], left), min(self.timeout[1], left)
+
+    def _pause(self, delay: float, limits, url: str) -> None:
+        if delay >= limits.remaining():
+            limits.check(f"{self.label}: {where(url)}")
+            raise self.fail(f"{where(url)} keeps failing, and sync_timeout ends before the next try")
+        self.sleep(delay)
+
+    def _read_body(self, response: requests.Response) -> None:
+        """Read a (small) body whole, as requests would, but within the sync's read limits."""
+        watch = current_limits().watch(f"{self.label}: {where(response.url)}")
+        chunks = []
+        try:
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
+                watch.count(len(chunk))
+                chunks.append(chunk)
+        except SourceError:
+            response.close()
+            raise
+        except Exception as error:  # urllib3's IncompleteRead, ProtocolError, ReadTimeoutError…
+            response.close()
+            raise self.fail(f"the answer of {where(response.url)} broke off: {network_failure(error)}") from None
+        response._content = b"".join(chunks)  # what .content, .json() and .text read
 
     def status_error(self, response: requests.Response) -> SourceError:
         status = response.status_code
@@ -134,6 +194,10 @@ class SourceSession:
     def get_json(self, url: str, **kwargs: Any) -> tuple[Any, requests.Response]:
         """GET a JSON document; an HTML login page or malformed body is an error, not data."""
         response = self.request("GET", url, **kwargs)
+        return self.json_body(response), response
+
+    def json_body(self, response: requests.Response) -> Any:
+        """The JSON of a response; an HTML login page or malformed body is an error, not data."""
         content_type = response.headers.get("Content-Type", "")
         if "html" in content_type.lower():
             raise self.fail(f"answered with an HTML page instead of JSON at {where(response.url)}"
@@ -141,7 +205,7 @@ class SourceSession:
         if (meter := traffic.get()) is not None:
             meter.bytes += len(response.content)
         try:
-            return response.json(), response
+            return response.json()
         except ValueError:
             raise self.fail(f"answered with malformed JSON at {where(response.url)}") from None
 
@@ -199,6 +263,7 @@ class BodyStream(io.RawIOBase):
         self.md5_expected = (md5 or "").lower()
         self.received = 0
         self.finished = False
+        self.watch = current_limits().watch(f"{session.label}: the download of {where(response.url)}")
 
     def readable(self) -> bool:
         return True
@@ -207,10 +272,12 @@ class BodyStream(io.RawIOBase):
         if self.finished:
             return 0
         try:
-            chunk = self.response.raw.read(len(buffer), decode_content=True)
+            # read1: what has arrived, so a trickle is counted as it comes (read() waits for all)
+            chunk = self.response.raw.read1(len(buffer), decode_content=True)
         except Exception:  # urllib3's IncompleteRead, ProtocolError, ReadTimeoutError…
             raise self.session.fail(f"the download of {where(self.response.url)} broke off after"
                                     f" {self.received} bytes") from None
+        self.watch.count(len(chunk))
         if not chunk:
             self._finish()
             return 0

@@ -6,13 +6,16 @@ HTTP serving; the snapshot engine (f2git.snapshot) checks every path it returns.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
 import tempfile
+import time
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, ClassVar, Mapping
+from typing import Any, BinaryIO, Callable, ClassVar, Mapping
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Listing:
     state: dict = field(default_factory=dict)
     # The source proved nothing changed since `state` (e.g. HTTP 304): keep the snapshot as it is.
     unchanged: bool = False
+    # Items the source's rules might release but f2git cannot decide, so withheld: reason → count
+    # (e.g. "grade restriction" → 2). Counts only: their names never leave the connector.
+    withheld: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,15 +63,103 @@ class Traffic:
 traffic: ContextVar[Traffic | None] = ContextVar("f2git_source_traffic", default=None)
 
 
+# s over which a body must average `min_read_speed`: long enough for a burst of server
+# think time, short enough that a trickling source fails in seconds, not hours.
+SLOW_WINDOW = 30.0
+
+
+class ReadLimits:
+    """How long one sync may spend reading its source: an overall deadline (the course's
+    `sync_timeout`) and a floor on the speed of every body (`min_read_speed`). A source that
+    hangs or sends a byte a second then fails the sync with a clear error instead of holding
+    it, and a sync worker, for hours. Per-read timeouts alone cannot: each read succeeds."""
+
+    def __init__(self, timeout: float = 0.0, min_speed: int = 0, clock: Callable[[], float] = time.monotonic):
+        self.timeout = timeout
+        self.min_speed = min_speed
+        self.clock = clock
+        self.deadline = clock() + timeout if timeout > 0 else math.inf
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def check(self, what: str) -> None:
+        if self.clock() > self.deadline:
+            raise SourceError(f"{what}: stopped after sync_timeout ({self.timeout:g} s); the source is too slow"
+                              " or hangs")
+
+    def watch(self, what: str) -> "SpeedWatch":
+        return SpeedWatch(self, what)
+
+
+class SpeedWatch:
+    """Counts one body's bytes as they arrive; too slow or past the deadline is a SourceError."""
+
+    def __init__(self, limits: ReadLimits, what: str):
+        self.limits = limits
+        self.what = what
+        self.window_start = limits.clock()
+        self.window_bytes = 0
+
+    def count(self, received: int) -> None:
+        self.limits.check(self.what)
+        self.window_bytes += received
+        now = self.limits.clock()
+        elapsed = now - self.window_start
+        if elapsed < SLOW_WINDOW:
+            return
+        if self.window_bytes < self.limits.min_speed * elapsed:
+            raise SourceError(f"{self.what}: arrived too slowly ({self.window_bytes} bytes in {elapsed:.0f} s;"
+                              f" min_read_speed is {self.limits.min_speed} bytes/s)")
+        self.window_start, self.window_bytes = now, 0
+
+
+# The engine sets the course's limits for each sync; HTTP bodies and opened entries count into them.
+read_limits: ContextVar[ReadLimits | None] = ContextVar("f2git_read_limits", default=None)
+
+
+def current_limits() -> ReadLimits:
+    return read_limits.get() or ReadLimits()
+
+
+class WatchedStream(io.RawIOBase):
+    """An opened entry whose reads count into the sync's ReadLimits."""
+
+    def __init__(self, inner: BinaryIO, what: str):
+        self.inner = inner
+        self.watch = current_limits().watch(what)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.inner.read(len(buffer))
+        self.watch.count(len(chunk))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.inner.close()
+        super().close()
+
+
 class SourceError(Exception):
     """The source could not be read completely. The sync fails; the last snapshot stays served.
 
     Messages are shown to instructors and must never contain a credential.
     """
 
+    next_release: datetime | None = None  # when the source will release what it withholds (an embargo's end)
+
 
 class AuthError(SourceError):
     """The source rejected the credentials."""
+
+
+def in_words(*parts: str) -> str:
+    """The non-empty parts of a description, comma-separated (for Connector.describe)."""
+    return ", ".join(part for part in parts if part)
 
 
 class Connector(AbstractContextManager):
@@ -80,6 +174,11 @@ class Connector(AbstractContextManager):
         self.course = course
         self.env = os.environ if env is None else env
         self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    @classmethod
+    def describe(cls, options: Any) -> str:
+        """Where a course's files come from, in words for instructors; never a credential or query."""
+        return ""
 
     def secret(self, variable: str) -> str:
         """The value of the environment variable a `*_env` key names."""
@@ -107,7 +206,8 @@ class Connector(AbstractContextManager):
     def check(self) -> str:
         """Try the credentials and the listing; return a one-line summary for `f2git check`."""
         listing = self.list({})
-        return f"{len(listing.entries)} released files"
+        withheld = ", ".join(f"{count} × {reason}" for reason, count in sorted(listing.withheld.items()))
+        return f"{len(listing.entries)} released files" + (f"; withheld: {withheld}" if withheld else "")
 
     def close(self) -> None:
         if self._tmpdir is not None:

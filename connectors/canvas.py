@@ -16,9 +16,9 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import requests
 
-from ._http import SessionConnector, SourceSession
+from ._http import SessionConnector, SourceSession, where
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
-from .base import Connector, Entry, Listing, SourceError
+from .base import Connector, Entry, Listing, SourceError, in_words
 
 # Canvas's leaky bucket starts at 700 units; below this we slow down before it throttles.
 RATE_LIMIT_LOW = 100.0
@@ -60,6 +60,10 @@ class CanvasConnector(SessionConnector, Connector):
     source = "canvas"
     label = "Canvas"
     Options = CanvasOptions
+
+    @classmethod
+    def describe(cls, options: CanvasOptions) -> str:
+        return in_words(where(options.url), f"course {options.course_id}", options.folder and f"folder {options.folder}")
 
     # Injectable for tests: the clock and the sleep used for retries and pacing.
     now: Callable[[], datetime] = staticmethod(utc_now)

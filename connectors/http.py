@@ -47,6 +47,10 @@ class HttpConnector(SessionConnector, Connector):
     label = "web server"
     Options = HttpOptions
 
+    @classmethod
+    def describe(cls, options: HttpOptions) -> str:
+        return where(options.url)
+
     max_download = 2 * 1024**3  # bytes: a body larger than this fails the sync instead of filling the disk
     limits = _archive.Limits()
 

@@ -122,6 +122,10 @@ class IliasConnector(SessionConnector, Connector):
     label = "ILIAS"
     Options = IliasOptions
 
+    @classmethod
+    def describe(cls, options: IliasOptions) -> str:
+        return where(options.webdav_url)
+
     def make_session(self) -> SourceSession:
         username = self.secret(self.options.username_env)
         password = self.secret(self.options.password_env)

@@ -83,6 +83,10 @@ class RcloneConnector(Connector):
     label = "rclone"
     Options = RcloneOptions
 
+    @classmethod
+    def describe(cls, options: RcloneOptions) -> str:
+        return options.remote if not options.remote.startswith(":") else "a connection string"  # it may hold a password
+
     list_timeout = 900.0  # s: one whole recursive listing
     probe_timeout = 120.0  # s: `backend features`
     cat_timeout = 3600.0  # s: one whole download

@@ -16,9 +16,9 @@ from urllib.parse import urljoin
 
 import requests
 
-from ._http import SessionConnector, SourceSession, origin
+from ._http import SessionConnector, SourceSession, origin, where
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now, window
-from .base import Connector, Entry, Listing, SourceError
+from .base import Connector, Entry, Listing, SourceError, in_words
 
 PAGE_LIMIT = 100
 
@@ -67,6 +67,10 @@ class StudipConnector(SessionConnector, Connector):
     source = "studip"
     label = "Stud.IP"
     Options = StudipOptions
+
+    @classmethod
+    def describe(cls, options: StudipOptions) -> str:
+        return in_words(where(options.url), f"course {options.course_id}", options.folder and f"folder {options.folder}")
 
     # Injectable for tests: the clock and the sleep used between retries.
     now: Callable[[], datetime] = staticmethod(utc_now)

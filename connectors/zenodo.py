@@ -100,6 +100,10 @@ class ZenodoConnector(SessionConnector, Connector):
     label = "Zenodo"
     Options = ZenodoOptions
 
+    @classmethod
+    def describe(cls, options: ZenodoOptions) -> str:
+        return f"record {options.record}" + ("" if options.url == DEFAULT_URL else f" at {where(options.url)}")
+
     def __init__(self, options: ZenodoOptions, **kwargs: Any):
         super().__init__(options, **kwargs)
         self._archive: tuple[str, list[Entry], list] | None = None  # (checksum, entries, skipped)

@@ -7,9 +7,9 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from . import __version__, hubconfig, status
+from . import __version__, explain, hubconfig, status
 from .config import Config, ConfigError, load
-from .links import course_link, git_url
+from .links import course_link, git_url, link_in_course
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -36,36 +36,45 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(result.to_json()), flush=True)
             elif not result.ok:
-                print(f"{course.name}: FAILED: {result.error} (students still get the last snapshot)", flush=True)
+                head = status.read(config, course.name).commit
+                print(f"{course.name}: FAILED: {result.error} ({explain.what_students_get(head)})", flush=True)
             else:
                 what = (f"+{result.added} ~{result.modified} -{result.deleted}, commit {result.commit[:10]}"
                         if result.changed else "no change")
                 print(f"{course.name}: {what}", flush=True)
-                for skip in result.skipped:
-                    print(f"  skipped {skip.path}: {skip.reason}", flush=True)
+                for line in explain.skipped_lines(result.skipped, result.skipped_total):
+                    print(f"  skipped {line}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    failing = False
+    # A full or read-only disk cannot record a failure: then what the files say is not news.
+    unrecorded = status.unwritable(config)
+    if unrecorded:
+        print(f"warning: {unrecorded}; recent outcomes may be missing below (the server's dashboard,"
+              " API and /healthz have them)", file=sys.stderr, flush=True)
+    failing = bool(unrecorded)
     for course in _courses(config, args.courses):
         record = status.read(config, course.name)
         failing |= record.failing
         if args.json:
-            print(json.dumps(record.to_json() | {"source": course.source}), flush=True)
+            print(json.dumps(record.to_json() | {"source": course.source, "status_error": unrecorded}), flush=True)
             continue
         print(f"{course.name} ({course.source})")
         print(f"  commit:      {record.commit or 'none yet'}")
         print(f"  last check:  {_when(record.last_check)}")
         print(f"  last change: {_when(record.last_change)}")
         if record.last_error:
-            print(f"  last error:  {record.last_error} ({_when(record.last_error_at)})")
+            print(f"  last error:  {record.last_error} ({_when(record.last_error_at)});"
+                  f" {explain.what_students_get(record.commit, record.last_change)}")
+        for line in explain.skipped_lines(record.skipped, record.skipped_total):
+            print(f"  skipped:     {line}")
     return EXIT_FAILED if failing else EXIT_OK
 
 
 def cmd_link(config: Config, args: argparse.Namespace) -> int:
     config.course(args.course)
-    print(course_link(config, args.course, args.path, args.hub))
+    print(link_in_course(config, args.course, args.path, args.hub))
     return EXIT_OK
 
 

@@ -30,20 +30,29 @@ class ServerConfig:
     public_url: str = ""
     refresh_ttl: float = 30.0
     refresh_wait: float = 10.0
+    click_window: float = 10.0  # s: one client's git requests this soon after its click's refresh share it
     auth: str = "none"
     max_git_processes: int = 0  # git backends serving clones at once (0 = 4 per CPU core); more clicks queue
     pack_cache_size: int = 1024 * 1024 * 1024  # bytes of stored git answers (<data_dir>/packcache); 0 = none kept
     tokens_env: str = ""  # with auth = "token": names a variable holding comma-separated bearer tokens
     service_name: str = "f2git"  # with auth = "jupyterhub": the service's name on the hub
+    manage_tokens_env: str = ""  # with auth = "token": tokens that may also manage (dashboard, refresh, metrics)
+    header_timeout: float = 10.0  # s a connection may take to send a request's headers (also idle keep-alive)
+    max_connections: int = 4000  # open client connections; lowered to what the open-files limit allows
+    max_connections_per_address: int = 1000  # from one client address (a hub proxy is one); 0 = no own cap
 
     def validate(self, where: str) -> None:
         if self.auth not in AUTH_MODES:
             raise ConfigError(f"{where} key 'auth': must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{where} key 'port': {self.port} is not a TCP port")
-        for key in ("refresh_ttl", "refresh_wait", "max_git_processes", "pack_cache_size"):
+        for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes", "max_connections_per_address",
+                    "pack_cache_size"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where} key '{key}': must not be negative")
+        for key in ("header_timeout", "max_connections"):
+            if not 0 < getattr(self, key) < float("inf"):  # NaN too
+                raise ConfigError(f"{where} key '{key}': must be a positive number")
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
         self.public_url = self.public_url.rstrip("/")
@@ -54,9 +63,15 @@ class HubConfig:
     url: str = "http://127.0.0.1:8000"
     pullhook: bool = False  # links use f2git:: URLs, fetched through pullhook's git-remote-f2git
     instructors_group: str = ""  # with auth = "jupyterhub": members (and hub admins) may manage
+    apps: list[str] = field(default_factory=lambda: ["lab", "notebook"])  # what links may open (links.APPS)
 
     def validate(self, where: str) -> None:
+        from .links import APPS
+
         self.url = self.url.rstrip("/")
+        for app in self.apps:
+            if app not in APPS:
+                raise ConfigError(f"{where} key 'apps': {app!r} is not one of {', '.join(APPS)}")
 
 
 @dataclass
@@ -72,6 +87,8 @@ class CourseConfig:
     groups: list[str] = field(default_factory=list)
     mirror: str = ""
     mirror_token_env: str = ""
+    sync_timeout: float = 3600.0  # s one sync may spend reading its source; 0 = no limit
+    min_read_speed: int = 1024  # bytes/s every download must average (over 30 s); 0 = no floor
     name: str = field(default="", metadata={"internal": True})
     options: Any = field(default=None, metadata={"internal": True})
 
@@ -241,6 +258,9 @@ def parse_course(name: str, table: Any, path: Path, base_dir: Path, env: Mapping
             raise ConfigError(f"{where} {error}") from None
     if course.schedule < 0:
         raise ConfigError(f"{where} key 'schedule': must not be negative")
+    for key in ("sync_timeout", "min_read_speed"):
+        if getattr(course, key) < 0:
+            raise ConfigError(f"{where} key '{key}': must not be negative")
     if course.max_file_size <= 0:
         raise ConfigError(f"{where} key 'max_file_size': must be positive")
     course.name = name

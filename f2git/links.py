@@ -1,14 +1,42 @@
 """nbgitpuller links and git URLs for a course."""
 from __future__ import annotations
 
+from html import escape
+from typing import Iterable
 from urllib.parse import quote, urlencode
 
 from .config import Config, ConfigError
 from .paths import UnsafePath, safe_path
 
 
+# The apps a link can open, as nbgitpuller's `urlpath` for a folder or file: name → (label, how).
+# RStudio opens itself, not a file; `[hub] apps` says which of these the hub has.
+APPS = {
+    "lab": ("JupyterLab", "lab/tree/{target}"),
+    "notebook": ("Jupyter Notebook", "tree/{target}"),
+    "rstudio": ("RStudio", "rstudio/"),
+}
+
+
 class BadLinkPath(ConfigError):
     """The `path` of a link cannot name a file in the course (a usage error: exit status 2)."""
+
+
+def check_in_course(path: str | None, files: Iterable[str]) -> None:
+    """Refuse a `path` that is neither a file nor a folder of the course's snapshot."""
+    if not path or not path.strip("/"):
+        return
+    wanted = _clean(path)
+    folder = wanted + "/"
+    if not any(name == wanted or name.startswith(folder) for name in files):
+        raise BadLinkPath(f"path {path!r} is not in the course's current snapshot")
+
+
+def _clean(path: str) -> str:
+    try:
+        return safe_path(path.strip("/"))
+    except UnsafePath as error:
+        raise BadLinkPath(f"path {path!r} cannot be in a course: {error}") from None
 
 
 def git_url(config: Config, course: str) -> str:
@@ -33,21 +61,40 @@ def repo_url(config: Config, course: str) -> str:
 
 
 def nbgitpuller_link(hub_url: str, repo_url: str, folder: str, path: str | None = None,
-                     branch: str = "main") -> str:
-    """`<hub>/hub/user-redirect/git-pull?repo=…`, opening `path` (a notebook or file) when given."""
-    if path and path.strip("/"):
-        try:
-            path = safe_path(path.strip("/"))
-        except UnsafePath as error:
-            raise BadLinkPath(f"path {path!r} cannot be in a course: {error}") from None
-        target = f"{folder}/{path}"
-    else:
-        target = folder
+                     branch: str = "main", app: str = "lab") -> str:
+    """`<hub>/hub/user-redirect/git-pull?repo=…`, opening `path` (a notebook or file) in `app`."""
+    target = f"{folder}/{_clean(path)}" if path and path.strip("/") else folder
+    if app not in APPS:
+        raise BadLinkPath(f"app {app!r} is not one of {', '.join(APPS)}")
     # urlpath is a URL path the browser is sent to, so it is percent-encoded once itself
-    urlpath = "lab/tree/" + quote(target, safe="/")
+    urlpath = APPS[app][1].format(target=quote(target, safe="/"))
     query = urlencode({"repo": repo_url, "branch": branch, "urlpath": urlpath})
     return f"{hub_url.rstrip('/')}/hub/user-redirect/git-pull?{query}"
 
 
-def course_link(config: Config, course: str, path: str | None = None, hub_url: str | None = None) -> str:
-    return nbgitpuller_link(hub_url or config.hub.url, repo_url(config, course), course, path)
+def course_link(config: Config, course: str, path: str | None = None, hub_url: str | None = None,
+                app: str = "lab") -> str:
+    return nbgitpuller_link(hub_url or config.hub.url, repo_url(config, course), course, path, app=app)
+
+
+def link_in_course(config: Config, course: str, path: str | None = None, hub_url: str | None = None,
+                   app: str = "lab") -> str:
+    """course_link, refusing a `path` that is not in the course's current snapshot (`f2git link`)."""
+    from .store import CourseRepo
+
+    if path and path.strip("/"):
+        _clean(path)  # an unsafe path is refused for what it is
+        repo = CourseRepo.for_course(config, course)
+        head = repo.head()
+        if head is None:
+            raise BadLinkPath(f"course {course} has no snapshot yet, so {path!r} is not in it:"
+                              " run `f2git sync` first, or link the course folder")
+        check_in_course(path, repo.files(head))
+    return course_link(config, course, path, hub_url, app)
+
+
+def snippets(link: str, title: str) -> dict[str, str]:
+    """The link as Markdown and as HTML, ready to paste into an LMS page."""
+    markdown_title = title.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    return {"markdown": f"[{markdown_title}]({link.replace(')', '%29').replace(' ', '%20')})",
+            "html": f'<a href="{escape(link)}" target="_blank" rel="noopener">{escape(title)}</a>'}

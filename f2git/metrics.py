@@ -51,19 +51,25 @@ class Metrics:
                                ["course"], registry=r)
         self.has_snapshot = Gauge("f2git_course_has_snapshot", "1 when students can fetch a snapshot, else 0",
                                   ["course"], registry=r)
-        if config is not None:
+        if config is not None:  # standalone: from the status files (a server's come from `watch`)
             for name in config.courses:
-                self.restore(status.read(config, name))
+                record = status.read_file(config, name)
+                self.restore(record, has_snapshot=record.last_success is not None)
 
     def watch(self, refresher: "Refresher") -> None:
+        """Follow the server's refresher; per-course gauges start from what it knows (no git)."""
         refresher.on_result(self.sync_finished)
         refresher.on_click_served(self.click_served)
+        for name in refresher.config.courses:
+            self.restore(refresher.status(name))
+            self.has_snapshot.labels(name).set_function(lambda name=name: refresher.snapshot_likely(name))
 
-    def restore(self, record: "status.CourseStatus") -> None:
+    def restore(self, record: "status.CourseStatus", has_snapshot: bool | None = None) -> None:
         """Per-course gauges as the status files left them (after a restart)."""
         self.last_success.labels(record.course).set(record.last_success or 0)
         self.course_ok.labels(record.course).set(0 if record.failing else 1)
-        self.has_snapshot.labels(record.course).set(1 if record.commit else 0)
+        if has_snapshot is not None:
+            self.has_snapshot.labels(record.course).set(1 if has_snapshot else 0)
 
     def sync_finished(self, result: "SyncResult") -> None:
         course = result.course

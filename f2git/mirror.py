@@ -1,8 +1,8 @@
 """Push each new snapshot of a course to its mirror (`mirror = "<git url>"`), fast-forward only.
 
 A large university lets its git host (GitLab, Gitea, GitHub) serve the clones while f2git
-only syncs. The push sends `refs/heads/main` and nothing else (never the hidden
-`refs/f2git/*` sync state), is never forced (a mirror that moved on its own is reported,
+only syncs. The push sends `refs/heads/main` and nothing else (never fast-import's scratch
+refs under `refs/f2git/`), is never forced (a mirror that moved on its own is reported,
 not overwritten), and is bounded by a timeout. The token from `mirror_token_env` travels
 only in the environment of the `git push` (an `http.extraHeader` scoped to the mirror's
 URL), never in argv, a URL, a repo config or the error text. A failed push returns its

@@ -2,35 +2,41 @@
 
 Every failure leaves the last snapshot served: objects are written first, the branch
 moves last by compare-and-swap, and a listing that failed never counts as deletions.
+A sync costs what changed: the state (f2git/syncstate.py) knows each file's version and
+blob in the served commit, so only new versions are read and only changed rows written.
 """
 from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
+import hashlib
 import logging
+import re
 import tempfile
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Callable
 
 from filelock import FileLock, Timeout
 
 from connectors import Connector, Entry, Listing, Skipped, SourceError
-from connectors.base import AuthError, Traffic, traffic
+from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
 
 from . import mirror, status
 from .config import Config, CourseConfig
 from .paths import UnsafePath, safe_path
-from .store import COPY_CHUNK, CourseRepo, GitError, SyncState, git_blob_id
+from .store import COPY_CHUNK, LEGACY_STATE_REF, CourseRepo, GitError, SnapshotWriter, git_blob_id
+from .syncstate import Row, StateStore, SyncState
 
 log = logging.getLogger("f2git.sync")
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies up to 1 MiB are spooled in memory, larger ones on disk
 MASS_DELETE_MIN = 5
 LOCK_TIMEOUT = 3600.0  # s a sync waits for another sync of the same course
-LISTED_PATHS = 200  # paths per kind kept in a result for the history
+LISTED_PATHS = 200  # paths per kind (and skipped files) kept in a result, the rest counted
 
 
 @dataclass
@@ -51,24 +57,37 @@ class SyncResult:
     added: int = 0
     modified: int = 0
     deleted: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # the first LISTED_PATHS of them
+    skipped_total: int = 0
     error: str | None = None
+    mass_delete_refused: int | None = None  # the sync stopped: it would have deleted this many files
     auth_failed: bool = False
     next_release: datetime | None = None
+    withheld: dict[str, int] = field(default_factory=dict)  # Listing.withheld: reason → count
     paths: dict[str, list[str]] = field(default_factory=lambda: {"added": [], "modified": [], "deleted": []})
     duration: float = 0.0
     dry_run: bool = False
     mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
     source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
+    status_error: str | None = None  # why this outcome could not be written to the status file
 
     def to_json(self) -> dict:
         if not self.ok:
-            return {"course": self.course, "ok": False, "error": self.error}
+            failed = {"course": self.course, "ok": False, "error": self.error}
+            if self.mass_delete_refused is not None:
+                failed["mass_delete_refused"] = self.mass_delete_refused
+            return failed
         data = {"course": self.course, "ok": True, "changed": self.changed, "commit": self.commit,
                 "added": self.added, "modified": self.modified, "deleted": self.deleted,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
+        if self.skipped_total > len(self.skipped):  # the list was cut at LISTED_PATHS
+            data["skipped_total"] = self.skipped_total
         if self.mirror_error:
             data["mirror_error"] = self.mirror_error
+        if self.status_error:
+            data["status_error"] = self.status_error
+        if self.withheld:
+            data["withheld"] = self.withheld
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths
@@ -76,7 +95,24 @@ class SyncResult:
 
 
 class SyncRefused(Exception):
-    """The sync would do something the config does not allow (a mass delete)."""
+    """The sync would delete more than the config allows (a mass delete); nothing was changed."""
+
+    def __init__(self, deletions: int, files: int):
+        super().__init__(
+            f"this sync would delete {deletions} of {files} files; nothing was changed."
+            " If the source really removed them, run `f2git sync --allow-mass-delete` once"
+            " or set allow_mass_delete = true for this course")
+        self.deletions = deletions
+
+
+def megabytes(size: int) -> str:
+    return f"{size / (1 << 20):.1f}".removesuffix(".0") + " MB"
+
+
+def too_large(size: int | None, limit: int) -> str:
+    """Why a file is skipped for its size, and the setting that lets it through."""
+    what = f"{megabytes(size)}, larger" if size is not None else "larger"
+    return f"{what} than max_file_size ({megabytes(limit)}): raise max_file_size for this course"
 
 
 def course_lock(config: Config, name: str) -> FileLock:
@@ -86,11 +122,30 @@ def course_lock(config: Config, name: str) -> FileLock:
     return FileLock(str(locks / f"{name}.lock"), timeout=LOCK_TIMEOUT)
 
 
+def _pattern(patterns: list[str]) -> re.Pattern | None:
+    """One regex for a list of globs; "**" and "dir/**" match at any depth (fnmatch's "*" crosses "/")."""
+    globs = {glob for p in patterns for glob in (p, p.replace("**/", ""))}
+    return re.compile("|".join(fnmatch.translate(glob) for glob in sorted(globs))) if globs else None
+
+
 def included(path: str, include: list[str], exclude: list[str]) -> bool:
-    def matches(patterns: list[str]) -> bool:
-        # "**" and "dir/**" match at any depth; fnmatch's "*" crosses "/" anyway.
-        return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p.replace("**/", "")) for p in patterns)
-    return matches(include) and not matches(exclude)
+    wanted, unwanted = _pattern(include), _pattern(exclude)
+    return bool(wanted and wanted.match(path)) and not (unwanted and unwanted.match(path))
+
+
+def _checked(raw: object) -> tuple[str | None, str | None]:
+    """safe_path(raw), or None and the reason it is refused."""
+    return _checked_name(raw) if isinstance(raw, str) else _check(raw)
+
+
+def _check(raw) -> tuple[str | None, str | None]:
+    try:
+        return safe_path(raw), None
+    except UnsafePath as reason:
+        return None, str(reason)
+
+
+_checked_name = functools.lru_cache(maxsize=1 << 17)(_check)  # a server sees the same names every sync
 
 
 def select(listing: Listing, course: CourseConfig) -> tuple[dict[str, Entry], list[Skipped]]:
@@ -98,60 +153,76 @@ def select(listing: Listing, course: CourseConfig) -> tuple[dict[str, Entry], li
     wanted: dict[str, Entry] = {}
     skipped = list(listing.skipped)
     folded: dict[str, str] = {}
+    include, exclude = _pattern(course.include), _pattern(course.exclude)
+    everything = course.include == ["**"] and not course.exclude
     for entry in sorted(listing.entries, key=lambda e: e.path):
-        try:
-            path = safe_path(entry.path)
-        except UnsafePath as reason:
-            skipped.append(Skipped(entry.path, f"unsafe name: {reason}"))
+        path, unsafe = _checked(entry.path)
+        if path is None:
+            skipped.append(Skipped(entry.path, f"unsafe name: {unsafe}"))
             continue
-        if not included(path, course.include, course.exclude):
+        if not everything and not (include and include.match(path) and not (exclude and exclude.match(path))):
             continue
         if entry.size is not None and entry.size > course.max_file_size:
-            skipped.append(Skipped(path, f"larger than max_file_size ({entry.size} > {course.max_file_size} bytes)"))
+            skipped.append(Skipped(path, too_large(entry.size, course.max_file_size)))
             continue
-        twin = folded.get(path.casefold())
+        key = path.casefold()
+        twin = folded.get(key)
         if twin is not None:
             same = "the same name as" if twin == path else "a name differing only in letter case from"
             skipped.append(Skipped(entry.path, f"{same} {twin}"))
             continue
-        folded[path.casefold()] = path
+        folded[key] = path
         wanted[path] = entry
     # A name cannot be a file and a folder at once (in any letter case, for Mac and
-    # Windows checkouts): keep the file, skip what lies below it.
+    # Windows checkouts): keep the file, skip what lies below it. Checked once per folder.
+    blocking: dict[str, str | None] = {"": None}  # folder -> the shallowest file among it and its parents
+
+    def file_above(folder: str) -> str | None:
+        chain = []  # the folder and its parents not yet known, deepest first
+        while folder not in blocking:
+            chain.append(folder)
+            folder = folder.rpartition("/")[0]
+        for unknown in reversed(chain):
+            blocking[unknown] = blocking[unknown.rpartition("/")[0]] or folded.get(unknown.casefold())
+        return blocking[chain[0]] if chain else blocking[folder]
+
     for path in sorted(wanted):
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            folder = folded.get("/".join(parts[:depth]).casefold())
-            if folder in wanted:
-                skipped.append(Skipped(path, f"{folder} is a file, not a folder"))
-                del wanted[path]
-                break
+        if (file := file_above(path.rpartition("/")[0])) is not None:
+            skipped.append(Skipped(path, f"{file} is a file, not a folder"))
+            del wanted[path]
     return wanted, skipped
 
 
 class Spool:
-    """A downloaded body: on disk past 1 MiB, never whole in memory; size capped while copying."""
+    """A downloaded body in a temporary file beside the repo (never whole in memory), its size
+    capped while copying, its blob id computed as it arrives when the source named its size."""
 
-    def __init__(self, stream: IO[bytes], limit: int):
-        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    def __init__(self, stream: IO[bytes], limit: int, size: int | None = None, folder: Path | None = None):
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=folder, prefix="f2git-spool-")
         self.size = 0
         self.too_large = False
+        digest = hashlib.sha1(b"blob %d\0" % size) if size is not None else None
         while chunk := stream.read(COPY_CHUNK):
             self.size += len(chunk)
             if self.size > limit:
                 self.too_large = True
                 break
             self.file.write(chunk)
-
-    def chunks(self):
+            if digest is not None:
+                digest.update(chunk)
+        if self.too_large:
+            self.blob = ""
+        elif digest is not None and self.size == size:
+            self.blob = digest.hexdigest()
+        else:  # the size was unknown or wrong: one more pass over the spooled body
+            self.file.seek(0)
+            self.blob = git_blob_id(self.size, iter(lambda: self.file.read(COPY_CHUNK), b""))
         self.file.seek(0)
-        while chunk := self.file.read(COPY_CHUNK):
-            yield chunk
 
-    def blob_id(self) -> str:
-        return git_blob_id(self.size, self.chunks())
+    def __enter__(self) -> "Spool":
+        return self
 
-    def close(self) -> None:
+    def __exit__(self, *exc_info) -> None:
         self.file.close()
 
 
@@ -176,19 +247,23 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     result = SyncResult(course=course.name, dry_run=dry_run)
     report = progress or (lambda event: None)
     counting = traffic.set(result.source_traffic)  # threads run many syncs: reset below
+    limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed))
     try:
         with course_lock(config, course.name):
-            _sync(config, course, result, allow_mass_delete or course.allow_mass_delete,
-                  dry_run, report, connector)
+            run = SyncRun(config, course, result, report, dry_run=dry_run,
+                          allow_mass_delete=allow_mass_delete or course.allow_mass_delete)
+            run.run(connector or course.connector())
             result.ok = True
-            if course.mirror and not dry_run and result.commit:
-                result.mirror_error = mirror.push_course(config, course, CourseRepo.for_course(config, course.name).path)
+            if not dry_run:
+                run.after_publish()
     except AuthError as error:
         result.error, result.auth_failed = str(error), True
-    except (SourceError, SyncRefused) as error:
+    except SyncRefused as error:
+        result.error, result.mass_delete_refused = str(error), error.deletions
+    except SourceError as error:
         result.error = str(error)
         # An embargo names the moment its files appear: refresh then, even after a failure.
-        result.next_release = getattr(error, "next_release", None) or result.next_release
+        result.next_release = error.next_release or result.next_release
     except GitError as error:
         result.error = f"could not write the snapshot: {error}"
     except Timeout:
@@ -200,132 +275,219 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
             result.error = f"could not write the snapshot: {error.strerror or error}"
     finally:
         traffic.reset(counting)
+        read_limits.reset(limited)
     result.duration = time.time() - started
     if result.ok:
         log.info("%s: %s", course.name, "changed, " + (result.commit or "")[:10] if result.changed else "no change")
     else:
         log.warning("%s: sync failed: %s", course.name, result.error)
     if not dry_run:
-        status.record(config, result, started)
+        result.status_error = status.record(config, result, started)
     report(Progress(course.name, "finished"))
     return result
 
 
-def _sync(config: Config, course: CourseConfig, result: SyncResult, allow_mass_delete: bool,
-          dry_run: bool, report: Callable[[Progress], None], connector: Connector | None) -> None:
-    repo = CourseRepo.for_course(config, course.name)
-    if not dry_run:
-        repo.ensure()
-        repo.recover()
-    head = repo.head()
-    state, state_holder = repo.read_state() if repo.exists() else (None, None)
-    if state is not None and state.commit != head:
-        state = None  # a crash between the two ref updates: re-verify content, nothing lost
-    known = state.files if state else {}
-    current = repo.files(head)
+class SyncRun:
+    """One sync of one course, step by step: open, list, select, plan, download, commit,
+    record, publish; then after_publish (repack, mirror push, …) whenever the run succeeded.
 
-    report(Progress(course.name, "listing"))
-    with (connector or course.connector()) as source:
-        listing = source.list(state.source if state else {})
-        result.next_release = listing.next_release
-        if listing.unchanged and head is not None:
-            result.commit = head
-            return
-        wanted, result.skipped = select(listing, course)
+    sync_course() makes one per sync, under the course lock, and turns what a step raises
+    into the result's error. Until publish() moves `main`, a failure leaves the last snapshot
+    served; the state is recorded just before, naming the new commit, so a crash between the
+    two leaves a state out of step with `main`, which the next run re-verifies.
+    """
 
-        fetch = sorted(p for p, e in wanted.items()
-                       if p not in current or known.get(p, {}).get("version") != e.version
-                       or known.get(p, {}).get("blob") != current[p])
-        deletions = sorted(set(current) - set(wanted))
-        if len(deletions) * 2 > len(current) and len(deletions) >= MASS_DELETE_MIN and not allow_mass_delete:
-            raise SyncRefused(
-                f"this sync would delete {len(deletions)} of {len(current)} files; nothing was changed."
-                " If the source really removed them, run `f2git sync --allow-mass-delete` once"
-                " or set allow_mass_delete = true for this course")
-        if dry_run:
-            _plan(result, fetch, deletions, current, head)
-            return
+    def __init__(self, config: Config, course: CourseConfig, result: SyncResult,
+                 report: Callable[[Progress], None], *, dry_run: bool, allow_mass_delete: bool):
+        self.config, self.course, self.result, self.report = config, course, result, report
+        self.dry_run, self.allow_mass_delete = dry_run, allow_mass_delete
+        self.repo = CourseRepo.for_course(config, course.name)
+        self.store = StateStore.for_course(config, course.name)
+        self.head: str | None = None  # main when the run began
+        self.state: SyncState | None = None  # what the last sync recorded
+        self.in_step = False  # the state describes `head`
+        self.current: dict[str, str] = {}  # path -> blob in `head`
+        self.known: dict[str, Row] = {}  # state rows still true of `head`
+        self.label = ""  # the source's name for commit messages ("Canvas")
+        self.listing = Listing()
+        self.wanted: dict[str, Entry] = {}  # released, safe and selected, by path
+        self.skipped: list[Skipped] = []
+        self.fetch: list[str] = []  # paths to download
+        self.deletions: list[str] = []
+        self.observed: dict[str, Row] = {}  # what this run downloaded: path -> (version, blob)
+        self.changes: dict[str, str] = {}  # path -> new blob (mark) for the commit
+        self.writer: SnapshotWriter | None = None  # started with the first object to write
+        self.commit_id: str | None = None
 
-        writer = repo.writer(head)
+    def run(self, connector: Connector) -> None:
         try:
-            changes, versions = _download(source, course, wanted, fetch, current, known, writer, result, report)
-            deletions += [p for p in current if p in wanted and p not in versions]  # skipped while fetching
-            _finish(repo, writer, course, source.label, head, state_holder, state, listing,
-                    changes, versions, sorted(set(deletions)), current, result, report)
+            with connector as source:
+                self.open()
+                if not self.list(source):
+                    return
+                self.select()
+                self.plan()
+                if self.dry_run:
+                    return self.preview()
+                self.download(source)
+            self.commit()
+            self.record()
+            self.publish()
         finally:
-            writer.abort()
-    if result.changed:
-        try:
-            repo.repack()
-        except GitError as error:  # the snapshot is published; packing can wait for the next one
-            log.warning("%s: repack failed: %s", course.name, error)
+            if self.writer is not None:
+                self.writer.abort()
+            self.result.skipped = self.skipped[:LISTED_PATHS]
+            self.result.skipped_total = len(self.skipped)
 
+    def open(self) -> None:
+        """The repo as the last run left it, and what that run knew of it."""
+        if not self.dry_run:
+            self.repo.ensure()
+            self.repo.recover()
+        self.state = self.store.read()
+        self.head = self.repo.head()
+        if self.dry_run and self.state is None:  # a preview changes nothing, not even the layout
+            holder = self.repo.resolve(LEGACY_STATE_REF) if self.repo.exists() else None
+            self.state = self.legacy_state(holder) if holder else None
+        elif not self.dry_run and self.migrate():
+            self.state = self.store.read()
+        self.in_step = self.head is not None and self.state is not None and self.state.commit == self.head
+        if self.in_step:
+            self.known = self.state.files
+            self.current = {path: row.blob for path, row in self.known.items()}
+        else:
+            # No state, or a crash between record and publish: main's tree is the truth, and a
+            # row still counts where main holds the very blob it names.
+            self.current = self.repo.files(self.head)
+            rows = self.state.files if self.state else {}
+            self.known = {path: row for path, row in rows.items() if self.current.get(path) == row.blob}
 
-def _plan(result: SyncResult, fetch: list[str], deletions: list[str], current: dict, head: str | None) -> None:
-    result.commit = head
-    result.paths = {"added": [p for p in fetch if p not in current],
-                    "modified": [p for p in fetch if p in current], "deleted": deletions}
-    result.added, result.modified, result.deleted = (len(result.paths[k]) for k in ("added", "modified", "deleted"))
-    result.changed = bool(fetch or deletions)
+    def migrate(self) -> bool:
+        """f2git 0.1 kept the state in the served repo (refs/f2git/state), where protocol v2
+        serves any object named by id: move it to the state store, then purge it from the repo.
+        Resumable: the store names the old commit until the purge is done."""
+        state = self.state
+        if state is not None and not state.legacy and state.commit == self.head:
+            return False  # the usual case: in step, nothing left of the old layout
+        imported = state is not None and state.legacy
+        holder = state.legacy if imported else self.repo.resolve(LEGACY_STATE_REF)
+        if holder is None:
+            return False
+        if not imported:
+            old = self.legacy_state(holder)
+            self.store.record(old.commit, old.files, [], old.source, old.next_release, replace=True, legacy=holder)
+        self.repo.purge_legacy_state()
+        self.store.forget_legacy()
+        log.info("%s: moved the sync state out of the served repo", self.course.name)
+        return True
 
+    def legacy_state(self, holder: str) -> SyncState:
+        old = self.repo.legacy_state(holder) or {}
+        files = {path: Row(str(row["version"]), str(row["blob"])) for path, row in old.get("files", {}).items()
+                 if isinstance(row, dict) and "version" in row and "blob" in row}
+        source = old.get("source") if isinstance(old.get("source"), dict) else {}
+        return SyncState(old.get("commit"), files, source, old.get("next_release"))
 
-def _download(source: Connector, course: CourseConfig, wanted: dict[str, Entry], fetch: list[str],
-              current: dict[str, str], known: dict, writer, result: SyncResult,
-              report: Callable[[Progress], None]) -> tuple[dict[str, str], dict[str, dict]]:
-    """Fetch changed entries into git. Returns path -> new blob/mark, and path -> state record."""
-    changes: dict[str, str] = {}
-    versions = {p: {"version": e.version, "blob": current[p]} for p, e in wanted.items()
-                if p not in fetch and p in current}
-    for done, path in enumerate(fetch):
-        report(Progress(course.name, "downloading", done, len(fetch), path))
-        entry = wanted[path]
-        with source.open(entry) as stream:
-            spool = Spool(stream, course.max_file_size)
-        try:
-            if spool.too_large:
-                result.skipped.append(Skipped(path, f"larger than max_file_size ({course.max_file_size} bytes)"))
-                continue
-            blob = spool.blob_id()
-            if current.get(path) != blob:
-                spool.file.seek(0)
-                changes[path] = writer.blob(spool.file, spool.size)
-            versions[path] = {"version": entry.version, "blob": blob}
-        finally:
-            spool.close()
-    return changes, versions
+    def list(self, source: Connector) -> bool:
+        """Everything the source releases; False when it proved nothing changed."""
+        self.report(Progress(self.course.name, "listing"))
+        self.label = source.label
+        self.listing = source.list(self.state.source if self.in_step else {})
+        self.result.next_release = self.listing.next_release
+        self.result.withheld = dict(self.listing.withheld)
+        if self.listing.unchanged and self.head is not None:
+            self.result.commit = self.head
+            return False
+        return True
 
+    def select(self) -> None:
+        self.wanted, self.skipped = select(self.listing, self.course)
 
-def _finish(repo: CourseRepo, writer, course: CourseConfig, label: str, head: str | None,
-            state_holder: str | None, state: SyncState | None, listing: Listing,
-            changes: dict[str, str], versions: dict[str, dict], deletions: list[str],
-            current: dict[str, str], result: SyncResult, report: Callable[[Progress], None]) -> None:
-    paths = {"added": sorted(p for p in changes if p not in current),
-             "modified": sorted(p for p in changes if p in current), "deleted": deletions}
-    counts = {kind: len(items) for kind, items in paths.items()}
-    result.paths = {kind: items[:LISTED_PATHS] for kind, items in paths.items()}
-    result.added, result.modified, result.deleted = counts["added"], counts["modified"], counts["deleted"]
-    result.changed = bool(changes or deletions) or head is None
-    next_release = listing.next_release.isoformat() if listing.next_release else None
-    new_state = SyncState(head, versions, listing.state, next_release)
-    if not result.changed and state is not None and state.to_json() == new_state.to_json():
-        result.commit = head
-        return  # nothing new to record at all
-    report(Progress(course.name, "writing", len(versions), len(versions)))
-    commit_mark = None
-    if result.changed:
-        message = commit_message(label, result.paths, counts) if (changes or deletions) else \
-            f"Start course {course.name} from {label} (nothing released yet)\n"
-        commit_mark = writer.commit(message, changes, deletions)
-    marks = writer.finish()  # every blob, and the commit when there is one
-    if commit_mark:
-        new_state.commit = marks[commit_mark]
-    # The state names the commit it describes, whose id exists only now: a second, small run.
-    state_writer = repo.writer(None)
-    try:
-        state_writer.scratch_refs += writer.scratch_refs
-        state_mark = state_writer.state(new_state)
-        state_id = state_writer.finish()[state_mark]
-        state_writer.publish(new_state.commit, head, state_id, state_holder)
-    finally:
-        state_writer.abort()
-    result.commit = new_state.commit
+    def plan(self) -> None:
+        """What to download (new or changed version) and delete; refuse a mass delete."""
+        self.fetch = sorted(path for path, entry in self.wanted.items()
+                            if (row := self.known.get(path)) is None or row.version != entry.version)
+        self.deletions = sorted(self.current.keys() - self.wanted.keys())
+        files = len(self.current)
+        if len(self.deletions) * 2 > files and len(self.deletions) >= MASS_DELETE_MIN and not self.allow_mass_delete:
+            raise SyncRefused(len(self.deletions), files)
+
+    def preview(self) -> None:
+        """A dry run's answer: what a sync would add, modify and delete."""
+        self._count({"added": [p for p in self.fetch if p not in self.current],
+                     "modified": [p for p in self.fetch if p in self.current], "deleted": self.deletions})
+        self.result.changed = bool(self.fetch or self.deletions)
+        self.result.commit = self.head
+
+    def download(self, source: Connector) -> None:
+        """Fetch what changed; a body whose blob main already holds is not written again."""
+        for done, path in enumerate(self.fetch):
+            self.report(Progress(self.course.name, "downloading", done, len(self.fetch), path))
+            entry = self.wanted[path]
+            with source.open(entry) as opened, WatchedStream(opened, f"{source.label}: {path}") as stream:
+                spool = Spool(stream, self.course.max_file_size, entry.size, self.repo.path)
+            with spool:
+                if spool.too_large:
+                    self.skipped.append(Skipped(path, too_large(None, self.course.max_file_size)))
+                    continue
+                self.observed[path] = Row(entry.version, spool.blob)
+                if self.current.get(path) != spool.blob:
+                    self.changes[path] = self._writer().blob(spool.file, spool.size)
+        # Released but too large once read: out of the snapshot like any other skipped file.
+        dropped = [path for path in self.fetch if path in self.current and path not in self.observed]
+        self.deletions = sorted({*self.deletions, *dropped})
+
+    def _writer(self) -> SnapshotWriter:
+        if self.writer is None:
+            self.writer = self.repo.writer(self.head)
+        return self.writer
+
+    def commit(self) -> None:
+        """The new commit's objects, when anything changed (or the course has no snapshot yet)."""
+        self._count({"added": sorted(p for p in self.changes if p not in self.current),
+                     "modified": sorted(p for p in self.changes if p in self.current), "deleted": self.deletions})
+        self.result.changed = bool(self.changes or self.deletions) or self.head is None
+        if not self.result.changed:
+            self.commit_id = self.head
+            return
+        self.report(Progress(self.course.name, "writing", len(self.fetch), len(self.fetch)))
+        counts = {"added": self.result.added, "modified": self.result.modified, "deleted": self.result.deleted}
+        message = commit_message(self.label, self.result.paths, counts) if (self.changes or self.deletions) \
+            else f"Start course {self.course.name} from {self.label} (nothing released yet)\n"
+        writer = self._writer()
+        mark = writer.commit(message, self.changes, self.deletions)
+        self.commit_id = writer.finish()[mark]
+
+    def record(self) -> None:
+        """Make the state describe the new commit, writing only the rows that changed."""
+        old = self.state.files if self.state else {}
+        changed = {path: row for path, row in self.observed.items() if old.get(path) != row}
+        tree = (self.current.keys() - set(self.deletions)) | self.changes.keys()
+        removed = old.keys() - tree
+        next_release = self.listing.next_release.isoformat() if self.listing.next_release else None
+        if (self.state is not None and self.state.commit == self.commit_id and not changed and not removed
+                and self.state.source == self.listing.state and self.state.next_release == next_release):
+            return  # nothing new to record at all
+        self.store.record(self.commit_id, changed, removed, self.listing.state, next_release,
+                          replace=self.state is None)
+
+    def publish(self) -> None:
+        """Move main to the new commit, only if it is still where this run found it."""
+        if self.commit_id != self.head:
+            self.writer.publish(self.commit_id, self.head)
+        self.result.commit = self.commit_id
+
+    def after_publish(self) -> None:
+        """Steps after a successful run that never undo it: their failures are reported, not raised."""
+        if self.result.changed:
+            try:
+                self.repo.repack()
+            except GitError as error:  # the snapshot is published; packing can wait for the next one
+                log.warning("%s: repack failed: %s", self.course.name, error)
+        if self.course.mirror and self.result.commit:
+            self.result.mirror_error = mirror.push_course(self.config, self.course, self.repo.path)
+
+    def _count(self, paths: dict[str, list[str]]) -> None:
+        self.result.paths = {kind: items[:LISTED_PATHS] for kind, items in paths.items()}
+        self.result.added, self.result.modified, self.result.deleted = (
+            len(paths[kind]) for kind in ("added", "modified", "deleted"))

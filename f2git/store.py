@@ -1,5 +1,6 @@
-"""The bare repository of one course: objects go in through `git fast-import`, refs move
-by one compare-and-swap transaction, and the sync state rides along under a hidden ref.
+"""The bare repository of one course: objects go in through `git fast-import`, `main` moves
+by one compare-and-swap transaction. The served repo holds the snapshots and nothing else:
+the sync state lives outside it (f2git/syncstate.py).
 
 Only short-lived git processes: the server is long-running, and GitPython's persistent
 `cat-file` processes leak there (its README says so).
@@ -14,7 +15,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Iterable
 
@@ -22,14 +22,18 @@ if TYPE_CHECKING:
     from .config import Config
 
 BRANCH = "refs/heads/main"
-STATE_REF = "refs/f2git/state"
+LEGACY_STATE_REF = "refs/f2git/state"  # where f2git 0.1 kept the sync state (see purge_legacy_state)
 INCOMING = "refs/f2git/incoming"  # fast-import's scratch refs; dropped in the same transaction
 ZERO = "0" * 40
 IDENTITY = "f2git <f2git@localhost>"
 COPY_CHUNK = 1 << 16
+# Files from this size on are streamed by git in chunks (never held whole in memory), get no
+# delta search, and the pack that brings them in is kept out of routine repacks (a `.keep`
+# file): a large file is compressed and written once.
+BIG_FILE = 16 << 20
 
-# Written into every course repo. hideRefs keeps the sync state out of clients' sight;
-# gc.auto=0 because we repack ourselves, right after each snapshot.
+# Written into every course repo. hideRefs keeps fast-import's scratch refs out of clients'
+# sight; gc.auto=0 because we repack ourselves, right after each snapshot.
 REPO_CONFIG = {
     "uploadpack.hideRefs": "refs/f2git",
     "http.receivepack": "false",
@@ -37,7 +41,11 @@ REPO_CONFIG = {
     "gc.auto": "0",
     "core.fsync": "committed",
     "core.logAllRefUpdates": "false",
+    "core.bigFileThreshold": str(BIG_FILE),
 }
+# fast-import keeps what it wrote as a pack, even a small one (by default it unpacks fewer
+# than 100 objects into loose ones, which repack must then compress all over again).
+FAST_IMPORT = ["-c", "fastimport.unpackLimit=0", "-c", f"core.bigFileThreshold={BIG_FILE}"]
 
 
 class GitError(Exception):
@@ -78,21 +86,6 @@ def git_blob_id(size: int, chunks: Iterable[bytes]) -> str:
 def _quote(path: str) -> str:
     """fast-import's C-style quoting; paths were checked free of control characters."""
     return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@dataclass
-class SyncState:
-    """What the last sync knew: the commit it describes, each file's version token and blob."""
-
-    commit: str | None
-    files: dict[str, dict]  # path -> {"version": str, "blob": str}
-    source: dict  # the connector's Listing.state
-    next_release: str | None = None
-
-    def to_json(self) -> bytes:
-        return json.dumps({"commit": self.commit, "files": self.files, "source": self.source,
-                           "next_release": self.next_release}, sort_keys=True,
-                          separators=(",", ":")).encode()
 
 
 class CourseRepo:
@@ -155,18 +148,23 @@ class CourseRepo:
                 files[path] = meta.split()[2]
         return files
 
-    def read_state(self) -> tuple[SyncState | None, str | None]:
-        """The stored sync state and the id of the commit holding it."""
-        holder = self.resolve(STATE_REF)
-        if holder is None:
-            return None, None
+    def legacy_state(self, holder: str) -> dict | None:
+        """The sync state f2git 0.1 kept in this repo (state.json in commit `holder`)."""
         try:
             data = json.loads(self.git("cat-file", "blob", f"{holder}:state.json"))
-            state = SyncState(commit=data.get("commit"), files=dict(data.get("files", {})),
-                              source=dict(data.get("source", {})), next_release=data.get("next_release"))
-        except (GitError, ValueError, TypeError, AttributeError):
-            return None, holder  # unreadable: start over, the content is re-verified
-        return state, holder
+            return data if isinstance(data, dict) and isinstance(data.get("files", {}), dict) else None
+        except (GitError, ValueError):
+            return None
+
+    def purge_legacy_state(self) -> None:
+        """Drop the old in-repo sync state and every object only it reached, so protocol v2
+        (which serves any object named by id) has nothing of it left to serve. Once per repo,
+        under the course lock: the repo then also gets today's REPO_CONFIG."""
+        self.git("update-ref", "-d", LEGACY_STATE_REF)
+        for key, value in REPO_CONFIG.items():
+            self.git("config", key, value)
+        self.git("repack", "-a", "-d", "-q")  # unreachable packed objects are not carried over
+        self.git("prune", "--expire=now")  # nor loose ones
 
     def log(self, limit: int = 50) -> list[dict]:
         """Recent snapshots, newest first."""
@@ -183,8 +181,12 @@ class CourseRepo:
         return SnapshotWriter(self, base)
 
     def repack(self) -> None:
-        """Fold fast-import's packs geometrically so a herd of clones reuses one pack."""
-        self.git("repack", "-d", "-q", "--geometric=2")
+        """Fold fast-import's packs geometrically so a herd of clones reuses one pack.
+        Packs holding a big file carry a `.keep` and are left as they are."""
+        self.git("-c", f"core.bigFileThreshold={BIG_FILE}", "repack", "-d", "-q", "--geometric=2")
+
+    def packs(self) -> set[str]:
+        return {p.name for p in (self.path / "objects" / "pack").glob("pack-*.pack")}
 
     def remove_debris(self) -> None:
         """Half-written packs and crash reports of a fast-import that failed or was killed:
@@ -197,7 +199,10 @@ class CourseRepo:
         writer of ours is running, and any git lock file or scratch object is stale."""
         stale = [*self.path.glob("refs/**/*.lock"), *self.path.glob("*.lock"),
                  *self.path.glob("objects/pack/tmp_*"), *self.path.glob("objects/tmp_*"),
-                 *self.path.glob("f2git-marks-*")]
+                 *self.path.glob("f2git-marks-*"), *self.path.glob("f2git-spool-*")]
+        # fast-import marks each pack it finishes with a .keep until it ends: one it never
+        # ended would keep its unreachable objects forever.
+        stale += [keep for keep in self.path.glob("objects/pack/*.keep") if keep.read_bytes() == b"fast-import\n"]
         for leftover in stale:
             leftover.unlink(missing_ok=True)
         out = self.git("for-each-ref", "--format=%(refname)", INCOMING, check=False)
@@ -207,10 +212,10 @@ class CourseRepo:
 
 
 class SnapshotWriter:
-    """One `git fast-import` run: blobs streamed in, then the commit and the state, then one CAS.
+    """One `git fast-import` run: blobs streamed in, then the commit, then one CAS of `main`.
 
-    Nothing becomes visible until `publish()`: fast-import writes only objects and scratch
-    refs, and a stream cut short (no `done`) makes it abort without updating any ref.
+    Nothing becomes visible until `publish()`: fast-import writes only objects and a scratch
+    ref, and a stream cut short (no `done`) makes it abort without updating any ref.
     """
 
     def __init__(self, repo: CourseRepo, base: str | None):
@@ -222,8 +227,10 @@ class SnapshotWriter:
         self.marks_file = Path(marks)
         self.next_mark = 1
         self.scratch_refs: list[str] = []
+        self.packs_before = repo.packs()
+        self.big = False  # a big file went in: its pack is kept out of routine repacks
         self.process = subprocess.Popen(
-            git_command("--git-dir", str(repo.path), "fast-import", "--quiet", "--done",
+            git_command("--git-dir", str(repo.path), *FAST_IMPORT, "fast-import", "--quiet", "--done",
                         f"--export-marks={self.marks_file}"),
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=git_env())
         self.stdin: IO[bytes] = self.process.stdin
@@ -243,6 +250,7 @@ class SnapshotWriter:
         """Stream `size` bytes from `source` into a blob; returns its mark."""
         mark = f":{self.next_mark}"
         self.next_mark += 1
+        self.big = self.big or size >= BIG_FILE
         self._send(b"blob\nmark %s\ndata %d\n" % (mark.encode(), size))
         remaining = size
         while remaining:
@@ -254,35 +262,21 @@ class SnapshotWriter:
         self._send(b"\n")
         return mark
 
-    def _commit(self, ref: str, message: str, parent: str | None, lines: list[str]) -> str:
+    def commit(self, message: str, changes: dict[str, str], deletions: Iterable[str]) -> str:
+        """A commit on top of `base`: `changes` maps path -> blob id or mark; returns its mark."""
         mark = f":{self.next_mark}"
         self.next_mark += 1
+        ref = f"{INCOMING}/{self.run_id}/main"
         self.scratch_refs.append(ref)
         body = message.encode()
         header = f"commit {ref}\nmark {mark}\ncommitter {IDENTITY} {int(time.time())} +0000\n"
         self._send(header.encode() + b"data %d\n" % len(body) + body + b"\n")
-        if parent:
-            self._send(f"from {parent}\n".encode())
-        for line in lines:
-            self._send(line.encode() + b"\n")
-        self._send(b"\n")
-        return mark
-
-    def commit(self, message: str, changes: dict[str, str], deletions: Iterable[str],
-               empty_tree: bool = False) -> str:
-        """A commit on top of `base`: `changes` maps path -> blob id or mark; returns its mark."""
+        if self.base:
+            self._send(f"from {self.base}\n".encode())
         lines = [f"D {_quote(path)}" for path in sorted(deletions)]
-        if empty_tree:
-            lines.insert(0, "deleteall")
         lines += [f"M 100644 {blob} {_quote(path)}" for path, blob in sorted(changes.items())]
-        return self._commit(f"{INCOMING}/{self.run_id}/main", message, self.base, lines)
-
-    def state(self, state: SyncState) -> str:
-        """The sync state as a parentless commit holding state.json; returns its mark."""
-        data = state.to_json()
-        inline = f"M 100644 inline state.json\ndata {len(data)}\n".encode() + data
-        return self._commit(f"{INCOMING}/{self.run_id}/state", "f2git sync state", None,
-                            [inline.decode(errors="surrogateescape")])
+        self._send("".join(line + "\n" for line in lines).encode() + b"\n")
+        return mark
 
     def finish(self) -> dict[str, str]:
         """Close the stream; returns mark -> object id."""
@@ -295,6 +289,10 @@ class SnapshotWriter:
             mark, sha = line.split()
             marks[mark] = sha
         self.marks_file.unlink(missing_ok=True)
+        if self.big:
+            for pack in self.repo.packs() - self.packs_before:
+                keep = self.repo.path / "objects" / "pack" / pack.replace(".pack", ".keep")
+                keep.write_text("f2git: holds a big file, left out of routine repacks\n")
         return marks
 
     def abort(self) -> None:
@@ -305,13 +303,11 @@ class SnapshotWriter:
         if self.process.returncode != 0:
             self.repo.remove_debris()
 
-    def publish(self, new_main: str | None, old_main: str | None, new_state: str,
-                old_state: str | None) -> None:
-        """Move main and the state in one transaction, each only if still where we found it."""
+    def publish(self, new_main: str, old_main: str | None) -> None:
+        """Move main to `new_main` only if it is still `old_main`; drop the scratch ref."""
         lines = ["start"]
-        if new_main and new_main != old_main:
+        if new_main != old_main:
             lines.append(f"update {BRANCH} {new_main} {old_main or ZERO}")
-        lines.append(f"update {STATE_REF} {new_state} {old_state or ZERO}")
         lines += [f"delete {ref}" for ref in self.scratch_refs]
         lines += ["prepare", "commit"]
         try:

@@ -11,6 +11,13 @@ course name is the URL's last segment, so nbgitpuller names the student's folder
 The student's hub token ($JUPYTERHUB_API_TOKEN) is sent only to the f2git origin, as an
 `Authorization` header set through GIT_CONFIG_COUNT/KEY/VALUE in the environment of the
 exec'd transport: never in a URL, `.git/config`, argv or output.
+
+When f2git refuses (not logged in, not in the course, no such course, unreachable), the
+reason must reach the student's nbgitpuller page. nbgitpuller discards the stderr of its
+`git ls-remote` and streams that of `git clone`/`git fetch`; so this helper then answers
+git itself: its `list` names `main` at a placeholder id (ls-remote succeeds), and its
+`fetch` prints the reason and fails. f2git's `notice` (the source is failing, how old the
+snapshot is) is printed before a fetch that goes ahead.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
 
+PLACEHOLDER = "0" * 39 + "1"  # names no object: a fetch of it could only fail
 GIT_URL = re.compile(r"^(?P<base>https?://[^/?#]+(?:/[^?#]*?)?)/git/(?P<course>[a-z0-9][a-z0-9._-]*?)(?:\.git)?/?$")
 TOKEN_VARIABLE = "JUPYTERHUB_API_TOKEN"
 DEFAULT_TIMEOUT = 60.0  # s; the server bounds its own wait by refresh_wait
@@ -67,15 +75,58 @@ def ask_remote(target: Target, token: str, timeout: float) -> dict:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)
     except urllib.error.HTTPError as error:
-        reason = {401: "the hub token was not accepted (is pullhook's service access granted?)",
-                  403: "you are not allowed to fetch this course",
-                  404: "no such course"}.get(error.code, error.reason)
-        raise HelperError(f"f2git at {target.base} refused course {target.course!r}: HTTP {error.code}, {reason}") from None
+        raise HelperError(refusal(target, error.code, server_says(error))) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise HelperError(f"cannot reach f2git at {target.base}: {reason}") from None
     except ValueError:
         raise HelperError(f"f2git at {target.base} did not answer with JSON") from None
+
+
+def server_says(error: urllib.error.HTTPError) -> str:
+    """The `error` text of f2git's JSON answer, if any (one line)."""
+    try:
+        text = str(json.loads(error.read(4096) or b"{}").get("error") or "")
+    except (ValueError, OSError, AttributeError):
+        return ""
+    return " ".join(text.split())[:300]
+
+
+def refusal(target: Target, code: int, detail: str) -> str:
+    """What a student reads when f2git refuses their click: what happened and what to do."""
+    course = target.course
+    reason = {
+        401: f"you are not logged in to f2git for course {course!r}: your hub login was not accepted."
+             " Log out of JupyterHub, log in again and click the link again. If that does not help,"
+             " tell your instructor (the hub admin must grant pullhook's access to f2git)",
+        403: f"you are not in course {course!r}: f2git only gives its files to the course's members."
+             " If you should be, ask your instructor to add you",
+        404: f"there is no course {course!r} here: the link is wrong or the course was renamed."
+             " Ask your instructor for the current link",
+    }.get(code, f"f2git could not answer for course {course!r} (HTTP {code}); try again in a minute")
+    return f"{reason} [f2git at {target.base}: HTTP {code}{': ' + detail if detail else ''}]"
+
+
+def refuse(reason: str, stdin=None, stdout=None, stderr=None) -> int:
+    """Speak git's remote-helper protocol for a refused course: ls-remote sees `main` (so
+    nbgitpuller goes on to clone or fetch), a fetch prints `reason` and fails."""
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    for line in stdin:
+        command = line.strip()
+        if command == "capabilities":
+            stdout.write("fetch\n\n")
+        elif command.startswith("list"):
+            stdout.write(f"@refs/heads/main HEAD\n{PLACEHOLDER} refs/heads/main\n\n")
+        elif command.startswith("fetch"):
+            stderr.write(f"f2git: {reason}\n")
+            stderr.flush()
+            return 1
+        elif not command:
+            return 0
+        else:
+            stdout.write("\n")  # an option or command this helper does not support
+        stdout.flush()
+    return 0
 
 
 def transport_env(env: Mapping[str, str], fetch_url: str, target: Target, token: str) -> dict[str, str]:
@@ -102,6 +153,8 @@ def prepare(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str
     except ValueError:
         raise HelperError("F2GIT_PULLHOOK_TIMEOUT must be a number of seconds") from None
     answer = ask_remote(target, token, timeout)
+    if answer.get("notice"):
+        print(f"f2git: {answer['notice']}", file=sys.stderr, flush=True)  # shown by clone/fetch
     fetch_url = answer.get("mirror") or target.git_url
     scheme = urlsplit(fetch_url).scheme
     if scheme not in ("http", "https"):
@@ -116,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command, env = prepare(argv[1], argv[2], os.environ)
     except HelperError as error:
-        sys.exit(f"f2git: {error}")
+        sys.exit(refuse(str(error)))
     os.execvpe(command[0], command, env)
 
 

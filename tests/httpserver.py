@@ -8,7 +8,8 @@
 It answers GET with ETag and Last-Modified, honours If-None-Match / If-Modified-Since
 (304), counts requests and body bytes, and misbehaves on request:
 `truncate` (fewer bytes than Content-Length, then a clean close), `reset` (part of the
-body, then a TCP reset), `error` (500) and `hang` (no answer until the server stops).
+body, then a TCP reset), `error` (500), `hang` (no answer until the server stops) and
+`trickle` (headers at once, then one byte every `trickle_interval` s until the server stops).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-FAULTS = (None, "truncate", "reset", "error", "hang")
+FAULTS = (None, "truncate", "reset", "error", "hang", "trickle")
 _EPOCH = 1_700_000_000  # Last-Modified of the first version; each change adds a second
 
 
@@ -84,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = resource.body
         if fault in ("truncate", "reset"):
             body = body[: len(body) // 2]
+        if fault == "trickle":
+            return self._trickle(body)
         with owner.lock:  # counted before sending: once the client has the bytes, they are counted
             owner.bytes_sent += len(body)
         self.wfile.write(body)
@@ -94,6 +97,20 @@ class _Handler(BaseHTTPRequestHandler):
             # SO_LINGER 0: close() sends RST instead of FIN.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
+
+    def _trickle(self, body: bytes) -> None:
+        owner = self.server.owner
+        self.close_connection = True
+        for byte in body:
+            if owner.released.wait(owner.trickle_interval):
+                return
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
+            with owner.lock:
+                owner.bytes_sent += 1
 
     def _validators(self, resource: Resource) -> None:
         if resource.send_etag:
@@ -136,6 +153,7 @@ class FileServer:
         self.requests: list[Request] = []
         self.bytes_sent = 0
         self.fault: str | None = None
+        self.trickle_interval = 1.0
         self.released = threading.Event()
         self._clock = _EPOCH
         self._httpd = _Server(("127.0.0.1", 0), _Handler)

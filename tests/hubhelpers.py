@@ -266,3 +266,12 @@ def server_token(hub_port: int, user: str) -> str:
         if env.get("JUPYTERHUB_USER") == user:
             return env["JUPYTERHUB_API_TOKEN"]
     raise LookupError(f"no running server of {user}")
+
+
+def browser_login(hub: Hub, user: str) -> requests.Session:
+    browser = requests.Session()
+    browser.get(f"{hub.url}/hub/login", timeout=30)
+    answer = browser.post(f"{hub.url}/hub/login", timeout=30,
+                          data={"username": user, "password": "any", "_xsrf": browser.cookies.get("_xsrf", "")})
+    assert answer.status_code == 200, answer.text[:500]
+    return browser

@@ -44,6 +44,7 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, server: dict, courses: dict[str, dict]) -> Path:
+    server = {"click_window": 0, **server}  # as in serverhelpers.config_factory: each click its own
     lines = ["[server]"] + [f"{key} = {toml_value(value)}" for key, value in server.items()]
     for name, table in courses.items():
         lines += ["", f"[courses.{name}]"] + [f"{key} = {toml_value(value)}" for key, value in table.items()]
@@ -86,7 +87,10 @@ def open_fds(pid: int) -> int:
 
 
 class ServeProcess:
-    def __init__(self, config_path: Path, *, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, config_path: Path, *, env: dict[str, str] | None = None, port: int | None = None,
+                 preexec_fn: Any = None):
+        """`preexec_fn` runs in the child before f2git starts (e.g. to lower its rlimits)."""
+        self.preexec_fn = preexec_fn
         self.port = port or free_port()
         data = tomllib.loads(Path(config_path).read_text())
         data.setdefault("server", {}).update(port=self.port, host="127.0.0.1",
@@ -110,7 +114,8 @@ class ServeProcess:
     def start(self, timeout: float = 30) -> "ServeProcess":
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "f2git.cli", "--config", str(self.config_path), "serve"],
-                                        stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+                                        stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
+                                        preexec_fn=self.preexec_fn)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -137,6 +137,10 @@ def config_factory(folder: Path, courses: dict[str, dict], env: dict[str, str] |
                    **server: Any) -> Callable[[int], Config]:
     """A `make_config(port)` for RunningServer: the TOML tables as dicts, data in `folder`;
     `env` is the environment the config's `*_env` keys are checked against."""
+    # Test clients share one address and click in quick succession as different students:
+    # every click is its own unless the test sets `click_window` (the default ties them).
+    server = {"click_window": 0, **server}
+
     def make(port: int) -> Config:
         data = {"server": {"data_dir": str(folder / "data"), "port": port, **server}, "courses": courses}
         return parse(data, folder / "f2git.toml", env or {})

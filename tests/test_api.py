@@ -96,7 +96,8 @@ def test_mass_delete_needs_the_option(server, sources):
     (b'{"force": true}', "unknown option 'force' (known: allow_mass_delete)"),
 ])
 def test_bad_refresh_bodies_are_refused_with_the_reason(server, body, message):
-    status, headers, answer = server.request("POST", "/api/courses/cs101/refresh", body=body)
+    status, headers, answer = server.request("POST", "/api/courses/cs101/refresh", body=body,
+                                             headers={"Content-Type": "application/json"})
     assert status == 400
     assert headers["Content-Type"].startswith("application/json")
     assert json.loads(answer)["error"].startswith(message)
@@ -161,7 +162,80 @@ def test_handlers_ask_the_policy(tmp_path, sources):
         refs = "/git/{}/info/refs?service=git-upload-pack"
         assert server.request("GET", refs.format("cs102"), headers=student)[0] == 403
         assert server.request("GET", refs.format("cs101"), headers=student)[0] == 200
+        # a student's refresh is a click: within refresh_ttl of the last check it asks nothing
         status, _, answer = server.request("POST", "/api/courses/cs101/refresh", body=b"", headers=student)
+        assert status == 200 and json.loads(answer)["outcome"] == "fresh"
+        status, _, answer = server.request("POST", "/api/courses/cs101/refresh", body=b'{"allow_mass_delete": true}',
+                                           headers={**student, "Content-Type": "application/json"})
         assert status == 403 and json.loads(answer) == {"error": "student may not manage course 'cs101'"}
+        status, _, answer = server.request("POST", "/api/courses/cs102/refresh", body=b"", headers=student)
+        assert status == 403 and json.loads(answer) == {"error": "student may not read course 'cs102'"}
         status, _, answer = server.request("POST", "/api/courses/cs102/refresh", body=b"", headers=teacher)
         assert status == 200 and json.loads(answer)["ok"] is True
+
+
+# -- token roles: fetch tokens read and click, manage tokens manage ------------------------------
+
+FETCH_TOKEN = "f2git-fetch-token-4Rq8distinct"
+
+
+def test_fetch_tokens_read_and_click_while_manage_tokens_manage(tmp_path, sources, monkeypatch):
+    env = {"F2GIT_TEST_FETCH": FETCH_TOKEN, "F2GIT_TEST_MANAGE": TOKEN}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    make = config_factory(tmp_path, courses(sources), env=env, auth="token", tokens_env="F2GIT_TEST_FETCH",
+                          manage_tokens_env="F2GIT_TEST_MANAGE", refresh_ttl=3600)
+    student, teacher = {"Authorization": f"Bearer {FETCH_TOKEN}"}, {"Authorization": f"Bearer {TOKEN}"}
+    with RunningServer(make) as server:
+        def post(path, who, body=b""):
+            status, _, answer = server.request("POST", path, body=body,
+                                               headers={**who, "Content-Type": "application/json"})
+            return status, json.loads(answer)
+
+        # a student's refresh is a click: it syncs a stale course, then asks nothing within refresh_ttl
+        status, first = post("/api/courses/cs101/refresh", student)
+        assert status == 200 and first["outcome"] == "refreshed" and first["commit"]
+        sources["cs101"].write("week0/sheet.ipynb", "sheet 0, fixed\n")
+        status, second = post("/api/courses/cs101/refresh", student)
+        assert (status, second["outcome"], second["commit"]) == (200, "fresh", first["commit"])
+        status, refused = post("/api/courses/cs101/refresh", student, b'{"allow_mass_delete": true}')
+        assert status == 403 and refused == {"error": "fetch token may not manage course 'cs101'"}
+        for path in ("/metrics", "/", "/courses/cs101"):
+            assert server.request("GET", path, headers=student)[0] == 403, path
+        # the manager's refresh syncs now
+        status, synced = post("/api/courses/cs101/refresh", teacher)
+        assert status == 200 and synced["modified"] == 1 and synced["commit"] != first["commit"]
+        for path in ("/metrics", "/", "/courses/cs101"):
+            assert server.request("GET", path, headers=teacher)[0] == 200, path
+        clone = server.git_url("cs101").replace("http://", f"http://student:{FETCH_TOKEN}@")
+        git("clone", "--depth", "1", clone, tmp_path / "clone")
+
+
+def test_students_see_no_more_of_a_course_than_they_need(tmp_path, sources, monkeypatch):
+    env = {"F2GIT_TEST_FETCH": FETCH_TOKEN, "F2GIT_TEST_MANAGE": TOKEN}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    make = config_factory(tmp_path, courses(sources), env=env, auth="token", tokens_env="F2GIT_TEST_FETCH",
+                          manage_tokens_env="F2GIT_TEST_MANAGE")
+    student, teacher = {"Authorization": f"Bearer {FETCH_TOKEN}"}, {"Authorization": f"Bearer {TOKEN}"}
+    hidden = str(sources["cs102"].path)
+    sources["cs102"].path.rename(tmp_path / "moved")  # the sync fails with an error naming the path
+    with RunningServer(make) as server:
+        status, _, answer = server.request("POST", "/api/courses/cs102/refresh", body=b"", headers=teacher)
+        assert status == 200 and hidden in json.loads(answer)["error"]
+        status, _, answer = server.request("GET", "/api/courses/cs102", headers=student)
+        seen = json.loads(answer)
+        assert status == 200 and hidden.encode() not in answer
+        assert set(seen) == {"name", "git_url", "commit", "last_check", "last_change", "refreshing", "ok"}
+        assert seen["ok"] is False and seen["commit"] is None
+        # the manager sees everything: the error, the schedule, the history
+        status, _, answer = server.request("GET", "/api/courses/cs102", headers=teacher)
+        full = json.loads(answer)
+        assert hidden in full["last_error"] and "next_refresh" in full and "history" in full
+        listed = server.request("GET", "/api/courses", headers=student)[2]
+        assert hidden.encode() not in listed and b"next_refresh" not in listed and b"next_release" not in listed
+        # git tells a student that the course failed, not why
+        url = server.git_url("cs102").replace("http://", f"http://student:{FETCH_TOKEN}@")
+        refused = git("ls-remote", url, check=False)
+        assert b"has no snapshot yet: the last sync failed; your instructor sees why" in refused.stderr
+        assert hidden.encode() not in refused.stderr

@@ -337,3 +337,78 @@ def test_open_member_after_the_archive_is_gone(tmp_path):
     path.unlink()
     with pytest.raises(SourceError, match="gone.zip: 'a.txt' cannot be read"):
         read(entries[0])
+
+
+# --- capped before parsed: a huge directory never reaches zipfile or tarfile ------------------
+
+def many_member_zip(path: Path, members: int, declared: int | None = None) -> Path:
+    """A zip whose central directory lists `members` empty files (local headers omitted: the
+    caps must fire before any member is read). `declared` lies about the count, as an attacker may."""
+    records = b"".join(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, 0, 0, 0, 8, 0, 0, 0, 0,
+                                   0, 0) + b"f%07d" % i for i in range(members))
+    count = members if declared is None else declared
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, min(count, 0xFFFF), min(count, 0xFFFF),
+                      len(records), 0, 0)
+    path.write_bytes(records + end)
+    return path
+
+
+def peak_memory_of(action) -> int:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        action()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("declared", [None, 3], ids=["honest count", "lying count"])
+def test_a_zip_with_a_huge_directory_is_refused_before_zipfile_reads_it(tmp_path, declared):
+    path = many_member_zip(tmp_path / "many.zip", 200_000, declared)
+    failure = []
+
+    def attempt():
+        with pytest.raises(SourceError) as raised:
+            list_archive(path, label="many.zip")
+        failure.append(str(raised.value))
+
+    peak = peak_memory_of(attempt)
+    assert "many.zip has more than 10000 entries" in failure[0]
+    # zipfile would have built 200k ZipInfo objects (~100 MB) before any count could be checked.
+    assert peak < 8 * 1024**2, peak
+
+
+def test_a_zip64_directory_is_counted_too(tmp_path):
+    path = tmp_path / "z64.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(70_000):  # more than 0xFFFF: the count lives in the zip64 end record only
+            archive.writestr(zipfile.ZipInfo(f"f{i}"), b"")
+    with pytest.raises(SourceError, match=r"more than 10000 entries \(its directory lists 70000\)"):
+        list_archive(path, label="z64.zip")
+    entries, _ = list_archive(path, label="z64.zip", limits=Limits(max_entries=100_000))
+    assert len(entries) == 70_000
+
+
+def test_a_tar_with_a_huge_pax_header_is_refused_before_tarfile_reads_it(tmp_path):
+    info = tarfile.TarInfo("notes.txt")
+    info.pax_headers = {"comment": "x" * 8 * 1024**2}  # tarfile reads a pax header whole
+    path = make_tar(tmp_path / "pax.tar", [(info, b"")], "w")
+    failure = []
+
+    def attempt():
+        with pytest.raises(SourceError) as raised:
+            list_archive(path, label="pax.tar")
+        failure.append(str(raised.value))
+
+    peak = peak_memory_of(attempt)
+    assert "pax.tar has a" in failure[0] and "extended header" in failure[0]
+    assert peak < 4 * 1024**2, peak
+
+
+def test_a_tar_with_too_many_members_is_refused_before_tarfile_builds_them(tmp_path):
+    path = make_tar(tmp_path / "many.tar", [tar_member(f"f{i}") for i in range(10_050)], "w")
+    with pytest.raises(SourceError, match="more than 10000 entries"):
+        list_archive(path, label="many.tar")
+

@@ -1,6 +1,7 @@
 """Server auth policies: who may start the server how, and which requests identify whom."""
 import asyncio
 import base64
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -152,3 +153,118 @@ def test_jupyterhub_read_metrics_scope_may_scrape_but_not_manage(monkeypatch):
     assert not auth.may_manage(scraper, None) and not auth.may_manage(scraper, cfg.courses["ml"])
     assert not grader.read_metrics and not auth.may_read_metrics(grader)
     assert auth.may_read_metrics(Identity("t", kind="user", groups=frozenset({"teachers"})))
+
+
+# -- token roles -------------------------------------------------------------------------------
+
+MANAGER = "tok-manager-Zr81-distinctive"
+
+
+def token_auth(env, **server):
+    return make_auth(config({"auth": "token", **server}, env=env), env=env)
+
+
+def test_fetch_tokens_fetch_and_manage_tokens_also_manage():
+    env = {"F2GIT_TOKENS": f"{SECRET}, other", "F2GIT_MANAGERS": MANAGER}
+    auth = token_auth(env, tokens_env="F2GIT_TOKENS", manage_tokens_env="F2GIT_MANAGERS")
+    cfg = config(courses={"c": {"source": "local", "path": "/tmp"}})
+    student, teacher = identify(auth, f"Bearer {SECRET}"), identify(auth, basic("git", MANAGER))
+    assert auth.may_fetch(student, cfg.courses["c"]) and not auth.may_manage(student, cfg.courses["c"])
+    assert not auth.may_read_metrics(student) and not auth.may_manage(student, None)
+    assert auth.may_fetch(teacher, cfg.courses["c"]) and auth.may_manage(teacher, None)
+    assert auth.may_read_metrics(teacher)
+    assert identify(auth, "Bearer nope") is None
+
+
+def test_an_existing_tokens_env_alone_still_manages():
+    """Configs from before roles: without manage_tokens_env, tokens_env's tokens keep every right."""
+    env = {"F2GIT_TOKENS": SECRET}
+    auth = token_auth(env, tokens_env="F2GIT_TOKENS")
+    assert auth.may_manage(identify(auth, f"Bearer {SECRET}"), None)
+
+
+def test_managers_alone_are_enough_and_an_empty_variable_is_named():
+    env = {"F2GIT_MANAGERS": MANAGER, "EMPTY": " "}
+    assert identify(token_auth(env, manage_tokens_env="F2GIT_MANAGERS"), f"Bearer {MANAGER}").admin
+    with pytest.raises(ConfigError, match="key 'manage_tokens_env': environment variable EMPTY holds no tokens"):
+        token_auth(env, tokens_env="F2GIT_MANAGERS", manage_tokens_env="EMPTY")
+
+
+# -- the hub's group lookup: answers are cached, failures are not ------------------------------
+
+class FakeHubApi:
+    """The two hub API calls f2git makes, on 127.0.0.1: who holds a token, a user's groups.
+    `failing = True` answers the group lookup with 502, as a hub behind a restarting proxy."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.failing = True
+        self.lookups = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path == "/hub/api/user" and self.headers.get("Authorization") == "token ana-token":
+                    self.answer(200, {"kind": "user", "name": "ana", "scopes": ["access:services!service=courses"]})
+                elif self.path == "/hub/api/users/ana":
+                    owner.lookups += 1
+                    if owner.failing:
+                        self.answer(502, {"message": "proxy error"})
+                    else:
+                        self.answer(200, {"name": "ana", "admin": False, "groups": ["ml-students"]})
+                else:
+                    self.answer(403, {"message": "no"})
+
+            def answer(self, status, data):
+                body = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hub/api"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_failing_hub_is_asked_again_and_the_student_reads_that_it_is_unreachable(tmp_path, monkeypatch):
+    """Before: one 5xx from the hub was cached as "no groups" for a minute: 403 for every
+    group-restricted student. Now: 503 saying the hub is unreachable, and the next request
+    asks again."""
+    from tests.serverhelpers import RunningServer, config_factory
+
+    with FakeHubApi() as hub:
+        for variable, value in {"JUPYTERHUB_API_URL": hub.url, "JUPYTERHUB_API_TOKEN": SECRET,
+                                "JUPYTERHUB_SERVICE_NAME": "courses"}.items():
+            monkeypatch.setenv(variable, value)
+        make = config_factory(tmp_path, {"ml": {"source": "local", "path": str(tmp_path), "schedule": 0,
+                                                "groups": ["ml-students"]}}, auth="jupyterhub")
+        with RunningServer(make) as server:
+            ana = {"Authorization": "token ana-token"}
+            status, headers, answer = server.request("GET", "/api/courses/ml", headers=ana)
+            assert status == 503 and json.loads(answer) == {
+                "error": "JupyterHub could not be reached to check your groups; try again in a minute"}
+            assert server.request("GET", "/api/courses/ml", headers=ana)[0] == 503
+            assert hub.lookups == 2  # asked again, not cached
+            hub.failing = False
+            status, _, answer = server.request("GET", "/api/courses/ml", headers=ana)
+            assert status == 200 and json.loads(answer)["name"] == "ml"
+            assert server.request("GET", "/api/courses/ml", headers=ana)[0] == 200
+            assert hub.lookups == 3  # an answer is cached
+            hub.__exit__()  # the hub is down: who holds a new token cannot be checked either
+            status, _, answer = server.request("GET", "/api/courses/ml", headers={"Authorization": "token bob-token"})
+            assert status == 503 and "JupyterHub could not be reached" in json.loads(answer)["error"]

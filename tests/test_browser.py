@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -18,6 +19,7 @@ import pytest
 from nbgitpuller import GitPuller
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from f2git import status
 from f2git.store import CourseRepo
 from tests.repohelpers import SourceFolder, isolated_git
 from tests.serverhelpers import RunningServer, config_factory
@@ -94,8 +96,31 @@ def test_refresh_now_reaches_finished_and_shows_the_new_commit(page: Page, serve
     after = head(server)
     assert after != before
     expect(page.locator("#commit")).to_have_text(after)
-    page.reload()
+
+
+def test_after_a_refresh_the_page_shows_the_new_state_without_a_reload(page: Page, server, source):
+    page.goto("/courses/demo")
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+    last_check = page.locator("#facts dd").nth(2).inner_text()
+    source.write("week2/02-loops.ipynb", '{"cells": [], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}\n')
+    page.get_by_role("button", name="Refresh now").click()
+    expect(page.get_by_role("status").first).to_contain_text("Finished: 1 added", timeout=30_000)
     expect(page.locator(".history li").first).to_contain_text("1 added")
+    expect(page.locator(".history li").first).to_contain_text("week2/02-loops.ipynb")
+    expect(page.locator('.tree li.file[data-path="week2/02-loops.ipynb"]')).to_be_attached()
+    expect(page.locator("#facts")).to_contain_text(head(server))
+    assert page.evaluate("window.sameDocument") is True
+    # the last check moved on: the page shows the time of the refresh that just ran
+    record = status.read(server.config, "demo")
+    shown = page.locator("#facts dd time").nth(0).get_attribute("datetime")
+    assert shown == datetime.fromtimestamp(record.last_check, timezone.utc).isoformat(timespec="seconds")
+    assert last_check  # and it was shown before too
+
+    shutil.rmtree(source.path)  # the next refresh fails: the health line says so, still without a reload
+    page.get_by_role("button", name="Refresh now").click()
+    expect(page.locator("#health .health")).to_have_class(re.compile("health-failing"), timeout=30_000)
+    expect(page.locator("#health")).to_contain_text("students still get the snapshot of")
+    assert page.evaluate("window.sameDocument") is True
 
 
 def test_preview_lists_a_pending_change_without_committing(page: Page, server, source):
@@ -108,15 +133,28 @@ def test_preview_lists_a_pending_change_without_committing(page: Page, server, s
     assert head(server) == before
 
 
-def test_link_builder_link_is_one_nbgitpuller_pulls(page: Page, server, tmp_path, monkeypatch):
+def test_link_builder_finds_a_file_in_the_tree_and_its_link_is_one_nbgitpuller_pulls(page: Page, server, tmp_path,
+                                                                                     monkeypatch):
     page.goto("/courses/demo")
-    page.get_by_label("File to open").select_option("week1/01-welcome.ipynb")
+    page.get_by_label("Find a file").fill("welcome")
+    expect(page.get_by_role("status").filter(has_text="matching file")).to_have_text("1 matching file.")
+    expect(page.locator(".tree li.file:visible")).to_have_count(1)
+    page.get_by_role("link", name="01-welcome.ipynb").click()
     link_box = page.get_by_label("nbgitpuller link")
     expect(link_box).to_have_value(re.compile(re.escape("urlpath=lab%2Ftree%2Fdemo%2Fweek1%2F01-welcome.ipynb")))
+    page.get_by_label("Open in").select_option(label="Jupyter Notebook")
+    expect(link_box).to_have_value(re.compile(re.escape("urlpath=tree%2Fdemo%2Fweek1%2F01-welcome.ipynb")))
+    expect(page.locator("#try-link")).to_have_attribute("href", link_box.input_value())
+    page.get_by_role("button", name="Copy Markdown").click()
+    expect(page.locator(".copy-status")).to_have_text("Copied the Markdown.")
+    assert page.evaluate("navigator.clipboard.readText()") == f"[01-welcome.ipynb (demo)]({link_box.input_value()})"
+    page.get_by_label("Open in").select_option(label="JupyterLab")
     page.get_by_role("button", name="Copy link").click()
     expect(page.locator(".copy-status")).to_have_text("Copied the link.")
     link = page.evaluate("navigator.clipboard.readText()")
     assert link == link_box.input_value()
+    page.reload()  # the address bar kept the pick
+    expect(page.get_by_label("nbgitpuller link")).to_have_value(link)
 
     parts = urlsplit(link)
     assert parts.path == "/hub/user-redirect/git-pull"
@@ -130,6 +168,25 @@ def test_link_builder_link_is_one_nbgitpuller_pulls(page: Page, server, tmp_path
         pass
     opened = unquote(query["urlpath"]).removeprefix("lab/tree/")
     assert (home / opened).read_text() == (DEMO / "week1/01-welcome.ipynb").read_text()
+
+
+def test_the_file_tree_of_a_large_course_is_searchable(browser: Browser, tmp_path):
+    source = SourceFolder(tmp_path / "big")
+    for week in range(30):
+        for n in range(50):  # 1500 files, as a real course has
+            source.write(f"week{week:02d}/exercise{n:02d}.ipynb", "{}\n")
+    make = config_factory(tmp_path, {"big": {"source": "local", "path": str(source.path), "schedule": 0}})
+    with RunningServer(make) as server:
+        assert server.post_json("/api/courses/big/refresh")[1]["ok"]
+        tab = browser.new_page(base_url=server.url)
+        tab.goto("/courses/big")
+        expect(tab.locator("#files")).to_contain_text("1500 files")
+        expect(tab.locator(".tree li.file:visible")).to_have_count(0)  # folders start closed
+        tab.get_by_label("Find a file").fill("week17 exercise4")
+        expect(tab.locator(".tree li.file:visible")).to_have_count(10)
+        tab.get_by_role("link", name="exercise42.ipynb").click()
+        expect(tab.get_by_label("nbgitpuller link")).to_have_value(re.compile("week17%2Fexercise42.ipynb"))
+        tab.close()
 
 
 @pytest.mark.parametrize("path", ["/", "/courses/demo"])
@@ -155,7 +212,8 @@ def take_screenshots(folder: Path) -> None:
             demo.write(file.relative_to(DEMO).as_posix(), file.read_text())
         stats = SourceFolder(work / "stats-course")
         stats.write("lecture1.ipynb", "{}\n")
-        courses = {"demo": {"source": "local", "path": str(demo.path), "schedule": 600},
+        demo.write("data/measurements.csv", "x" * 1_500_000)  # over the limit below: shown as skipped
+        courses = {"demo": {"source": "local", "path": str(demo.path), "schedule": 600, "max_file_size": 1_000_000},
                    "stats": {"source": "local", "path": str(stats.path), "schedule": 600},
                    "ml-seminar": {"source": "local", "path": str(work / "ml"), "schedule": 0}}
         with RunningServer(config_factory(work, courses)) as server, sync_playwright() as playwright:
@@ -170,7 +228,7 @@ def take_screenshots(folder: Path) -> None:
             desktop.goto("/")
             desktop.screenshot(path=str(folder / "screenshot.png"), full_page=True)
             phone = chromium.new_page(viewport=PHONE, is_mobile=True, base_url=server.url)
-            phone.goto("/courses/demo")
+            phone.goto("/courses/demo?path=week1/01-welcome.ipynb#link-title")  # the link builder
             phone.screenshot(path=str(folder / "screenshot-phone.png"))
             chromium.close()
     finally:

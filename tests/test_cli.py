@@ -77,7 +77,8 @@ def test_status_reports_last_error_and_keeps_the_commit(setup):
 
 def test_link_and_check(setup):
     config, _, _ = setup
-    link = f2git(config, "link", "good", "--path", "week 1/intro.ipynb", "--hub", "https://hub.example.edu")
+    f2git(config, "sync", "good")  # a link's --path must be a file of the course's snapshot
+    link = f2git(config, "link", "good", "--path", "a.txt", "--hub", "https://hub.example.edu")
     assert link.returncode == 0
     assert link.stdout.startswith("https://hub.example.edu/hub/user-redirect/git-pull?repo=")
     check = f2git(config, "check")

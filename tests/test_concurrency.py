@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from f2git.config import load
 from f2git.store import CourseRepo
+from f2git.syncstate import StateStore
 from tests.serveprocess import ROOT, ServeProcess, write_config
-from tests.test_crash import snapshot, write_course
-from tests.test_snapshot import fsck_clean
+from tests.repocheck import fsck_clean, snapshot, write_course
 
 ROUNDS = 5
 
@@ -58,5 +58,4 @@ def test_two_servers_and_the_cli_never_lose_or_tear_an_update(tmp_path):
     assert all(len(line.split()) <= 2 for line in history)  # linear: no merges
     for line, expected in zip(history, reversed(generations)):
         assert tree_at(repo, line.split()[0]) == expected  # every snapshot complete
-    state, _ = repo.read_state()
-    assert state.commit == repo.head()
+    assert StateStore.for_course(load(config_path), "big").read().commit == repo.head()

@@ -150,3 +150,75 @@ def test_options_require_a_path(tmp_path):
     from f2git.config import ConfigError, parse
     with pytest.raises(ConfigError, match=r"\[courses.c\] missing key 'path'"):
         parse({"courses": {"c": {"source": "local"}}}, tmp_path / "f.toml", {})
+
+
+class SwappingConnector(LocalConnector):
+    """Lists honestly, then swaps part of the tree the way a hostile folder owner would,
+    before the engine reads a single file."""
+
+    def __init__(self, options, swap, **kwargs):
+        super().__init__(options, **kwargs)
+        self.swap = swap
+
+    def list(self, state):
+        listing = super().list(state)
+        self.swap()
+        return listing
+
+
+def synced_with_swap(make_config, root, swap):
+    from f2git.snapshot import sync_course
+    from f2git.store import CourseRepo
+    config = make_config({"c": {"source": "local", "path": str(root)}})
+    course = config.courses["c"]
+    result = sync_course(config, course, connector=SwappingConnector(course.options, swap))
+    repo = CourseRepo.for_course(config, "c")
+    head = repo.head()
+    blobs = repo.git("ls-tree", "-r", "--full-tree", head).split() if head else []
+    contents = b"".join(repo.git("cat-file", "blob", oid).encode("utf-8", "surrogateescape")
+                        for oid in blobs[2::4])
+    return result, contents
+
+
+@pytest.mark.parametrize("target", ["/proc/self", "outside"])
+def test_a_folder_swapped_for_a_link_between_listing_and_reading_is_not_followed(root, tmp_path, make_config,
+                                                                                   target, monkeypatch):
+    monkeypatch.setenv("F2GIT_TEST_SECRET", "s3cr3t-token-value")
+    (root / "env").mkdir()
+    (root / "env" / "environ").write_text("harmless\n")
+    (root / "env" / "cmdline").write_text("harmless\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("environ", "cmdline"):
+        (outside / name).write_text("F2GIT_TEST_SECRET=s3cr3t-token-value\n")
+    link_target = target if target.startswith("/") else str(outside)
+
+    def swap():
+        shutil.rmtree(root / "env")
+        (root / "env").symlink_to(link_target)
+
+    result, contents = synced_with_swap(make_config, root, swap)
+    assert not result.ok and "env/" in result.error and "link" in result.error
+    assert b"s3cr3t" not in contents
+
+
+def test_a_file_swapped_for_a_fifo_or_another_file_fails_cleanly(root, tmp_path, make_config):
+    def to_fifo():
+        (root / "README.md").unlink()
+        os.mkfifo(root / "README.md")
+
+    result, _ = synced_with_swap(make_config, root, to_fifo)  # would block forever if opened blocking
+    assert not result.ok and "README.md" in result.error
+
+    (root / "README.md").unlink()
+    (root / "README.md").write_text("# Course\n")
+    private = tmp_path / "private.txt"
+    private.write_text("exam answers\n")
+
+    def to_hard_link():
+        (root / "week1" / "intro.ipynb").unlink()
+        os.link(private, root / "week1" / "intro.ipynb")  # a regular file, but not the listed one
+
+    result, contents = synced_with_swap(make_config, root, to_hard_link)
+    assert not result.ok and "replaced" in result.error
+    assert b"exam answers" not in contents

@@ -2,12 +2,11 @@
 progress (SSE), preview without committing, link builder, XSRF, escaping, auth."""
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
 from datetime import datetime, timezone
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
@@ -20,6 +19,7 @@ from f2git.server.dashboard import health, history
 from f2git.snapshot import SyncResult, sync_course
 from f2git.store import CourseRepo
 from tests import memsource
+from tests.pagehelpers import events, read_events, xsrf
 from tests.repohelpers import SourceFolder
 from tests.serverhelpers import RunningServer, config_factory
 
@@ -41,28 +41,6 @@ def server(tmp_path, source):
                                               "max_file_size": 1000}}, refresh_ttl=0)
     with RunningServer(make) as running:
         yield running
-
-
-def xsrf(session: requests.Session, page_url: str) -> str:
-    page = session.get(page_url)
-    assert page.status_code == 200, page.text
-    return re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-
-
-def read_events(session: requests.Session, url: str, into: "queue.Queue[dict] | list[dict]") -> None:
-    """The server-sent events of `url`, as they arrive, until the server ends the stream."""
-    put = into.put if isinstance(into, queue.Queue) else into.append
-    with session.get(url, stream=True, timeout=30) as answer:
-        assert answer.headers["Content-Type"].startswith("text/event-stream")
-        for line in answer.iter_lines(chunk_size=1, decode_unicode=True):
-            if line.startswith("data: "):
-                put(json.loads(line[len("data: "):]))
-
-
-def events(session: requests.Session, url: str) -> list[dict]:
-    seen: list[dict] = []
-    read_events(session, url, seen)
-    return seen
 
 
 def test_course_list_shows_each_course_with_source_commit_and_health(server):
@@ -189,20 +167,52 @@ def test_preview_lists_pending_changes_and_commits_nothing(server, source):
     assert len(status.read(server.config, "demo").history) == 1  # a preview is not a sync
 
 
-def test_link_builder_offers_the_repo_files_and_answers_links(server):
+def test_link_builder_offers_the_snapshots_files_and_answers_links(server):
     server.post_json("/api/courses/demo/refresh")
-    page = requests.get(server.url + "/courses/demo", params={"path": "week1/intro.ipynb"}).text
-    options = re.findall(r'<option value="([^"]*)"', page)
-    assert options[0] == "" and "week1/intro.ipynb" in options and "big.csv" not in options
+    page = requests.get(server.url + "/courses/demo", params={"path": "week1/intro.ipynb", "app": "notebook"}).text
+    tree = re.search(r'<ul class="tree">(.*)</ul>', page, re.S).group(1)
+    picks = re.findall(r'data-path="([^"]*)"', tree)
+    assert "week1/intro.ipynb" in picks and "big.csv" not in picks  # skipped: students do not get it
     shown = re.search(r'id="link" [^>]*value="([^"]+)"', page).group(1).replace("&amp;", "&")
-    answer = requests.get(server.url + "/courses/demo/link", params={"path": HOSTILE})
-    link = answer.json()["link"]
-    query = parse_qs(urlsplit(link).query)
+    assert parse_qs(urlsplit(shown).query)["urlpath"] == ["tree/demo/week1/intro.ipynb"]
+    markdown = re.search(r'id="link-markdown" [^>]*value="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert markdown == f"[intro.ipynb (demo)]({shown})"
+    assert re.search(r'id="try-link" [^>]*href="([^"]+)"', page).group(1).replace("&amp;", "&") == shown
+
+    answer = requests.get(server.url + "/courses/demo/link", params={"path": HOSTILE}).json()
+    query = parse_qs(urlsplit(answer["link"]).query)
     assert query["repo"] == [f"{server.url}/git/demo"] and query["branch"] == ["main"]
-    assert parse_qs(urlsplit(shown).query)["urlpath"] == ["lab/tree/demo/week1/intro.ipynb"]
-    bad = requests.get(server.url + "/courses/demo/link", params={"path": "../etc/passwd"},
-                       headers={"Accept": "application/json"})
-    assert bad.status_code == 400 and "cannot be in a course" in bad.json()["error"]
+    assert unquote(query["urlpath"][0]) == "lab/tree/demo/" + HOSTILE
+    assert "&lt;img" in answer["html"] and "<img" not in answer["html"]
+    for path, why in (("../etc/passwd", "cannot be in a course"), ("big.csv", "is not in the course")):
+        bad = requests.get(server.url + "/courses/demo/link", params={"path": path},
+                           headers={"Accept": "application/json"})
+        assert bad.status_code == 400 and why in bad.json()["error"]
+    rstudio = requests.get(server.url + "/courses/demo/link", params={"app": "rstudio"},
+                           headers={"Accept": "application/json"})
+    assert rstudio.status_code == 400 and "not one of this hub's apps: lab, notebook" in rstudio.json()["error"]
+
+
+def test_course_page_shows_what_students_get_with_sizes_and_change_times(make_config, memory_source, monkeypatch):
+    from f2git import filetree
+
+    memory_source("lms", {"a/one.txt": b"1" * 1500, "a/two.txt": b"2", "top.txt": b"t"})
+    config = make_config({"cs101": {"source": "memory", "bucket": "lms"}})
+    course = config.courses["cs101"]
+    monkeypatch.setattr("time.time", lambda: 1763663400.0)  # the first snapshot: 20 Nov 2025 18:30
+    sync_course(config, course)
+    memsource.BUCKETS["lms"].files["a/two.txt"] = b"22"
+    monkeypatch.setattr("time.time", lambda: 1763719320.0)  # the second: 21 Nov 10:02
+    second = sync_course(config, course)
+    repo = CourseRepo.for_course(config, "cs101")
+    files = {info.path: info for info in filetree.snapshot_files(repo, second.commit)}
+    assert files["a/one.txt"].size == 1500 and files["a/two.txt"].size == 2
+    assert files["a/two.txt"].changed > files["a/one.txt"].changed == files["top.txt"].changed
+    monkeypatch.setattr(repo, "git", lambda *args, **kw: pytest.fail("read again: not cached"))
+    assert filetree.snapshot_files(repo, second.commit)[0].path == "a/one.txt"  # once per snapshot
+    root = filetree.tree(list(files.values()))
+    assert [f.name for f in root.folders] == ["a"] and root.folders[0].count == 2 and root.count == 3
+    assert [f.name for f in root.files] == ["top.txt"]
 
 
 def test_unknown_course_is_a_404_page(server):
@@ -282,7 +292,7 @@ def test_behind_jupyterhub_instructors_log_in_with_the_hubs_oauth_and_students_a
     from f2git.config import load
     from f2git.hubconfig import render
     from tests.hubhelpers import CHP, Hub, free_port
-    from tests.test_hub_pull import browser_login
+    from tests.hubhelpers import browser_login
 
     assert CHP.exists(), f"configurable-http-proxy is missing at {CHP}: run `make test-deps`"
     port = free_port()
@@ -321,7 +331,19 @@ def test_course_page_names_the_next_release_and_plans_a_refresh_for_it(tmp_path,
     with RunningServer(make) as server:
         server.post_json("/api/courses/cs101/refresh")
         page = requests.get(server.url + "/courses/cs101").text
-    facts = re.search(r'<dl class="facts">.*?</dl>', page, re.S).group(0)
+    facts = re.search(r'<dl class="facts"[^>]*>.*?</dl>', page, re.S).group(0)
     release = '<time datetime="2030-12-01T10:00:00+00:00">1 Dec 10:00 UTC</time>'
     assert f"<dt>Next release in the source</dt><dd>{release}" in facts
     assert re.search(r'<dt>Next scheduled refresh</dt><dd><time datetime="2030-12-01T10:00:02\+00:00">', facts)
+
+
+def test_only_a_refused_mass_delete_offers_to_confirm_deletions(make_config):
+    from f2git.server.dashboard import mass_delete_refused
+
+    config = make_config({"cs101": {"source": "local", "path": "/tmp"}})
+    status.record(config, SyncResult("cs101", ok=False, error="local folder: 'would delete.txt' vanished"), started=1.0)
+    assert not mass_delete_refused(status.read(config, "cs101"))  # the words alone mean nothing
+    status.record(config, SyncResult("cs101", ok=False, error="refused", mass_delete_refused=8), started=2.0)
+    assert mass_delete_refused(status.read(config, "cs101"))
+    status.record(config, SyncResult("cs101", ok=True), started=3.0)
+    assert not mass_delete_refused(status.read(config, "cs101"))

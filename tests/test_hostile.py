@@ -3,6 +3,7 @@ error or a reported skip, the repo stays fsck-clean, students' git can check it 
 and nothing is written outside the course repo."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -23,7 +24,7 @@ from f2git.paths import MAX_NAME_BYTES, UnsafePath, safe_path
 from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
 from tests.httpserver import FileServer
-from tests.test_snapshot import fsck_clean
+from tests.repocheck import fsck_clean
 
 
 def checkout(repo: CourseRepo, target: Path) -> dict[str, bytes]:
@@ -159,6 +160,65 @@ def test_git_file_tricks_are_all_refused(course):
     assert tree == {"ok.txt": b"fine"}
     assert {s.path for s in result.skipped} == set(tricks)
     assert all("reserved git name" in s.reason for s in result.skipped)
+
+
+# Every spelling git's fsck treats as .git or .gitmodules (NTFS 8.3 and hashed short names,
+# trailing dots and spaces, streams, HFS+ ignorables, letter case), in all decorations.
+_GIT_SPELLINGS = [".git", ".gitmodules", ".gitattributes", ".gitignore", ".mailmap", "git~1", "git~2",
+                  "gitmod~1", "gitmod~4", "gitmod~5", "gi7eba~1", "gi7eb~12", "gi7e~123", "gi7eba~0",
+                  "gi250a~1", "gitatt~1", "gi7d29~1", "gi~12345"]
+GIT_NAME_CANDIDATES = sorted({
+    decorated
+    for base in _GIT_SPELLINGS for cased in (base, base.upper(), base.title())
+    for decorated in [cased + suffix for suffix in ("", ".", " ", ". .", ":x", "::$DATA", "x", "~")]
+    + [cased[:1] + "\u200c" + cased[1:], "\ufeff" + cased]})
+EVIL_GITMODULES = b'[submodule "x"]\n\tpath = x\n\turl = --upload-pack=touch /tmp/pwned\n'
+
+
+def _oid(kind: bytes, body: bytes) -> str:
+    return hashlib.sha1(kind + b" %d\0" % len(body) + body).hexdigest()
+
+
+def test_every_name_git_fsck_treats_as_dot_git_or_gitmodules_is_refused(tmp_path):
+    """git itself is the oracle: each candidate name goes into its own tree with a hostile
+    .gitmodules body; every one that `git fsck --strict` flags must be refused by safe_path."""
+    flagged_by: dict[str, str] = {}
+    stream = b""
+    for index, name in enumerate(GIT_NAME_CANDIDATES):
+        body = EVIL_GITMODULES + b"# %d\n" % index
+        blob = _oid(b"blob", body)
+        tree = _oid(b"tree", b"100644 " + name.encode() + b"\0" + bytes.fromhex(blob))
+        flagged_by[blob] = flagged_by[tree] = name
+        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        stream += (b"commit refs/t/%d\ncommitter t <t> 0 +0000\ndata 0\nM 100644 inline " % index
+                   + quoted.encode() + b"\ndata %d\n" % len(body) + body + b"\n")
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path)], check=True)
+    subprocess.run(["git", "--git-dir", str(tmp_path), "fast-import", "--quiet"], input=stream, check=True)
+    fsck = subprocess.run(["git", "--git-dir", str(tmp_path), "fsck", "--strict", "--no-dangling"],
+                          capture_output=True, text=True)
+    flagged = {name for oid, name in flagged_by.items() if oid in fsck.stdout + fsck.stderr}
+    assert {"GITMOD~1", "gi7eba~1", ".gitmodules", "git~1"} <= flagged  # the oracle works
+    accepted = []
+    for name in sorted(flagged):
+        try:
+            safe_path(name)
+            accepted.append(name)
+        except UnsafePath:
+            pass
+    assert accepted == []
+
+
+def test_short_names_of_gitmodules_never_reach_a_repo(course, tmp_path):
+    hostile = {"GITMOD~1": EVIL_GITMODULES, "gi7eba~1": EVIL_GITMODULES, "sub/Gitmod~2 .": EVIL_GITMODULES,
+               ".gitmodules::$DATA": EVIL_GITMODULES, "gi7eb~12": EVIL_GITMODULES}
+    result, tree = course({**hostile, "ok.txt": b"fine", "gitmod~5": b"an ordinary name"})
+    assert tree == {"ok.txt": b"fine", "gitmod~5": b"an ordinary name"}
+    assert {s.path for s in result.skipped} == set(hostile)
+    # What a student's git (or a git host receiving a push) checks: objects fsck'd on transfer.
+    repo = tmp_path / "data" / "repos" / "names.git"
+    clone = subprocess.run(["git", "-c", "transfer.fsckObjects=true", "clone", "-q", "--no-local",
+                            str(repo), str(tmp_path / "strict")], capture_output=True, text=True)
+    assert clone.returncode == 0, clone.stderr
 
 
 def test_quotes_spaces_and_odd_but_valid_names_arrive_intact(course):

@@ -4,6 +4,7 @@ pullhook; clicks go through nbgitpuller's own endpoint."""
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,14 +14,14 @@ import requests
 from f2git.config import load
 from f2git.hubconfig import render
 from f2git.links import repo_url
-from tests.hubhelpers import CHP, GitHost, Hub, free_port, server_token
+from tests.hubhelpers import CHP, GitHost, Hub, browser_login, free_port, server_token
 from tests.repohelpers import SourceFolder
 
 pytestmark = pytest.mark.slow
 
 COURSE = "cs101"
 MIRROR_TOKEN = "mirror-tok-Ub3-distinctive"
-GROUPS = {"cs101-students": {"users": ["ana"]}, "teachers": {"users": ["tina"]}, "bio": {"users": ["bob"]}}
+GROUPS = {"cs101-students": {"users": ["ana"]}, "teachers": {"users": ["tina"]}, "bio": {"users": ["bob", "cara"]}}
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,14 @@ groups = ["cs101-students"]
     with GitHost(work / "githost", token=MIRROR_TOKEN, public_read=True) as mirror, \
             pytest.MonkeyPatch.context() as patch:
         mirror.create("ml")
+        flaky = SourceFolder(work / "flaky")
+        flaky.write("notes.md", "notes\n")
         with config_path.open("a") as extra:
             extra.write(f'[courses.ml]\nsource = "local"\npath = "{source.path}"\nschedule = 0\n'
                         f'mirror = "{mirror.url("ml")}"\nmirror_token_env = "MIRROR_TOKEN"\n')
+            # a source that never worked, and one that works until the test removes it
+            extra.write(f'[courses.empty]\nsource = "local"\npath = "{work / "missing"}"\nschedule = 0\n'
+                        f'[courses.flaky]\nsource = "local"\npath = "{flaky.path}"\nschedule = 0\n')
         patch.setenv("MIRROR_TOKEN", MIRROR_TOKEN)  # the hub hands it to the service (hub-config)
         config = load(config_path)
         with Hub(work / "jupyterhub", render(config), groups=GROUPS) as running:
@@ -62,6 +68,7 @@ groups = ["cs101-students"]
             running.f2git_url = f"http://127.0.0.1:{f2git_port}"
             running.source = source
             running.mirror = mirror
+            running.flaky = flaky
             running.wait_for_url(f"{running.f2git_url}/healthz", "the f2git service")
             running.tokens = {name: running.start_user(name) for name in ("ana", "bob")}
             yield running
@@ -105,6 +112,53 @@ def test_a_student_outside_the_course_groups_is_refused(hub):
     assert direct.status_code == 403
 
 
+def shown(events: list[dict]) -> str:
+    """What the student's nbgitpuller page shows: the streamed git output and the error."""
+    return "".join(str(event.get("output", "")) + str(event.get("message", "")) for event in events)
+
+
+def test_a_student_reads_why_a_click_failed_on_nbgitpullers_page(hub):
+    # not in the course's groups
+    events = hub.click("bob", hub.tokens["bob"], repo_url(hub.f2git, COURSE))
+    assert events[-1]["phase"] == "error"
+    assert "you are not in course 'cs101'" in shown(events), events
+    assert "Remote content unavailable" not in shown(events)
+    # no such course (a wrong link)
+    events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "cs-101"))
+    assert events[-1]["phase"] == "error" and "there is no course 'cs-101' here" in shown(events), events
+    # the course has no snapshot: the reason names the source's error
+    events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "empty"))
+    assert events[-1]["phase"] == "error"
+    assert "course empty has no snapshot yet: " in shown(events) and "missing" in shown(events), events
+    assert not (home(hub, "ana") / "empty").exists()
+    # the source fails after a snapshot: the click works and says how old the files are
+    events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "flaky"))
+    assert events[-1] == {"phase": "finished"}, events
+    shutil.rmtree(hub.flaky.path)
+    events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "flaky"))
+    assert events[-1] == {"phase": "finished"}, events
+    assert "flaky: the files could not be updated from local folder since" in shown(events), events
+    assert "you get the last snapshot of" in shown(events) and " old." in shown(events)
+    # f2git's log names who was refused and why
+    assert "refused bob's pull of course cs101: HTTP 403" in hub.log()
+
+
+def test_a_student_whose_hub_login_f2git_cannot_accept_reads_that_they_are_not_logged_in(hub):
+    cara = hub.start_user("cara")
+    # the token pullhook sends (the server's own) is revoked, as when a login expired
+    server = server_token(hub.hub_port, "cara")
+    tokens = hub.api("GET", "/users/cara/tokens").json()["api_tokens"]
+    for token in tokens:
+        if (token.get("note") or "").startswith("Server at"):
+            assert hub.api("DELETE", f"/users/cara/tokens/{token['id']}").status_code == 204
+    assert requests.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {server}"},
+                        timeout=30).status_code == 403, tokens  # revoked
+    events = hub.click("cara", cara, repo_url(hub.f2git, "flaky"), targetpath="cara-flaky")
+    assert events[-1]["phase"] == "error", events
+    assert "you are not logged in to f2git for course 'flaky'" in shown(events), events
+    assert server not in shown(events)
+
+
 def test_git_without_a_token_or_with_a_bad_one_is_refused(hub):
     url = f"{hub.f2git_url}/git/{COURSE}/info/refs"
     anonymous = requests.get(url, params={"service": "git-upload-pack"}, timeout=30)
@@ -130,7 +184,11 @@ def test_git_without_a_token_or_with_a_bad_one_is_refused(hub):
 def test_instructors_manage_and_students_only_read(hub):
     tina = hub.start_user("tina")
     refresh = f"{hub.f2git_url}/api/courses/{COURSE}/refresh"
-    assert requests.post(refresh, headers={"Authorization": f"token {hub.tokens['ana']}"}, timeout=60).status_code == 403
+    # a student's refresh is a click (at most one source check per refresh_ttl); deletions are not hers to confirm
+    student = {"Authorization": f"token {hub.tokens['ana']}"}
+    click = requests.post(refresh, headers=student, timeout=60)
+    assert click.status_code == 200 and set(click.json()) == {"course", "outcome", "commit"}
+    assert requests.post(refresh, headers=student, json={"allow_mass_delete": True}, timeout=60).status_code == 403
     answer = requests.post(refresh, headers={"Authorization": f"token {tina}"}, timeout=60)
     assert answer.status_code == 200 and answer.json()["ok"] is True
     link = requests.get(f"{hub.f2git_url}/api/courses/{COURSE}/link", params={"path": "week 1/a&b.ipynb"},
@@ -153,18 +211,9 @@ def test_pull_through_the_hubs_proxy_at_the_service_prefix(hub):
     assert events[-1]["phase"] == "error"
 
 
-def browser_login(hub: Hub, user: str) -> requests.Session:
-    browser = requests.Session()
-    browser.get(f"{hub.url}/hub/login", timeout=30)
-    answer = browser.post(f"{hub.url}/hub/login", timeout=30,
-                          data={"username": user, "password": "any", "_xsrf": browser.cookies.get("_xsrf", "")})
-    assert answer.status_code == 200, answer.text[:500]
-    return browser
-
-
 def test_browsers_log_in_with_the_hubs_oauth_and_see_only_their_courses(hub):
     prefix = "/services/f2git"
-    for user, visible in (("ana", [COURSE, "ml"]), ("bob", ["ml"])):  # ml has no groups
+    for user, visible in (("ana", [COURSE, "ml", "empty", "flaky"]), ("bob", ["ml", "empty", "flaky"])):  # no groups
         browser = browser_login(hub, user)
         assert browser.get(f"{hub.url}{prefix}/api/courses", timeout=30).status_code == 401
         answer = browser.get(f"{hub.url}{prefix}/login", params={"next": f"{prefix}/api/courses"}, timeout=60)

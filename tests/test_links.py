@@ -6,8 +6,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
-from f2git.links import BadLinkPath, course_link, pullhook_url, repo_url
+from f2git.links import BadLinkPath, course_link, pullhook_url, repo_url, snippets
 from f2git.cli import main
+from f2git.config import ConfigError, parse
 
 NASTY = "Woche 1/Würfel & Co #1?.ipynb"
 
@@ -65,16 +66,40 @@ def test_pullhook_links_use_the_remote_helper_and_keep_the_course_last(make_conf
     assert params["repo"].rsplit("/", 1)[1] == "cs101"
 
 
-def test_cli_link_prints_the_link_and_refuses_bad_paths(tmp_path, capsys):
+def test_cli_link_prints_the_link_and_refuses_bad_paths_and_files_not_in_the_course(tmp_path, capsys):
+    source = tmp_path / "source"
+    (source / "Woche 1").mkdir(parents=True)
+    (source / NASTY).write_text("{}")
     path = tmp_path / "f2git.toml"
     path.write_text('[hub]\nurl = "https://hub.example.edu"\npullhook = true\n'
-                    f'[server]\ndata_dir = "{tmp_path}"\n[courses.cs101]\nsource = "local"\npath = "{tmp_path}"\n')
+                    f'[server]\ndata_dir = "{tmp_path}"\n[courses.cs101]\nsource = "local"\npath = "{source}"\n')
+    assert main(["--config", str(path), "link", "cs101", "--path", NASTY]) == 2  # no snapshot yet
+    assert "no snapshot yet" in capsys.readouterr().err
+    assert main(["--config", str(path), "sync", "cs101"]) == 0
+    capsys.readouterr()
     assert main(["--config", str(path), "link", "cs101", "--path", NASTY]) == 0
     params = query(capsys.readouterr().out.strip())
     assert params["repo"] == "f2git::http://127.0.0.1:8765/git/cs101"
     assert unquote(params["urlpath"]) == "lab/tree/cs101/" + NASTY
+    assert main(["--config", str(path), "link", "cs101", "--path", "Woche 1"]) == 0  # a folder of the course
+    capsys.readouterr()
+    assert main(["--config", str(path), "link", "cs101", "--path", "Woche 1/typo.ipynb"]) == 2
+    assert "'Woche 1/typo.ipynb' is not in the course" in capsys.readouterr().err
     assert main(["--config", str(path), "link", "cs101", "--hub", "http://other:8000", "--path", "../x"]) == 2
     assert "'..' in path" in capsys.readouterr().err
+
+
+def test_links_open_the_app_the_instructor_picks_and_come_as_lms_snippets(config, tmp_path):
+    assert unquote(query(course_link(config, "cs101", NASTY, app="notebook"))["urlpath"]) == "tree/cs101/" + NASTY
+    assert query(course_link(config, "cs101", NASTY, app="rstudio"))["urlpath"] == "rstudio/"
+    with pytest.raises(BadLinkPath, match="'shiny' is not one of lab, notebook, rstudio"):
+        course_link(config, "cs101", app="shiny")
+    with pytest.raises(ConfigError, match=r"\[hub\] key 'apps': 'shiny' is not one of lab, notebook, rstudio"):
+        parse({"hub": {"apps": ["lab", "shiny"]}, "courses": {}}, tmp_path / "f2git.toml", {})
+    link = course_link(config, "cs101", NASTY)
+    made = snippets(link, "Würfel [1] <b>")
+    assert made["markdown"] == f"[Würfel \\[1\\] <b>]({link})"
+    assert made["html"] == f'<a href="{link.replace("&", "&amp;")}" target="_blank" rel="noopener">Würfel [1] &lt;b&gt;</a>'
 
 
 def test_link_api_answers_the_same_link_and_refuses_bad_paths(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from f2git import status
 from f2git.mirror import push
 from f2git.snapshot import sync_course
-from f2git.store import STATE_REF, CourseRepo
+from f2git.store import CourseRepo
 from tests.hubhelpers import GitHost, git
 
 TOKEN = "mirror-tok-Zq81x-distinctive"
@@ -52,8 +52,7 @@ def test_each_snapshot_is_pushed_and_only_main(mirrored, host, monkeypatch):
     first = sync(config, course, env, monkeypatch)
     assert first.ok and first.mirror_error is None
     repo = CourseRepo.for_course(config, "cs101")
-    assert refs(repo.path)[STATE_REF]  # f2git has its hidden state ref …
-    assert refs(host.root / "cs101.git") == {"refs/heads/main": first.commit}  # … the mirror only main
+    assert refs(host.root / "cs101.git") == {"refs/heads/main": first.commit}  # the mirror gets only main
 
     bucket.files["week2/loops.ipynb"] = b'{"cells": []}'
     second = sync(config, course, env, monkeypatch)

@@ -2,11 +2,15 @@
 student, from f2git or the course's mirror, and the token never lands in a URL, config or log."""
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from nbgitpuller import GitPuller
 
 from f2git.config import parse
 from pullhook.remote_helper import HelperError, Target, parse_address, transport_env
@@ -105,13 +109,63 @@ def test_pull_as_the_student_through_f2git_then_the_next_click_brings_a_change(t
         assert_token_nowhere(student)
 
 
-def test_a_wrong_token_is_refused_with_a_clear_message(tmp_path, source, monkeypatch):
+def click(student: Student) -> tuple[list[str], Exception | None]:
+    """What nbgitpuller streams to the student's page for one click, and how it ended."""
+    lines: list[str] = []
+    try:
+        for line in GitPuller(student.git_url, str(student.path), branch="main", depth=1).pull():
+            lines.append(line)
+    except Exception as error:  # nbgitpuller turns it into its error page
+        return lines, error
+    return lines, None
+
+
+def test_a_refused_click_shows_the_student_why_and_the_server_logs_it(tmp_path, source, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="f2git.pull")
     with serve(tmp_path, source, monkeypatch) as server:
         monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "not-a-valid-token-distinctive")
-        result = git("ls-remote", pullhook_address(server), check=False)
-        assert result.returncode != 0
-        err = result.stderr.decode()
-        assert f"refused course {COURSE!r}: HTTP 401" in err and "not-a-valid-token" not in err
+        # nbgitpuller's ls-remote discards stderr: it must succeed so that the clone shows why
+        assert git("ls-remote", pullhook_address(server), check=False).returncode == 0
+        student = Student(pullhook_address(server), tmp_path / "home" / COURSE)
+        lines, error = click(student)
+        assert error is not None and not student.path.exists()
+        shown = "".join(lines)
+        assert "f2git: you are not logged in to f2git for course 'cs101'" in shown
+        assert "HTTP 401" in shown and "not-a-valid-token" not in shown
+        assert "refused an unknown user's pull of course cs101: HTTP 401" in caplog.text
+
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", STUDENT_TOKEN)  # logged in: the click works
+        assert click(student)[1] is None and student.read("README.md") == "# CS 101\n"
+        lines, error = click(Student(f"f2git::{server.url}/git/nope", tmp_path / "home" / "nope"))
+        assert error is not None and "there is no course 'nope' here" in "".join(lines)
+
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "not-a-valid-token-distinctive")
+        lines, error = click(student)  # a folder the student has: nbgitpuller fetches, and shows why
+        assert error is not None and "you are not logged in to f2git" in "".join(lines)
+        assert student.read("README.md") == "# CS 101\n"
+
+
+def test_a_course_without_snapshot_tells_the_student_why(tmp_path, monkeypatch):
+    missing = SourceFolder(tmp_path / "gone")
+    shutil.rmtree(missing.path)  # every sync fails: there is never a snapshot
+    with serve(tmp_path, missing, monkeypatch) as server:
+        student = Student(pullhook_address(server), tmp_path / "home" / COURSE)
+        lines, error = click(student)
+        assert error is not None and not student.path.exists()
+        assert "remote error: course cs101 has no snapshot yet: " in "".join(lines)
+
+
+def test_a_failing_source_is_named_with_the_age_of_the_snapshot_the_student_gets(tmp_path, source, monkeypatch):
+    with serve(tmp_path, source, monkeypatch) as server:
+        student = Student(pullhook_address(server), tmp_path / "home" / COURSE)
+        lines, error = click(student)
+        assert error is None and not any("could not be updated" in line for line in lines)
+        shutil.rmtree(source.path)
+        lines, error = click(student)
+        assert error is None and student.read("README.md") == "# CS 101\n"
+        shown = "".join(lines)
+        assert re.search(r"f2git: cs101: the files could not be updated from local folder since \d+ \w+ \d\d:\d\d UTC;"
+                         r" you get the last snapshot of \d+ \w+ \d\d:\d\d UTC, less than a minute old", shown), shown
 
 
 def test_pull_from_the_mirror_after_a_refresh_without_sending_the_hub_token_there(tmp_path, source, monkeypatch):

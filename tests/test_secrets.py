@@ -34,6 +34,7 @@ ENV = {
     "ILIAS_USER": "user-SECRET-ilias-0a4b",
     "ILIAS_PASSWORD": "pw-SECRET-ilias-41c9",
     "ZENODO_TOKEN": "tok-SECRET-zen-8d0e",
+    "MOODLE_TOKEN": "tokSECRETmoodle2b7c",
     "MIRROR_TOKEN": "tok-SECRET-mirror-6e1f",
 }
 
@@ -97,9 +98,9 @@ class _EchoHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        echo = f"{self.command} {self.path}\n{self.headers}"
+        body = self.rfile.read(length) if length else b""
+        # Form posts (Moodle's token) are echoed too, as debug pages show request parameters.
+        echo = f"{self.command} {self.path}\n{self.headers}\n{body[:2000].decode(errors='replace')}"
         self.server.seen_headers.append(echo)
         fault = self.server.fault
         if fault == "hang":
@@ -141,6 +142,7 @@ def courses(base: str, course_folder: Path) -> dict[str, dict]:
         "ilias": {"source": "ilias", "webdav_url": f"{base}/webdav.php/uni/ref_42/",
                   "username_env": "ILIAS_USER", "password_env": "ILIAS_PASSWORD"},
         "zenodo": {"source": "zenodo", "url": base, "record": "5", "latest": False, "token_env": "ZENODO_TOKEN"},
+        "moodle": {"source": "moodle", "url": base, "course_id": 4711, "token_env": "MOODLE_TOKEN"},
         # The source works; pushing the snapshot to the mirror hits the fault.
         "mirrored": {"source": "local", "path": str(course_folder), "mirror": f"{base}/mirror.git",
                      "mirror_token_env": "MIRROR_TOKEN"},
@@ -182,7 +184,7 @@ def test_cli_outputs_and_data_dir_never_show_a_credential(tmp_path, course_folde
         assert server.seen_headers, "the error path was not reached"
         if fault == "redirect":  # credentials stay on their own host
             assert other.seen_headers and not leaks("".join(other.seen_headers))
-    for name in ("canvas", "studip", "ilias", "zenodo"):
+    for name in ("canvas", "studip", "ilias", "zenodo", "moodle"):
         assert results[name]["ok"] is False and results[name]["error"], results[name]
     assert results["mirrored"]["ok"] is True and results["mirrored"]["mirror_error"]
     assert not leaks(output), output
@@ -235,7 +237,7 @@ def test_server_api_dashboard_clicks_and_logs_never_show_a_credential(tmp_path, 
 
         with RunningServer(make) as server:
             answers = []
-            for name in ("canvas", "studip", "ilias", "zenodo", "mirrored"):
+            for name in ("canvas", "studip", "ilias", "zenodo", "moodle", "mirrored"):
                 answers.append(json.dumps(server.post_json(f"/api/courses/{name}/refresh")))
                 # A student's click on a course without a snapshot shows the last error.
                 answers.append(repr(server.request("GET", f"/git/{name}/info/refs?service=git-upload-pack")))

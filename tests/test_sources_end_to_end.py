@@ -5,7 +5,7 @@ Each source runs against the fake or real server its connector tests use (Canvas
 and Zenodo as `responses` fakes, so the CLI runs in-process; ILIAS and rclone on a real
 WebDAV server; `http` on a real file server; `local` on a folder). The course holds a nested
 folder with a non-ASCII name and a space, a binary file and, where the source has release
-rules (Canvas, Stud.IP), one unreleased file that must reach no student. Then the instructor
+rules (Canvas, Stud.IP, Moodle), one unreleased file that must reach no student. Then the instructor
 edits one file, the CLI syncs again, and a second pull brings the edit while keeping the
 student's own edit to another file.
 """
@@ -29,7 +29,8 @@ from tests.lms_contract import SECRET_BYTES, SECRET_NAME
 from tests.repohelpers import Student, git, machine_git_config_ignored  # noqa: F401 (autouse fixture)
 from tests.serverhelpers import RunningServer
 from tests.test_connector_canvas import FakeCanvas
-from tests.test_connector_http import zip_bytes
+from tests.archivefiles import zip_bytes
+from tests.test_connector_moodle import FakeMoodle
 from tests.test_connector_rclone import obscure
 from tests.test_connector_studip import FakeStudip
 from tests.test_connector_zenodo import API as ZENODO_API
@@ -130,6 +131,13 @@ class Studip(Lms):
         self.fake.folder("Abgaben", "HomeworkFolder", permission=3)  # the students' submissions
 
 
+class Moodle(Lms):
+    fake_class = FakeMoodle
+
+    def hold_back(self) -> None:
+        self.fake.put(f"Übung 1/Lösungen/{SECRET_NAME}", SECRET_BYTES, visible=0)  # a hidden folder module
+
+
 class Zenodo(Source):
     """A concept record whose versions each hold one zip, as a GitHub release makes them."""
 
@@ -199,7 +207,7 @@ class Rclone(Source):
 
 
 SOURCES = {"local": Local, "http": Http, "canvas": Canvas, "studip": Studip, "ilias": Ilias,
-           "zenodo": Zenodo, "rclone": Rclone}
+           "zenodo": Zenodo, "rclone": Rclone, "moodle": Moodle}
 
 
 def toml_value(value) -> str:

@@ -7,31 +7,37 @@ from typing import Any, Callable
 
 import tornado.web
 
-from f2git import status
 from f2git.config import CourseConfig
 
 from .base import JsonHandler, Refusal
 
 # Every key a refresh request body may carry.
 REFRESH_OPTIONS = {"allow_mass_delete": bool}
+# What a caller who may fetch but not manage (a student) sees of a course: not the next
+# unlock time, not errors (they name sources and paths), not skipped names or history.
+STUDENT_KEYS = ("name", "git_url", "commit", "last_check", "last_change", "refreshing")
 
 
 class CourseStatusHandler(JsonHandler):
     async def course_json(self, course: CourseConfig, *, history: bool) -> dict[str, Any]:
-        # status.read asks git for the commit: off the event loop
-        record = (await asyncio.to_thread(status.read, self.config, course.name)).to_json()
+        # what the server knows (in memory; the head loads off the loop the first time)
+        record = (await self.refresher.course_status(course.name)).to_json()
         if not history:
             record.pop("history", None)
         next_run: Callable[[str], float | None] = self.settings.get("f2git_next_refresh") or (lambda name: None)
-        return {
+        full = {
             **record,
             "name": course.name,
             "source": course.source,
             "schedule": course.schedule,
             "git_url": f"{self.config.server.public_url}/git/{course.name}",
             "refreshing": self.refresher.is_running(course.name),
+            "status_error": self.refresher.status_error(course.name),  # the outcome is in memory only
             "next_refresh": next_run(course.name),
         }
+        if self.auth.may_manage(self.identity, course):
+            return full
+        return {**{key: full[key] for key in STUDENT_KEYS}, "ok": full["last_error"] is None}
 
 
 class CoursesHandler(CourseStatusHandler):
@@ -50,10 +56,20 @@ class CourseHandler(CourseStatusHandler):
 
 
 class RefreshHandler(JsonHandler):
+    """Managers sync now. Callers who may only fetch get what a click gets: a refresh when
+    the last check is older than `refresh_ttl`, waited for at most `refresh_wait`."""
+
     async def post(self, name: str) -> None:
         course = self.find_course(name)
-        self.require_manage(course)
         options = self.refresh_options()
+        if not self.auth.may_manage(self.identity, course):
+            self.require_fetch(course)
+            if options:
+                self.require_manage(course)  # confirming a mass deletion is the instructor's call
+            outcome = await self.refresher.on_click(course)
+            record = await asyncio.to_thread(status.read, self.config, course.name)
+            self.write_json({"course": course.name, "outcome": outcome, "commit": record.commit})
+            return
         result = await self.refresher.refresh(course, **options)
         self.write_json(result.to_json())
 
@@ -75,12 +91,18 @@ class RefreshHandler(JsonHandler):
 
 
 class HealthHandler(tornado.web.RequestHandler):
-    """No authentication: load balancers and `make run` ask it."""
+    """No authentication: load balancers and `make run` ask it. 200 "ok"; 503 "degraded: …"
+    naming the cause when the server cannot record what it does (data dir full or read-only)."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish("ok")
+        problems = await self.settings["f2git_refresher"].problems()
+        if problems:
+            self.set_status(503)
+            self.finish("degraded: " + "; ".join(problems) + "\n")
+        else:
+            self.finish("ok")
 
 
 ROUTES = [

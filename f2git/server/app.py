@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import time
+import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
@@ -20,7 +21,10 @@ from f2git.config import Config
 from f2git.metrics import Metrics
 
 from . import api, dashboard, git, prometheus, pull
-from .auth import Auth, make_auth
+from .auth import Auth, TokenAuth, make_auth
+from .base import SecurityHeaders
+from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
+                          raise_open_files_limit)
 from .git import Backends
 from .refresh import Refresher
 from .releases import ReleaseSchedule
@@ -37,13 +41,17 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
              next_refresh: Callable[[str], float | None] | None = None) -> tornado.web.Application:
     """The application alone; `Server` adds the schedule and the lifecycle."""
     auth = make_auth(config) if auth is None else auth
+    if isinstance(auth, TokenAuth) and not config.server.manage_tokens_env:
+        log.warning("every token in $%s may manage f2git (refresh, dashboard, metrics): give students fetch-only"
+                    " tokens by naming the managers' variable in [server] manage_tokens_env", config.server.tokens_env)
     refresher = Refresher(config) if refresher is None else refresher
     metrics = Metrics(config)
     metrics.watch(refresher)
     backends = Backends(config.server.max_git_processes) if backends is None else backends
     return tornado.web.Application(
-        with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
-                            + dashboard.routes(refresher)) + auth.extra_handlers(),
+        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
+                                                 + dashboard.routes(refresher)) + auth.extra_handlers(),
+        transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
         f2git_config=config,
         f2git_auth=auth,
@@ -77,16 +85,38 @@ def with_service_prefix(routes: list[tuple]) -> list[tuple]:
 
 
 class Schedule:
-    """Background refreshes: every course's `schedule`, and once more at its next release."""
+    """Background refreshes: every course's `schedule`, and once more at its next release.
+
+    Scheduled checks are spread: each course's first check after a start is delayed by its own
+    fixed share (from its name) of up to half its interval (at most SPREAD), so 200 courses do not
+    all list their sources in the same second. They run behind clicks and "Refresh now" (not
+    urgent), and the heads load in the background.
+    """
 
     JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 24 * 3600}
+    SPREAD = 300.0  # s: the widest spread of scheduled checks
+    FIRST_SPREAD = 10.0  # s: the widest delay of a never-checked course's first sync
 
     def __init__(self, config: Config, refresher: Refresher):
         self.config = config
         self.refresher = refresher
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults=self.JOB_DEFAULTS)
         self.releases = ReleaseSchedule(self.scheduler, self._refresh)
+        self._warming: asyncio.Task | None = None
         refresher.on_result(self.releases.after_sync)
+
+    @staticmethod
+    def share(name: str) -> float:
+        """The course's fixed place in [0, 1): the same on every start, spread over names."""
+        return zlib.crc32(name.encode()) / 2**32
+
+    def first_run(self, name: str, interval: float, now: datetime) -> datetime:
+        """A course checked recently waits out its interval, a stale one refreshes soon; both
+        shifted by the course's share of the spread."""
+        checked = self.refresher.last_check(name)
+        spread = min(interval / 2, self.FIRST_SPREAD if not checked else self.SPREAD)
+        due = max(now, datetime.fromtimestamp(checked, timezone.utc) + timedelta(seconds=interval))
+        return due + timedelta(seconds=self.share(name) * spread)
 
     def start(self) -> None:
         """Call inside the running event loop."""
@@ -94,14 +124,12 @@ class Schedule:
         for name, course in self.config.courses.items():
             if course.schedule <= 0:
                 continue
-            # A course checked recently waits out its interval; a stale one refreshes now.
-            last = datetime.fromtimestamp(self.refresher.last_check(name), timezone.utc)
-            first = max(now, last + timedelta(seconds=course.schedule))
             self.scheduler.add_job(self._refresh, IntervalTrigger(seconds=course.schedule, timezone=timezone.utc),
                                    args=[name], id=f"schedule:{name}", name=f"refresh {name}",
-                                   next_run_time=first)
+                                   next_run_time=self.first_run(name, course.schedule, now))
         self.scheduler.start()
-        self.releases.restore(self.config)
+        self.releases.restore(self.refresher.status(name) for name in self.config.courses)
+        self._warming = asyncio.get_running_loop().create_task(self.refresher.load_heads())
 
     def next_run(self, name: str) -> float | None:
         """Epoch seconds of the course's next background refresh, if any."""
@@ -111,11 +139,13 @@ class Schedule:
 
     async def _refresh(self, name: str) -> None:
         try:
-            await self.refresher.refresh(self.config.courses[name])
+            await self.refresher.refresh(self.config.courses[name], urgent=False)
         except asyncio.CancelledError:
             pass  # the scheduler is shutting down; the sync itself is shielded and finishes
 
     def shutdown(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
@@ -136,9 +166,13 @@ class Server:
         self.http: tornado.httpserver.HTTPServer | None = None
 
     async def start(self, sockets: Iterable[socket.socket] | None = None) -> None:
-        self.http = tornado.httpserver.HTTPServer(self.app, body_timeout=self.body_timeout)
+        server = self.config.server
+        self.http = GuardedHTTPServer(
+            self.app, body_timeout=self.body_timeout, idle_connection_timeout=server.header_timeout,
+            max_connections=connection_budget(server.max_connections, self.backends.limit),
+            max_connections_per_address=server.max_connections_per_address)
         if sockets is None:
-            self.http.listen(self.config.server.port, self.config.server.host)
+            self.http.listen(server.port, server.host, backlog=LISTEN_BACKLOG)
         else:
             self.http.add_sockets(sockets)
         self.schedule.start()
@@ -162,6 +196,7 @@ def serve(config: Config) -> None:
 
 
 async def _serve(config: Config) -> None:
+    raise_open_files_limit()
     server = Server(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,8 +3,12 @@
 The server's handlers call `identify` once per request, then `may_fetch` for git and
 course reads, `may_manage` for refreshes and the dashboard.
 
-- `none`: everyone may do everything; only allowed when the server listens on loopback.
-- `token`: static bearer tokens from an environment variable (scripts, mirrors, CI).
+- `none`: everyone may do everything; only allowed when the server listens on loopback, and
+  only for requests to the server's own name (a web page that rebinds its DNS name to
+  127.0.0.1 gets nothing).
+- `token`: static bearer tokens from environment variables: `tokens_env` tokens may fetch,
+  `manage_tokens_env` tokens may also manage (without `manage_tokens_env`, `tokens_env`
+  tokens manage too, as before roles existed).
 - `jupyterhub`: f2git runs as a JupyterHub service. Requests carry a hub token
   (`Authorization: token …`, or as the Basic-auth password, which is what git sends), or
   the service's OAuth cookie (browsers). The hub checks the token (cached); per-course
@@ -23,13 +27,16 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from urllib.parse import quote, urlsplit
 
+import tornado.routing
 import tornado.web
 from tornado.httputil import url_concat
 
 from f2git.config import ConfigError
+
+from .connections import OnceAMinute
 
 if TYPE_CHECKING:
     from f2git.config import Config, CourseConfig
@@ -52,6 +59,14 @@ class Identity:
 ANONYMOUS = Identity("anonymous")
 
 
+class HubUnreachable(tornado.web.HTTPError):
+    """The hub could not answer who someone is: 503, retried on the next request."""
+
+    def __init__(self, message: str):
+        super().__init__(503)
+        self.message = message
+
+
 class Auth:
     """Base policy. `identify` returns None when credentials are missing or invalid (→ 401)."""
 
@@ -71,6 +86,10 @@ class Auth:
         """Routes the policy needs in the app (the OAuth callback for `jupyterhub`)."""
         return []
 
+    def first_rules(self) -> list[tuple]:
+        """Routes tried before all others (the Host check of `none`)."""
+        return []
+
     def app_settings(self) -> dict[str, Any]:
         """Tornado application settings the policy needs (a cookie secret for OAuth)."""
         return {}
@@ -81,10 +100,46 @@ class Auth:
 
 
 class NoAuth(Auth):
-    """`auth = "none"`: everyone may do everything (allowed on loopback only)."""
+    """`auth = "none"`: everyone may do everything (allowed on loopback only), when they
+    ask the server by one of its own names (`names`; empty: any)."""
+
+    def __init__(self, names: Iterable[str] = ()):
+        self.names = frozenset(name.lower() for name in names)
 
     async def identify(self, handler):
         return ANONYMOUS
+
+    def first_rules(self):
+        return [(ForeignHost(self.names), ForeignHostHandler, {"names": self.names})] if self.names else []
+
+
+def host_name(request: Any) -> str:
+    """The name in the request's Host header, lower case, without port or IPv6 brackets."""
+    return request.host_name.strip("[]")
+
+
+class ForeignHost(tornado.routing.Matcher):
+    """Matches requests whose Host is none of `names`."""
+
+    def __init__(self, names: frozenset[str]):
+        self.names = names
+
+    def match(self, request):
+        return None if host_name(request) in self.names else {}
+
+
+class ForeignHostHandler(tornado.web.RequestHandler):
+    """Refuses every request to a foreign name: a page on another site whose name now points
+    here (DNS rebinding) would otherwise read and change everything."""
+
+    def initialize(self, names: frozenset[str]):
+        self.names = names
+
+    def prepare(self):
+        self.set_status(403)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"f2git answers requests to {', '.join(sorted(self.names))} only,"
+                    f" not to {host_name(self.request)!r}\n")
 
 
 def request_token(handler: "tornado.web.RequestHandler") -> str:
@@ -104,18 +159,26 @@ def request_token(handler: "tornado.web.RequestHandler") -> str:
 
 
 class TokenAuth(Auth):
-    """`auth = "token"`: any of the configured static tokens may fetch and manage."""
+    """`auth = "token"`: `tokens` may fetch every course; `manage_tokens` may also manage
+    (dashboard, refresh now, mass deletions, metrics)."""
 
-    def __init__(self, tokens: list[str]):
-        self._tokens = [t.encode() for t in tokens]
+    def __init__(self, tokens: Iterable[str], manage_tokens: Iterable[str] = ()):
+        self._tokens = [(t.encode(), False) for t in tokens] + [(t.encode(), True) for t in manage_tokens]
 
     async def identify(self, handler):
         token = request_token(handler).encode()
         # compare against every token so the time taken says nothing about which one matched
-        matched = False
-        for candidate in self._tokens:
-            matched |= hmac.compare_digest(token, candidate)
-        return Identity("token", kind="token") if token and matched else None
+        fetch = manage = False
+        for candidate, manages in self._tokens:
+            same = hmac.compare_digest(token, candidate)
+            manage |= same and manages
+            fetch |= same
+        if not token or not fetch:
+            return None
+        return Identity("manage token", kind="token", admin=True) if manage else Identity("fetch token", kind="token")
+
+    def may_manage(self, identity, course):
+        return identity.admin
 
 
 class HubMembership:
@@ -128,6 +191,8 @@ class HubMembership:
         self._cache: dict[str, tuple[float, frozenset[str], bool]] = {}
 
     async def lookup(self, name: str) -> tuple[frozenset[str], bool]:
+        """The user's groups and admin flag; HubUnreachable when the hub gives no answer
+        (that is not cached: the next request asks again)."""
         cached = self._cache.get(name)
         if cached and cached[0] > time.monotonic():
             return cached[1], cached[2]
@@ -138,14 +203,27 @@ class HubMembership:
             response = await AsyncHTTPClient().fetch(
                 url, headers={"Authorization": f"token {self._api_token}"}, request_timeout=10)
             model = json.loads(response.body)
+            if not isinstance(model, dict):
+                raise ValueError("not a JSON object")
         except HTTPClientError as error:
-            # 403/404: the service's role lacks read:users:groups, or the user is gone: no groups
+            if error.code not in (403, 404):
+                raise self.unreachable(f"HTTP {error.code}") from None
+            # 403/404 are answers: the service's role lacks read:users:groups, or the user is gone
             log.warning("cannot read hub groups of user %r: HTTP %s", name, error.code)
             model = {}
+        except (OSError, ValueError) as error:  # refused, reset, garbled
+            raise self.unreachable(type(error).__name__) from None
         groups = frozenset(model.get("groups") or ())
         admin = bool(model.get("admin", False))
         self._cache[name] = (time.monotonic() + self.max_age, groups, admin)
         return groups, admin
+
+    def unreachable(self, cause: str) -> HubUnreachable:
+        _said.warning("hub groups", "cannot read users' groups from the hub at %s: %s", self.api_url, cause)
+        return HubUnreachable("JupyterHub could not be reached to check your groups; try again in a minute")
+
+
+_said = OnceAMinute()
 
 
 class HubAuth(Auth):
@@ -172,10 +250,17 @@ class HubAuth(Auth):
 
     async def identify(self, handler):
         token = request_token(handler)
-        if token:
-            model = await self.hub.user_for_token(token, sync=False)
-        else:  # a browser with the service's OAuth cookie
-            model = await self.hub.get_user(handler, sync=False)
+        try:
+            if token:
+                model = await self.hub.user_for_token(token, sync=False)
+            else:  # a browser with the service's OAuth cookie
+                model = await self.hub.get_user(handler, sync=False)
+        except tornado.web.HTTPError as error:
+            # jupyterhub's HubAuth: 502 for the hub's own 5xx, 500 "Failed to connect" when it
+            # is unreachable; its other 500s (a refused service token) are faults, not outages
+            if error.status_code != 502 and not (error.log_message or "").startswith("Failed to connect"):
+                raise
+            raise HubUnreachable("JupyterHub could not be reached to check your login; try again in a minute") from None
         if not model:
             return None
         kind = model.get("kind", "user")
@@ -270,14 +355,16 @@ def make_auth(config: "Config", env: Mapping[str, str] | None = None) -> Auth:
             raise ConfigError(
                 f"{where} key 'auth': \"none\" lets anyone fetch every course and is allowed only"
                 f" when host is a loopback address, not {server.host!r}; use auth = \"token\" or \"jupyterhub\"")
-        return NoAuth()
+        names = {server.host.strip("[]"), "localhost", "127.0.0.1", "::1"}
+        public = urlsplit(server.public_url).hostname
+        return NoAuth(names | {public} if public else names)
     if server.auth == "token":
-        if not server.tokens_env:
-            raise ConfigError(f"{where} key 'tokens_env': required with auth = \"token\"")
-        tokens = [t.strip() for t in env.get(server.tokens_env, "").split(",") if t.strip()]
-        if not tokens:
-            raise ConfigError(f"{where} key 'tokens_env': environment variable {server.tokens_env} holds no tokens")
-        return TokenAuth(tokens)
+        if not server.tokens_env and not server.manage_tokens_env:
+            raise ConfigError(f"{where} key 'tokens_env': required with auth = \"token\" (or manage_tokens_env)")
+        tokens = {key: _tokens(env, getattr(server, key), where, key) for key in ("tokens_env", "manage_tokens_env")}
+        if not server.manage_tokens_env:  # a config from before roles: its tokens keep every right
+            return TokenAuth([], manage_tokens=tokens["tokens_env"])
+        return TokenAuth(tokens["tokens_env"], manage_tokens=tokens["manage_tokens_env"])
     if server.auth == "jupyterhub":
         missing = [name for name in ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN") if not env.get(name)]
         if missing:
@@ -295,3 +382,13 @@ def make_auth(config: "Config", env: Mapping[str, str] | None = None) -> Auth:
                        oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", ""),
                        service_prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", ""))
     raise ConfigError(f"{where} key 'auth': unknown mode {server.auth!r}")
+
+
+def _tokens(env: Mapping[str, str], variable: str, where: str, key: str) -> list[str]:
+    """The comma-separated tokens in `variable` (none when no variable is named)."""
+    if not variable:
+        return []
+    tokens = [t.strip() for t in env.get(variable, "").split(",") if t.strip()]
+    if not tokens:
+        raise ConfigError(f"{where} key '{key}': environment variable {variable} holds no tokens")
+    return tokens

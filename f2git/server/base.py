@@ -3,16 +3,38 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import tornado.web
 
-from .auth import Identity
+from .auth import HubUnreachable, Identity
+from .refresh import click_client
 
 if TYPE_CHECKING:
     from f2git.config import Config, CourseConfig
 
     from .auth import Auth
     from .refresh import Refresher
+
+
+# On every answer, error pages, git and static files included (SecurityHeaders adds them);
+# a handler may set a stricter Content-Security-Policy of its own (the dashboard does).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class SecurityHeaders(tornado.web.OutputTransform):
+    """Adds SECURITY_HEADERS to every response of the application that lacks them."""
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        for name, value in SECURITY_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
+        return status_code, headers, chunk
 
 
 class Refusal(tornado.web.HTTPError):
@@ -40,11 +62,26 @@ class BaseHandler(tornado.web.RequestHandler):
     def refresher(self) -> "Refresher":
         return self.settings["f2git_refresher"]
 
+    def check_same_origin(self) -> None:
+        """A browser's POST must come from f2git's own pages. Browsers send `Origin` with every
+        cross-site POST (forms and scripts alike); other clients (git, curl) send none."""
+        origin = self.request.headers.get("Origin")
+        if origin is not None:
+            own = {self.request.host.lower(), urlsplit(self.config.server.public_url).netloc.lower()}
+            if urlsplit(origin).netloc.lower() not in own:
+                raise Refusal(403, f"cross-site request refused: Origin {origin!r} is not this server")
+        elif self.request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            raise Refusal(403, "cross-site request refused")
+
     async def prepare(self) -> None:
         identity = await self.auth.identify(self)
         if identity is None:
             raise Refusal(401, "authentication required")
         self.identity = identity
+
+    def click_client(self) -> str:
+        """Who clicks: one click's git requests (and pullhook's /remote) share its refresh."""
+        return click_client(self.identity.kind, self.identity.name, self.request.remote_ip)
 
     def find_course(self, name: str) -> "CourseConfig":
         course = self.config.courses.get(name)
@@ -63,7 +100,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def error_message(self, status_code: int, **kwargs: Any) -> str:
         error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, Refusal):
+        if isinstance(error, (Refusal, HubUnreachable)):
             return error.message
         return self._reason
 
@@ -74,13 +111,22 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(self.error_message(status_code, **kwargs) + "\n")
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, Refusal):
+        if isinstance(value, (Refusal, HubUnreachable)):
             return  # an answer, not a fault; the access log has the status
         super().log_exception(typ, value, tb)
 
 
 class JsonHandler(BaseHandler):
-    """API handlers: JSON bodies, errors as {"error": message}."""
+    """API handlers: JSON bodies, errors as {"error": message}. A POST comes from f2git's own
+    origin or no browser, and its body, if any, is JSON: a web page can send neither."""
+
+    async def prepare(self) -> None:
+        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            self.check_same_origin()
+            content_type = self.request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+            if self.request.body.strip() and content_type != "application/json":
+                raise Refusal(415, "send the request body as JSON, with Content-Type: application/json")
+        await super().prepare()
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

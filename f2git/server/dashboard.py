@@ -20,9 +20,9 @@ import tornado.iostream
 import tornado.web
 
 import connectors
-from f2git import status
+from f2git import explain, filetree, status
 from f2git.config import CourseConfig
-from f2git.links import BadLinkPath, course_link
+from f2git.links import APPS, BadLinkPath, check_in_course, course_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
 from f2git.store import CourseRepo
 
@@ -35,7 +35,6 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 KEEPALIVE = 15.0  # s between SSE comments, so proxies keep an idle progress stream open
 STALE_GRACE = 60.0  # s a scheduled check may be late before the course counts as stale
 HISTORY_SNAPSHOTS = 50  # snapshots from the repo log, where the status history ends
-LOCATION_KEYS = ("url", "webdav_url", "remote", "record", "path")
 
 
 # -- what the pages say ------------------------------------------------------------------------
@@ -73,29 +72,16 @@ def source_label(course: CourseConfig) -> str:
 
 
 def source_location(course: CourseConfig) -> str:
-    """Where the files come from, without credentials or query strings."""
-    from connectors._http import where
-
-    options = course.options
-    parts = []
-    for key in LOCATION_KEYS:
-        value = getattr(options, key, None)
-        if value:
-            text = str(value)
-            parts.append(where(text) if "://" in text else text)
-            break
-    course_id = getattr(options, "course_id", None)
-    if course_id:
-        parts.append(f"course {course_id}")
-    folder = getattr(options, "folder", None)
-    if folder:
-        parts.append(f"folder {folder}")
-    return ", ".join(parts)
+    """Where the files come from, in the connector's words (no credentials, no query strings)."""
+    try:
+        return connectors.connector_class(course.source).describe(course.options)
+    except Exception:  # as above
+        return ""
 
 
 def mass_delete_refused(record: status.CourseStatus) -> bool:
     """The last sync stopped because it would delete most files (see snapshot.SyncRefused)."""
-    return bool(record.last_error) and "would delete" in record.last_error
+    return record.mass_delete_refused is not None
 
 
 def health(course: CourseConfig, record: status.CourseStatus, now: float) -> Health:
@@ -167,9 +153,10 @@ def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> li
     return items[:limit]
 
 
-def result_message(result: SyncResult) -> str:
+def result_message(result: SyncResult, snapshot: str | None) -> str:
+    """What the live status says when a refresh ends; `snapshot` is the commit students get now."""
     if not result.ok:
-        return f"Failed: {result.error} Students still get the last snapshot."
+        return explain.failure(result.error, snapshot)
     if not result.changed:
         return "Finished: nothing changed."
     return (f"Finished: {result.added} added, {result.modified} changed, {result.deleted} deleted;"
@@ -221,10 +208,10 @@ def progress_json(event: Progress) -> dict[str, Any]:
     return {"phase": event.phase, "done": event.done, "total": event.total, "path": event.path}
 
 
-def finished_json(result: SyncResult) -> dict[str, Any]:
+def finished_json(result: SyncResult, snapshot: str | None) -> dict[str, Any]:
     return {"phase": "finished", "ok": result.ok, "changed": result.changed, "commit": result.commit,
             "added": result.added, "modified": result.modified, "deleted": result.deleted,
-            "error": result.error, "message": result_message(result)}
+            "error": result.error, "message": result_message(result, snapshot)}
 
 
 # -- handlers -----------------------------------------------------------------------------------
@@ -259,6 +246,9 @@ class DashboardHandler(BaseHandler):
         if self.request.method == "POST":
             self.check_xsrf_cookie()
 
+    def get_template_namespace(self) -> dict[str, Any]:
+        return {**super().get_template_namespace(), "moment": Moment, "megabytes": explain.megabytes}
+
     def render_page(self, template: str, **values: Any) -> None:
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Frame-Options", "DENY")
@@ -284,7 +274,7 @@ class DashboardHandler(BaseHandler):
         return course
 
     def course_view(self, course: CourseConfig, now: float) -> dict[str, Any]:
-        record = status.read(self.config, course.name)
+        record = self.refresher.status(course.name)  # in memory: no disk, no git
         next_run: Callable[[str], float | None] = self.settings.get("f2git_next_refresh") or (lambda name: None)
         planned = next_run(course.name)
         return {"course": course, "record": record, "health": health(course, record, now),
@@ -294,7 +284,8 @@ class DashboardHandler(BaseHandler):
                 "next_refresh": Moment(planned) if planned else None,
                 "next_release": self._next_release(record),
                 "refreshing": self.refresher.is_running(course.name),
-                "confirm_deletions": mass_delete_refused(record)}
+                "confirm_deletions": mass_delete_refused(record),
+                "skipped": explain.skipped_count(record.skipped, record.skipped_total)}
 
     @staticmethod
     def _next_release(record: status.CourseStatus) -> Moment | None:
@@ -311,9 +302,11 @@ class IndexPage(DashboardHandler):
         if self.config.courses and not courses:
             raise Refusal(403, f"{self.identity.name} may not manage any course here.")
         now = time.time()
-        # status and repo reads run git: off the event loop, which serves students' fetches
+        await self.refresher.load_heads(c.name for c in courses)
         views = await asyncio.to_thread(lambda: [self.course_view(c, now) for c in courses])
-        self.render_page("index.html", views=views)
+        failing = sum(view["health"].state == "failing" for view in views)
+        stale = sum(view["health"].state == "stale" for view in views)
+        self.render_page("index.html", views=views, failing=failing, stale=stale)
 
 
 class CoursePage(DashboardHandler):
@@ -321,16 +314,25 @@ class CoursePage(DashboardHandler):
 
     async def get(self, name: str) -> None:
         course = self.managed_course(name)
+        await self.refresher.load_heads([course.name])
+        # repo reads run git: off the event loop, which serves students' fetches
         view = await asyncio.to_thread(self.course_page_view, course)
         path = self.get_query_argument("path", "")
-        if path not in view["files"]:
+        if path not in view["paths"]:
             path = ""
-        self.render_page("course.html", **view, path=path, link=course_link(self.config, course.name, path or None))
+        app = self.get_query_argument("app", "")
+        apps = self.config.hub.apps
+        app = app if app in apps else apps[0]
+        link = course_link(self.config, course.name, path or None, app=app)
+        self.render_page("course.html", **view, path=path, app=app, link=link,
+                         apps=[(name, APPS[name][0]) for name in apps],
+                         snippets=snippets(link, link_title(course.name, path)))
 
     def course_page_view(self, course: CourseConfig) -> dict[str, Any]:
         repo = CourseRepo.for_course(self.config, course.name)
         view = self.course_view(course, time.time())
-        return {**view, "files": sorted(repo.files(view["record"].commit)),
+        files = filetree.snapshot_files(repo, view["record"].commit)
+        return {**view, "tree": filetree.tree(files), "paths": filetree.paths(files),
                 "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS))}
 
 
@@ -370,6 +372,7 @@ class ProgressEvents(DashboardHandler):
         subscriber = self.subscriber = self.board.subscribe(course.name)
         try:
             if not self.refresher.is_running(course.name):
+                await self.refresher.load_heads([course.name])
                 await self.send(self._last_outcome(course.name))
                 return
             if course.name in self.board.latest:
@@ -383,7 +386,7 @@ class ProgressEvents(DashboardHandler):
                     continue
                 subscriber.wake.clear()
                 if subscriber.result is not None:
-                    await self.send(finished_json(subscriber.result))
+                    await self.send(await self._result_event(subscriber.result))
                     return
                 if course.name in self.board.latest:
                     await self.send(progress_json(self.board.latest[course.name]))
@@ -392,13 +395,17 @@ class ProgressEvents(DashboardHandler):
         finally:
             self.board.unsubscribe(course.name, subscriber)
 
+    async def _result_event(self, result: SyncResult) -> dict[str, Any]:
+        head = await asyncio.to_thread(CourseRepo.for_course(self.config, result.course).head)
+        return finished_json(result, head)
+
     def _last_outcome(self, name: str) -> dict[str, Any]:
+        record = self.refresher.status(name)
         result = self.board.results.get(name)
         if result is not None:
-            return finished_json(result)
-        record = status.read(self.config, name)
+            return finished_json(result, record.commit)
         ok = record.last_error is None
-        message = "Finished." if ok else f"Failed: {record.last_error} Students still get the last snapshot."
+        message = "Finished." if ok else explain.failure(record.last_error, record.commit)
         return {"phase": "finished", "ok": ok, "commit": record.commit, "error": record.last_error,
                 "message": message}
 
@@ -422,21 +429,38 @@ class PreviewAction(DashboardHandler):
         if self.refresher.is_running(course.name):
             await self.refresher.refresh(course)  # join it: the preview is of what comes after it
         result = await asyncio.to_thread(sync_course, self.config, course, dry_run=True)
-        self.render_page("preview.html", course=course, result=result, source=source_label(course))
+        head = await asyncio.to_thread(CourseRepo.for_course(self.config, course.name).head)
+        self.render_page("preview.html", course=course, result=result, source=source_label(course),
+                         has_snapshot=head is not None, no_snapshot=explain.NO_SNAPSHOT,
+                         skipped=explain.skipped_lines(result.skipped, result.skipped_total))
 
 
 class LinkAction(DashboardHandler):
-    """The nbgitpuller link for one file (JSON, for the link builder's script)."""
+    """The nbgitpuller link for one file of the snapshot, with its LMS snippets (JSON, for the
+    link builder's script)."""
 
-    def get(self, name: str) -> None:
+    async def get(self, name: str) -> None:
         course = self.managed_course(name)
+        path = self.get_query_argument("path", "")
+        app = self.get_query_argument("app", "") or self.config.hub.apps[0]
+        if app not in self.config.hub.apps:
+            raise Refusal(400, f"app {app!r} is not one of this hub's apps: {', '.join(self.config.hub.apps)}")
+        repo = CourseRepo.for_course(self.config, course.name)
+        files = await asyncio.to_thread(lambda: filetree.paths(filetree.snapshot_files(repo, repo.head())))
         try:
-            link = course_link(self.config, course.name, self.get_query_argument("path", "") or None)
+            check_in_course(path, files)
+            link = course_link(self.config, course.name, path or None, app=app)
         except BadLinkPath as error:
             raise Refusal(400, str(error)) from None
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"link": link}))
+        self.finish(json.dumps({"link": link, "path": path, "app": app,
+                                **snippets(link, link_title(course.name, path))}))
+
+
+def link_title(course: str, path: str) -> str:
+    """The text of the link students click in the LMS."""
+    return f"{path.rsplit('/', 1)[-1]} ({course})" if path else f"Course files of {course}"
 
 
 def routes(refresher: Refresher) -> list[tuple]:

@@ -12,6 +12,7 @@ run, and a client that reads slowly holds a connection, never a backend.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from .refresh import Refresher
 log = logging.getLogger("f2git.git")
 
 UPLOAD_PACK = "git-upload-pack"
+LS_REFS = b"0014command=ls-refs"  # how protocol v2 starts an ls-remote's POST (never gzipped: small)
 RECEIVE_PACK = "git-receive-pack"
 # Set through the environment so no repo config can turn them off: no pushes, and clients
 # see HEAD and main only (the sync state lives in refs/f2git/state).
@@ -61,10 +63,25 @@ def pkt_line(text: str) -> bytes:
     return b"%04x" % (len(data) + 4) + data
 
 
-def advertisement_error(message: str) -> bytes:
-    """An info/refs answer that git prints as `remote error: <message>` (one line, kept short)."""
+# A course without a snapshot advertises `main` at this id, which names no object: `git
+# ls-remote` succeeds (nbgitpuller hides its errors), and the fetch that follows fails with
+# the reason, which nbgitpuller streams to the student's page (docs/ARCHITECTURE.md).
+PLACEHOLDER = hashlib.sha1(b"f2git: this course has no snapshot yet").hexdigest()
+# What upload-pack offers, so that shallow clones get as far as the fetch that fails.
+PLACEHOLDER_CAPABILITIES = "multi_ack_detailed side-band-64k ofs-delta shallow no-progress symref=HEAD:refs/heads/main agent=f2git"
+
+
+def placeholder_advertisement() -> bytes:
+    """A protocol v0 info/refs answer (git clients asking for v2 accept it) naming PLACEHOLDER."""
+    return (pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000"
+            + pkt_line(f"{PLACEHOLDER} HEAD\0{PLACEHOLDER_CAPABILITIES}\n")
+            + pkt_line(f"{PLACEHOLDER} refs/heads/main\n") + b"0000")
+
+
+def fetch_error(message: str) -> bytes:
+    """A pkt-line git prints as `remote error: <message>` wherever it reads one."""
     line = " ".join(message.split())[:MAX_ERROR_CHARS]
-    return pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000" + pkt_line(f"ERR {line}\n")
+    return pkt_line(f"ERR {line}\n")
 
 
 def backend_env(repos_dir: str, request: GitRequest) -> dict[str, str]:
@@ -284,7 +301,7 @@ class GitHandler(BaseHandler):
             self._body += chunk
 
     async def get(self, repo: str, action: str) -> None:
-        await self.refresher.on_click(self.course)
+        await self.refresher.on_click(self.course, self.click_client())
         if not await self.refresher.has_snapshot(self.course.name):
             self.answer_no_snapshot()
             return
@@ -296,8 +313,13 @@ class GitHandler(BaseHandler):
         body = decode_body(bytes(self._body or b""), self.request.headers.get("Content-Encoding", ""))
         self._body = None
         wants = check_request(body)
+        if not body.startswith(LS_REFS):  # a fetch: the last git request of a click
+            self.refresher.click_fetched(self.course.name, self.click_client())
         commit = self.cache.head(self.course.name)
-        if commit is not None and wants - {commit}:
+        if commit is None:  # no snapshot: the fetch after a placeholder advertisement
+            self.answer_no_snapshot()
+            return
+        if wants - {commit}:
             # Only snapshots are served, whatever else the repo holds (protocol v2 upload-pack
             # would send any object it has when asked by id).
             refused = wants - await self.cache.snapshots(self.course.name, commit)
@@ -305,30 +327,35 @@ class GitHandler(BaseHandler):
                 self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-result")
                 named = min(refused)
                 named = named if re.fullmatch("[0-9a-f]{40}", named) else "(not an object id)"
-                self.finish(pkt_line(f"ERR upload-pack: not our ref {named}\n"))
+                self.finish(fetch_error(f"upload-pack: not our ref {named}"))
                 return
-        await self.answer(body)
+        await self.answer(body, commit)
 
     def answer_no_snapshot(self) -> None:
         last = self.refresher.last_error(self.course.name)
         if self.refresher.is_running(self.course.name):
             reason = "the first sync is still running, try again in a minute"
+        elif last and not self.auth.may_manage(self.identity, self.course):
+            reason = "the last sync failed; your instructor sees why in f2git's dashboard"  # errors name sources
         else:
             reason = last or "no sync has run yet"
         message = f"course {self.course.name} has no snapshot yet: {reason}"
         log.info("%s (answered to %s)", message, self.request.remote_ip)
-        # Status 200: git reads the body only then, and prints the ERR line to the student.
-        self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-advertisement")
+        # Status 200: git reads the body only then. info/refs names a placeholder, so that
+        # ls-remote succeeds; the fetch's POST gets the reason, which git prints to the student.
         self.set_header("Cache-Control", "no-cache")
-        self.finish(advertisement_error(message))
+        if self.request.method == "GET":
+            self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-advertisement")
+            self.finish(placeholder_advertisement())
+        else:
+            self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-result")
+            self.finish(fetch_error(message))
 
-    async def answer(self, body: bytes) -> None:
-        commit = self.cache.head(self.course.name)
+    async def answer(self, body: bytes, commit: str | None = None) -> None:
+        commit = commit or self.cache.head(self.course.name)
         if commit is None:
-            if self.request.method == "GET":
-                self.answer_no_snapshot()
-                return
-            raise Refusal(404, f"course {self.course.name} has no snapshot yet")
+            self.answer_no_snapshot()
+            return
         protocol = self.request.headers.get("Git-Protocol", "")
         request = GitRequest(
             course=self.course.name, commit=commit, method=self.request.method, action=self.path_kwargs["action"],

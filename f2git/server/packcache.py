@@ -105,8 +105,13 @@ class Computation:
 
     def __init__(self, request: GitRequest, temp: Path):
         self.request = request
-        self.temp = temp
-        self.fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            self.fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self.temp, self.on_disk = temp, True
+        except OSError:
+            # The data dir refuses writes (read-only, full): answer from memory, store nothing.
+            self.fd = os.memfd_create("f2git-answer")
+            self.temp, self.on_disk = Path(f"/proc/self/fd/{self.fd}"), False
         self.written = 0
         self.done = False
         self.failed: str | None = None  # why, when git failed before its answer was complete
@@ -219,8 +224,12 @@ class PackCache:
 
     def _load(self, courses: set[str]) -> None:
         shutil.rmtree(self._temp, ignore_errors=True)  # unfinished answers of a crashed run
-        self._temp.mkdir(parents=True, exist_ok=True)
         self._load_templates()
+        try:
+            self._temp.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            log.warning("pack cache %s is not writable (%s): answers are computed, not stored", self.root, error)
+            return
         found = []
         for course_dir in self.root.iterdir():
             if course_dir.name.startswith("."):
@@ -325,14 +334,15 @@ class PackCache:
             self._running.pop(request.key, None)
             self.computed += 1
             try:
-                if failed is None and self.head(request.course) == request.commit and \
+                if computation.on_disk and failed is None and self.head(request.course) == request.commit and \
                         computation.written + _header_size(computation.written) <= self.limit and \
                         _succeeded(computation.temp):
                     self._store(computation)
             except OSError as error:
                 log.warning("course %s: an answer was served but not stored: %s", request.course, error)
             finally:
-                computation.temp.unlink(missing_ok=True)
+                if computation.on_disk:
+                    computation.temp.unlink(missing_ok=True)
 
     def _store(self, computation: Computation) -> None:
         """Write the entry aside (header + answer) and rename it into place."""
@@ -414,9 +424,12 @@ class PackCache:
 
     def _save_templates(self) -> None:
         aside = self._temp / "templates.json"
-        aside.write_text(json.dumps({course: [[*template[:5], template[5].hex()] for template in templates]
-                                     for course, templates in self._templates.items()}))
-        os.replace(aside, self.root / TEMPLATES)
+        try:
+            aside.write_text(json.dumps({course: [[*template[:5], template[5].hex()] for template in templates]
+                                         for course, templates in self._templates.items()}))
+            os.replace(aside, self.root / TEMPLATES)
+        except OSError:
+            pass  # kept in memory; the data dir refuses writes
 
     def _load_templates(self) -> None:
         try:

@@ -4,22 +4,62 @@ Every path that syncs a course in the server (a git click, the scheduler, the AP
 through one `Refresher`, which keeps at most one sync per course in flight and lets
 everyone who asks meanwhile share its result. A click only refreshes when the last check
 is older than `refresh_ttl`, and waits for it at most `refresh_wait`; after that the last
-snapshot is served while the sync finishes in the background.
+snapshot is served while the sync finishes in the background. One click is one client's git
+requests from the first until its fetch of a pack, within `click_window` of the click's
+refresh (nbgitpuller runs `ls-remote` twice, then `clone` or `fetch`): only the first refreshes.
+
+The refresher is also what the server knows of each course (`CourseState`): the status as
+last recorded, the head, and what runs. Readers ask it, not the disk or git.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 from f2git import status
 from f2git.config import Config, CourseConfig
 from f2git.snapshot import Progress, SyncResult, sync_course
 from f2git.store import CourseRepo
 
+from .lanes import Job, SyncLanes
+
 log = logging.getLogger("f2git.refresh")
+
+WORKERS = 4  # syncs at once that hold a worker
+MAX_SYNC_THREADS = 32  # all sync threads, slow ones included: how many hung courses are outlived
+DISK_CHECK_EVERY = 10.0  # s between probes of the data dir for /healthz
+
+
+@dataclass(eq=False)
+class CourseState:
+    """One course, in memory. `record` is its status (the file's copy, or what the file would say
+    when the disk refused it); `record.commit` is the head once `head_known`."""
+
+    name: str
+    record: status.CourseStatus
+    head_known: bool = False
+    head_loading: asyncio.Future | None = None
+    checked: float = 0.0  # clock time the source was last read completely (TTL decisions)
+    failed: float | None = None  # clock time of the last failed sync; None once one succeeds
+    status_error: str | None = None  # why the last outcome is not in the status file
+    sync: asyncio.Task[SyncResult] | None = None  # the sync in flight
+    job: Job | None = None  # its place in the sync lanes
+    mass_delete: bool = False  # whether the sync in flight may mass-delete
+    waiting: int = 0  # clicks waiting for the sync in flight
+    clicks: dict[str, float] = field(default_factory=dict)  # client -> monotonic end of its click's refresh
+
+    @property
+    def has_snapshot(self) -> bool:
+        return self.head_known and self.record.commit is not None
+
+
+def click_client(kind: str, name: str, address: str | None) -> str:
+    """Who is clicking, to tie one click's requests together: the user or token, else the address."""
+    return f"address:{address}" if kind == "anonymous" else f"{kind}:{name}"
+
 
 class Refresher:
     """Single-flight syncs per course, run in worker threads off the event loop."""
@@ -28,26 +68,22 @@ class Refresher:
                  clock: Callable[[], float] = time.time):
         self.config = config
         self._clock = clock
-        workers = max_workers or max(1, min(4, len(config.courses)))
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="f2git-sync")
-        self._running: dict[str, asyncio.Task[SyncResult]] = {}
-        self._mass_delete: dict[str, bool] = {}  # whether the sync in flight may mass-delete
-        # When each course's source was last listed successfully, and last failed.
-        self._last_check: dict[str, float] = {}
-        self._last_failure: dict[str, float] = {}
-        self._last_error: dict[str, str | None] = {}
-        self._waiting: dict[str, int] = {}
-        self._has_snapshot: set[str] = set()
+        courses = max(1, len(config.courses))
+        self._lanes = SyncLanes(workers=max_workers or min(WORKERS, courses),
+                                limit=min(MAX_SYNC_THREADS, courses),
+                                slow_after=max(config.server.refresh_wait, 1.0))
+        self._courses: dict[str, CourseState] = {}
+        for name in config.courses:
+            record = status.read_file(config, name)  # JSON only: the heads load later, off the loop
+            self._courses[name] = CourseState(
+                name, record, checked=record.last_check or 0.0,
+                failed=(record.last_error_at or 0.0) if record.last_error else None)
         self._result_listeners: list[Callable[[SyncResult], None]] = []
         self._progress_listeners: list[Callable[[Progress], None]] = []
         self._click_listeners: list[Callable[[str, str, float], None]] = []
-        for name in config.courses:
-            record = status.read(config, name)
-            self._last_check[name] = record.last_check or 0.0
-            if record.last_error:
-                self._last_failure[name] = record.last_error_at or 0.0
-            if record.commit:
-                self._has_snapshot.add(name)
+        self._disk_problem: str | None = None
+        self._disk_checked = float("-inf")
+        self._disk_probe: asyncio.Future | None = None
 
     def on_result(self, listener: Callable[[SyncResult], None]) -> None:
         """Call `listener(result)` in the event loop after every sync."""
@@ -62,76 +98,156 @@ class Refresher:
         outcome: fresh (within the TTL), refreshed, timeout or failed (last snapshot served)."""
         self._click_listeners.append(listener)
 
+    # -- what the server knows of a course (cheap reads: no disk, no git) -------------------
+
+    def state(self, course: str) -> CourseState:
+        return self._courses[course]
+
+    def status(self, course: str) -> status.CourseStatus:
+        """The course's status as the server knows it; `commit` is None until the head is loaded
+        (see `course_status`). Shared: do not change it."""
+        return self._courses[course].record
+
+    async def course_status(self, course: str) -> status.CourseStatus:
+        """The status with the head (loaded from the repo, off the loop, the first time)."""
+        await self._load_head(self._courses[course])
+        return self._courses[course].record
+
+    async def load_heads(self, courses: Iterable[str] | None = None) -> None:
+        """Load the heads not known yet, one after the other (at start-up, in the background)."""
+        for name in list(courses if courses is not None else self._courses):
+            await self._load_head(self._courses[name])
+
+    def status_error(self, course: str) -> str | None:
+        return self._courses[course].status_error
+
     def last_error(self, course: str) -> str | None:
         """Why the last sync failed, or None if it succeeded."""
-        if course in self._last_error:
-            return self._last_error[course]
-        return status.read(self.config, course).last_error
+        return self._courses[course].record.last_error
+
+    def snapshot_likely(self, course: str) -> bool:
+        """Has a snapshot: exact once the head is loaded, until then what the status says (for metrics)."""
+        state = self._courses[course]
+        return state.has_snapshot if state.head_known else state.record.last_success is not None
 
     async def has_snapshot(self, course: str) -> bool:
         """Whether the course has a snapshot to serve. History only grows: once true, always true."""
-        if course not in self._has_snapshot:
-            repo = CourseRepo.for_course(self.config, course)
-            if await asyncio.to_thread(repo.head) is not None:
-                self._has_snapshot.add(course)
-        return course in self._has_snapshot
+        state = self._courses[course]
+        await self._load_head(state)
+        return state.has_snapshot
+
+    async def _load_head(self, state: CourseState) -> None:
+        if state.head_known:
+            return
+        if state.head_loading is None:
+            state.head_loading = asyncio.ensure_future(
+                asyncio.to_thread(CourseRepo.for_course(self.config, state.name).head))
+        loading = state.head_loading
+        try:
+            head = await asyncio.shield(loading)
+        finally:
+            if state.head_loading is loading:
+                state.head_loading = None
+        if not state.head_known:  # a sync that finished meanwhile knows better
+            state.record.commit, state.head_known = head, True
 
     def is_running(self, course: str) -> bool:
-        return course in self._running
+        return self._courses[course].sync is not None
 
     def waiting(self, course: str) -> int:
         """How many clicks are waiting for the course's refresh right now."""
-        return self._waiting.get(course, 0)
+        return self._courses[course].waiting
 
     def last_check(self, course: str) -> float:
-        return self._last_check.get(course, 0.0)
+        return self._courses[course].checked
 
     def is_stale(self, course: str) -> bool:
         """Older than the TTL. A failure also counts as a check, so a broken source is
         asked at most once per TTL, not once per click."""
-        ttl = self.config.server.refresh_ttl
-        now = self._clock()
-        last = max(self._last_check.get(course, 0.0), self._last_failure.get(course, 0.0))
-        return now - last >= ttl
+        state = self._courses[course]
+        return self._clock() - max(state.checked, state.failed or 0.0) >= self.config.server.refresh_ttl
 
-    def start(self, course: CourseConfig, *, allow_mass_delete: bool = False) -> asyncio.Task[SyncResult]:
-        """The sync in flight for `course`, or a new one."""
-        task = self._running.get(course.name)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._run(course, allow_mass_delete), name=f"f2git-sync-{course.name}")
+    async def problems(self) -> list[str]:
+        """Why the server cannot keep its record: the data dir refuses writes, or a course's last
+        outcome could not be written. Empty when all is well (for /healthz)."""
+        now = time.monotonic()
+        if now - self._disk_checked >= DISK_CHECK_EVERY:
+            if self._disk_probe is None:  # one probe at a time, however many ask
+                self._disk_probe = asyncio.ensure_future(asyncio.to_thread(status.unwritable, self.config))
+            probe = self._disk_probe
+            try:
+                self._disk_problem = await asyncio.shield(probe)
+                self._disk_checked = now
+            finally:
+                if self._disk_probe is probe:
+                    self._disk_probe = None
+        found = [f"data dir: {self._disk_problem}"] if self._disk_problem else []
+        found += [f"course {state.name}: {state.status_error}" for state in self._courses.values()
+                  if state.status_error]
+        return found
+
+    # -- syncs -------------------------------------------------------------------------------
+
+    def start(self, course: CourseConfig, *, allow_mass_delete: bool = False,
+              urgent: bool = True) -> asyncio.Task[SyncResult]:
+        """The sync in flight for `course`, or a new one. `urgent`: someone waits for it (a click,
+        "Refresh now"), so it goes ahead of scheduled checks."""
+        state = self._courses[course.name]
+        if state.sync is None:
+            def work() -> tuple[float, float, SyncResult, status.CourseStatus | None]:
+                started, started_at = time.time(), self._clock()  # wall time for the record, clock for the TTL
+                result = sync_course(self.config, course, allow_mass_delete=allow_mass_delete, progress=progress)
+                # What was recorded, read back in this thread (a CLI sync may have added to it too).
+                recorded = None if result.status_error else status.read_file(self.config, course.name)
+                return started, started_at, result, recorded
+
+            loop = asyncio.get_running_loop()
+
+            def progress(event: Progress) -> None:  # called in the worker thread
+                if self._progress_listeners:
+                    loop.call_soon_threadsafe(self._tell, self._progress_listeners, event)
+
+            state.job = self._lanes.submit(course.name, work, urgent=urgent)
+            state.mass_delete = allow_mass_delete
+            state.sync = loop.create_task(self._run(state, state.job), name=f"f2git-sync-{course.name}")
             # A crash is logged in _run; nobody may be awaiting a sync someone only started.
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
-            self._running[course.name] = task
-            self._mass_delete[course.name] = allow_mass_delete
-        return task
+            state.sync.add_done_callback(lambda done: done.cancelled() or done.exception())
+        elif urgent and state.job is not None:
+            self._lanes.hurry(state.job)
+        return state.sync
 
-    async def refresh(self, course: CourseConfig, *, allow_mass_delete: bool = False) -> SyncResult:
+    async def refresh(self, course: CourseConfig, *, allow_mass_delete: bool = False,
+                      urgent: bool = True) -> SyncResult:
         """Sync now and return the result, sharing a sync already in flight.
 
         A sync in flight without `allow_mass_delete` does not answer a request with it:
         that request waits for it and then runs its own.
         """
-        while allow_mass_delete and course.name in self._running and not self._mass_delete[course.name]:
-            await asyncio.gather(asyncio.shield(self._running[course.name]), return_exceptions=True)
-        return await asyncio.shield(self.start(course, allow_mass_delete=allow_mass_delete))
+        state = self._courses[course.name]
+        while allow_mass_delete and state.sync is not None and not state.mass_delete:
+            await asyncio.gather(asyncio.shield(state.sync), return_exceptions=True)
+        return await asyncio.shield(self.start(course, allow_mass_delete=allow_mass_delete, urgent=urgent))
 
-    async def on_click(self, course: CourseConfig) -> str:
+    async def on_click(self, course: CourseConfig, client: str | None = None) -> str:
         """Before serving a fetch: refresh when stale, but wait at most `refresh_wait`.
+        `client` (see `click_client`) ties one click's requests together.
 
         Returns the outcome: fresh, refreshed, timeout or failed."""
+        state = self._courses[course.name]
+        if client is not None and self._same_click(state, client):
+            return "fresh"  # a later request of a click already served: not a click of its own
         waited_since = time.monotonic()
-        if not self.is_stale(course.name) and not self.is_running(course.name):
+        await self._load_head(state)
+        if not self.is_stale(course.name) and state.sync is None:
             outcome = "fresh"
-        elif course.name in self._last_failure and course.name in self._has_snapshot:
+        elif state.failed is not None and state.has_snapshot:
             # The source failed last time: retry in the background, but don't make every
             # student wait out refresh_wait while it stays down. The next click gets the fix.
-            if not self.is_running(course.name):
-                self.start(course)
+            self.start(course)
             outcome = "failed"
         else:
             task = self.start(course)
-            self._waiting[course.name] = self._waiting.get(course.name, 0) + 1
+            state.waiting += 1
             try:
                 result = await asyncio.wait_for(asyncio.shield(task), timeout=self.config.server.refresh_wait)
                 outcome = "refreshed" if result.ok else "failed"
@@ -142,9 +258,22 @@ class Refresher:
             except Exception:  # logged by _run; the last snapshot is still there to serve
                 outcome = "failed"
             finally:
-                self._waiting[course.name] -= 1
+                state.waiting -= 1
+        if client is not None and self.config.server.click_window > 0:
+            state.clicks[client] = time.monotonic()
         self._tell(self._click_listeners, course.name, outcome, time.monotonic() - waited_since)
         return outcome
+
+    def click_fetched(self, course: str, client: str) -> None:
+        """The client fetches a pack: its click ends, its next request is a new click."""
+        self._courses[course].clicks.pop(client, None)
+
+    def _same_click(self, state: CourseState, client: str) -> bool:
+        now, window = time.monotonic(), self.config.server.click_window
+        for known, served in list(state.clicks.items()):
+            if now - served >= window:
+                del state.clicks[known]
+        return client in state.clicks
 
     def _tell(self, listeners: list[Callable[..., None]], *args: Any) -> None:
         for listener in listeners:
@@ -153,41 +282,45 @@ class Refresher:
             except Exception:
                 log.exception("a refresh listener failed")
 
-    async def _run(self, course: CourseConfig, allow_mass_delete: bool) -> SyncResult:
-        started = self._clock()
-        loop = asyncio.get_running_loop()
-
-        def progress(event: Progress) -> None:  # called in the worker thread
-            if self._progress_listeners:
-                loop.call_soon_threadsafe(self._tell, self._progress_listeners, event)
-
-        try:
-            result = await loop.run_in_executor(
-                self._executor, lambda: sync_course(self.config, course, allow_mass_delete=allow_mass_delete,
-                                                    progress=progress))
+    async def _run(self, state: CourseState, job: Job) -> SyncResult:
+        try:  # cancelled when the server stops before the sync started
+            started, started_at, result, recorded = await job.future
         except Exception:
             # sync_course reports source and git trouble in its result; this is a bug.
-            log.exception("course %s: sync crashed", course.name)
-            self._last_failure[course.name] = self._clock()
-            self._last_error[course.name] = "internal error during the sync (see the server log)"
+            log.exception("course %s: sync crashed", state.name)
+            state.failed = self._clock()
+            crash = SyncResult(state.name, error="internal error during the sync (see the server log)")
+            state.record = status.applied(state.record, crash, time.time())
             raise
         finally:
-            self._running.pop(course.name, None)
-        if result.ok:
-            self._has_snapshot.add(course.name)
-            self._last_check[course.name] = started
-            self._last_failure.pop(course.name, None)
-            self._last_error[course.name] = None
-        else:
-            self._last_failure[course.name] = self._clock()
-            self._last_error[course.name] = result.error
+            state.sync = state.job = None
+        self._remember(state, result, started, recorded, started_at)
         self._tell(self._result_listeners, result)
         return result
 
+    def _remember(self, state: CourseState, result: SyncResult, started: float,
+                  recorded: status.CourseStatus | None, started_at: float) -> None:
+        """Take in one outcome; when the disk refused it, the memory still has it, and says so."""
+        head = result.commit if result.ok else state.record.commit
+        if recorded is None:
+            recorded = status.applied(state.record, result, started)
+            if result.ok:  # the snapshot is fine, the server's record of it is not: not OK
+                recorded.last_error, recorded.last_error_at = result.status_error, started
+            log.error("course %s: %s; the outcome is kept in memory only", state.name, result.status_error)
+            self._disk_checked = float("-inf")  # look at the disk again at the next health check
+        recorded.commit = head
+        state.record, state.status_error = recorded, result.status_error
+        if result.ok:
+            state.record.commit, state.head_known = result.commit, True
+            state.checked, state.failed = started_at, None
+        else:
+            state.failed = self._clock()
+
     async def close(self) -> None:
         """Let syncs in flight finish (they hold file locks and write refs), then stop the workers."""
-        running = list(self._running.values())
+        self._lanes.drop_queued()  # never started: nothing to finish
+        running = [state.sync for state in self._courses.values() if state.sync is not None]
         if running:
             log.info("waiting for %d sync(s) to finish", len(running))
             await asyncio.gather(*running, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        self._lanes.close()

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from apscheduler.triggers.date import DateTrigger
-
-from f2git import status
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
-    from f2git.config import Config
     from f2git.snapshot import SyncResult
+    from f2git.status import CourseStatus
 
 log = logging.getLogger("f2git.releases")
 
@@ -57,10 +55,10 @@ class ReleaseSchedule:
         if not result.dry_run and (result.ok or result.next_release):
             self.plan(result.course, result.next_release)
 
-    def restore(self, config: "Config") -> None:
+    def restore(self, records: "Iterable[CourseStatus]") -> None:
         """At startup: plan every course's stored next release; catch up on missed ones now."""
-        for name in config.courses:
-            self.plan(name, status.read(config, name).next_release, catch_up=True)
+        for record in records:
+            self.plan(record.course, record.next_release, catch_up=True)
 
     def plan(self, course: str, next_release: Any, *, catch_up: bool = False) -> None:
         """Refresh `course` just after `next_release`, replacing its earlier plan; None clears it."""

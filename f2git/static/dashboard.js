@@ -1,4 +1,5 @@
-// f2git dashboard: local times, refresh with live progress, link builder. Forms work without it.
+// f2git dashboard: local times, refresh with live progress, link builder, file search.
+// Every form and link also works without it.
 "use strict";
 document.documentElement.classList.add("js");
 
@@ -37,6 +38,7 @@ function watchRefresh(form) {
         say(status, event.message, event.ok ? "done" : "failed");
         const commit = document.getElementById("commit");
         if (commit && event.commit) commit.textContent = event.commit;
+        reloadLiveParts();
         return;
       }
       if (event.phase === "downloading" && event.total) {
@@ -78,23 +80,97 @@ function watchRefresh(form) {
   if (status.textContent.trim() && form === panel.querySelector("form.refresh")) follow();
 }
 
+// After a refresh: the parts of the page marked data-live (health, facts, files, skipped,
+// history, the mass-delete confirmation) are replaced by the server's current rendering.
+async function reloadLiveParts() {
+  let answer;
+  try {
+    answer = await fetch(location.href, {headers: {"Accept": "text/html"}, credentials: "same-origin"});
+  } catch (error) {
+    return;  // the status line already says how the refresh ended
+  }
+  if (!answer.ok) return;
+  const fresh = new DOMParser().parseFromString(await answer.text(), "text/html");
+  for (const old of document.querySelectorAll("[data-live][id]")) {
+    const replacement = fresh.getElementById(old.id);
+    if (!replacement) continue;
+    const open = [...old.querySelectorAll("details[open]")].map((node) => node.dataset.folder);
+    const node = document.importNode(replacement, true);
+    for (const folder of node.querySelectorAll("details")) if (open.includes(folder.dataset.folder)) folder.open = true;
+    old.replaceWith(node);
+    localTimes(node);
+    node.querySelectorAll("form.refresh").forEach(watchRefresh);
+    node.querySelectorAll(".tree").forEach(fileSearch);
+  }
+  document.dispatchEvent(new CustomEvent("f2git:updated"));
+}
+
 function linkBuilder(form) {
   const select = form.querySelector("select");
-  const output = document.getElementById("link");
+  const pathInput = form.querySelector("input[name=path]");
+  const target = form.querySelector(".link-target strong");
   const endpoint = new URL(form.dataset.link, location.href);
-  select.addEventListener("change", async () => {
-    endpoint.searchParams.set("path", select.value);
+  const panel = form.closest("section");
+  const status = panel.querySelector(".copy-status");
+
+  async function show(path) {
+    endpoint.searchParams.set("path", path);
+    endpoint.searchParams.set("app", select.value);
     const answer = await fetch(endpoint, {headers: {"Accept": "application/json"}, credentials: "same-origin"});
-    const body = await answer.json();
-    output.value = body.link || "";
+    const body = await answer.json().catch(() => ({}));
+    if (!answer.ok) { say(status, body.error || `No link (${answer.status}).`, "failed"); return; }
+    pathInput.value = path;
+    target.textContent = path || "the course folder";
+    document.getElementById("link").value = body.link;
+    document.getElementById("link-markdown").value = body.markdown;
+    document.getElementById("link-html").value = body.html;
+    document.getElementById("try-link").href = body.link;
+    for (const row of document.querySelectorAll(".tree li.file")) row.classList.toggle("picked", row.dataset.path === path);
+    say(status, path ? `The link opens ${path}.` : "The link opens the course folder.", "done");
     const url = new URL(location.href);
-    if (select.value) url.searchParams.set("path", select.value); else url.searchParams.delete("path");
+    if (path) url.searchParams.set("path", path); else url.searchParams.delete("path");
+    url.searchParams.set("app", select.value);
     history.replaceState(null, "", url);
+  }
+
+  select.addEventListener("change", () => show(pathInput.value));
+  // a file picked in the tree (or "the course folder"): one listener for rows added later too
+  document.addEventListener("click", (click) => {
+    const pick = click.target.closest("a.pick");
+    if (!pick) return;
+    click.preventDefault();
+    const row = pick.closest("li.file");
+    show(row ? row.dataset.path : "").then(() => panel.scrollIntoView({block: "start"}));
   });
+}
+
+function fileSearch(tree) {
+  const input = document.getElementById("file-filter");
+  const status = tree.closest("section").querySelector(".filter-status");
+  if (!input) return;
+  function filter() {
+    const words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+    const folders = tree.querySelectorAll("li.folder");
+    let shown = 0;
+    for (const row of tree.querySelectorAll("li.file")) {
+      const match = words.every((word) => row.dataset.path.toLowerCase().includes(word));
+      row.hidden = !match;
+      if (match) shown += 1;
+    }
+    for (const folder of folders) {
+      const any = folder.querySelector("li.file:not([hidden])") !== null;
+      folder.hidden = !any;
+      if (words.length) folder.querySelector("details").open = any;
+    }
+    say(status, words.length ? `${shown} matching file${shown === 1 ? "" : "s"}.` : "");
+  }
+  input.oninput = filter;  // replaced, not added: the tree itself may be replaced after a refresh
+  if (input.value) filter();
 }
 
 async function copy(button) {
   const input = document.getElementById(button.dataset.copies);
+  const what = input.labels.length ? input.labels[0].textContent.split(" ")[0] : "text";
   const status = button.closest("section").querySelector(".copy-status");
   try {
     await navigator.clipboard.writeText(input.value);
@@ -102,12 +178,13 @@ async function copy(button) {
     input.select();
     document.execCommand("copy");
   }
-  say(status, "Copied the link.", "done");
+  say(status, what === "nbgitpuller" ? "Copied the link." : `Copied the ${what}.`, "done");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   document.querySelectorAll("form.refresh").forEach(watchRefresh);
   document.querySelectorAll("form.link-builder").forEach(linkBuilder);
+  document.querySelectorAll(".tree").forEach(fileSearch);
   document.querySelectorAll("button.copy").forEach((button) => button.addEventListener("click", () => copy(button)));
 });
