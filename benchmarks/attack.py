@@ -10,7 +10,8 @@ same clones without the attack (issue 9).
 (c) four courses whose HTTP source sends 1 byte per second, clicked while the student clones
     (the student's course has refresh_ttl = 0: each click asks its source, which needs a
     sync worker).
-Everything on 127.0.0.1; each attack ends with its case.
+Everything on loopback (the attackers from 127.0.0.2, the student from 127.0.0.1); each attack
+ends with its case.
 """
 from __future__ import annotations
 
@@ -105,12 +106,14 @@ def clones(server: ServeProcess, count: int, work: Path, name: str) -> Case:
     return case
 
 
-def connect(port: int, data: bytes, receive_buffer: int = 0) -> socket.socket | None:
+def connect(port: int, data: bytes, receive_buffer: int = 0, source: str = "127.0.0.2") -> socket.socket | None:
+    """An attacker's connection: from another address than the student's (127.0.0.1)."""
     connection = socket.socket()
     if receive_buffer:
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     try:
         connection.settimeout(5)
+        connection.bind((source, 0))
         connection.connect(("127.0.0.1", port))
         connection.sendall(data)
         return connection
