@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -222,10 +223,11 @@ http {{
 
     def __enter__(self) -> "Nginx":
         log = open(self.work / "servers.log", "wb")
+        # Each in its own process group, ended as a whole: fcgiwrap's workers outlive their parent.
         self.processes.append(subprocess.Popen(["fcgiwrap", "-c", str(self.workers), "-s", f"unix:{self.socket}"],
-                                               stdout=log, stderr=log, env={**CLIENT_ENV}))
+                                               stdout=log, stderr=log, env={**CLIENT_ENV}, start_new_session=True))
         self.processes.append(subprocess.Popen(["nginx", "-c", str(self.work / "nginx.conf"), "-p", str(self.work)],
-                                               stdout=log, stderr=log))
+                                               stdout=log, stderr=log, start_new_session=True))
         log.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -240,12 +242,21 @@ http {{
 
     def __exit__(self, *exc_info) -> None:
         for process in reversed(self.processes):
-            process.terminate()
+            for signum in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(process.pid, signum)
+                except ProcessLookupError:
+                    break
+                try:
+                    process.wait(20)
+                    if signum == signal.SIGTERM:
+                        time.sleep(0.2)  # the group's other members end after their parent
+                except subprocess.TimeoutExpired:
+                    continue
             try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
+            except ProcessLookupError:
+                pass
 
 
 # --- the run -------------------------------------------------------------------------------------
