@@ -1,10 +1,10 @@
-"""`python -m benchmarks [core|load|syncscale|courses]`: print the figures (both when none named)."""
+"""`python -m benchmarks [core|load|syncscale|courses|lecture|attack]`: print the figures (all when none named)."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-PARTS = ("core", "load", "syncscale", "courses")
+PARTS = ("core", "load", "syncscale", "courses", "lecture", "attack")
 
 
 def main() -> None:

@@ -59,6 +59,7 @@ class ServerConfig:
     click_window: float = 10.0  # s: one client's git requests this soon after its click's refresh share it
     auth: str = "none"
     max_git_processes: int = 0  # git backends serving clones at once (0 = 4 per CPU core); more clicks queue
+    pack_cache_size: int = 1024 * 1024 * 1024  # bytes of stored git answers (<data_dir>/packcache); 0 = none kept
     tokens_env: str = ""  # with auth = "token": names a variable holding comma-separated bearer tokens
     service_name: str = "f2git"  # with auth = "jupyterhub": the service's name on the hub
     manage_tokens_env: str = ""  # with auth = "token": tokens that may also manage (dashboard, refresh, metrics)
@@ -73,7 +74,8 @@ class ServerConfig:
             errors.append(f"key 'auth': must be one of {', '.join(AUTH_MODES)}, not {shown(self.auth)!r}")
         if not 0 < self.port < 65536:
             errors.append(f"key 'port': {self.port} is not a TCP port")
-        for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes", "max_connections_per_address"):
+        for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes", "max_connections_per_address",
+                    "pack_cache_size"):
             if getattr(self, key) < 0:
                 errors.append(f"key '{key}': must not be negative")
         for key in ("header_timeout", "max_connections"):
@@ -348,6 +350,9 @@ def parse_course(name: str, table: Any, base_dir: Path, env: Mapping[str, str]) 
     """The course, or None and its errors (all of them)."""
     if not COURSE_NAME.match(name):
         return None, ["course name must match [a-z0-9][a-z0-9._-]*"]
+    if name.endswith(".git"):  # /git/<name>.git is course <name>: one URL, one course
+        return None, [f"course name must not end in .git (the git URL of course {name[:-4]!r}"
+                      f" is /git/{name[:-4]}.git)"]
     if not isinstance(table, dict):
         return None, ["must be a table"]
     source = table.get("source")

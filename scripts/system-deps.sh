@@ -15,7 +15,8 @@ TEST_PACKAGES=(
   chromium:chromium   # browser tests
   php-cli             # ILIAS's WebDAV (sabre/dav) under php -S
   php-sabre-dav
-  nginx               # a real web server for the http source
+  nginx               # a real web server for the http source and benchmarks/lecture.py
+  fcgiwrap            # benchmarks/lecture.py: git http-backend behind nginx
 )
 
 wanted=("${RUN_PACKAGES[@]}")

@@ -47,6 +47,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     refresher = Refresher(config) if refresher is None else refresher
     metrics = Metrics(config)
     metrics.watch(refresher)
+    backends = Backends(config.server.max_git_processes) if backends is None else backends
     return tornado.web.Application(
         auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
                                                  + dashboard.routes(refresher)) + auth.extra_handlers(),
@@ -56,7 +57,8 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_auth=auth,
         f2git_refresher=refresher,
         f2git_metrics=metrics,
-        f2git_backends=Backends(config.server.max_git_processes) if backends is None else backends,
+        f2git_backends=backends,
+        f2git_packcache=git.make_pack_cache(config, backends, refresher),
         f2git_next_refresh=next_refresh,
         log_function=log_request,
     )

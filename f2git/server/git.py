@@ -1,11 +1,13 @@
-"""Read-only git smart HTTP: `git http-backend` (CGI) behind tornado, streamed both ways.
+"""Read-only git smart HTTP: `git http-backend` (CGI) behind tornado, its answers shared.
 
     GET  /git/<course>[.git]/info/refs?service=git-upload-pack   refreshes the course first
     POST /git/<course>[.git]/git-upload-pack
     …/git-receive-pack                                           403
 
-Request bodies (chunked or gzipped by git) are piped into the backend as they arrive, and
-its output (the pack) is flushed to the client as it is produced; nothing is buffered whole.
+A request body is read whole first (bounded in bytes, gzip inflated here with a cap, `have`
+lines counted); only then does git get a backend slot. Git writes its answer to the pack
+cache (packcache.py), and clients are streamed from there: identical requests share one
+run, and a client that reads slowly holds a connection, never a backend.
 """
 from __future__ import annotations
 
@@ -15,15 +17,21 @@ import logging
 import os
 import re
 import signal
-from typing import Any
+import time
+import zlib
+from datetime import timedelta
+from typing import Awaitable, Callable
 
+import tornado.gen
 import tornado.iostream
 import tornado.web
 
-from f2git.config import CourseConfig
+from f2git.config import Config, CourseConfig
 from f2git.store import git_command
 
 from .base import BaseHandler, Refusal
+from .packcache import CHUNK, GitRequest, PackCache, Reader
+from .refresh import Refresher
 
 log = logging.getLogger("f2git.git")
 
@@ -40,7 +48,13 @@ BACKEND_CONFIG = (
 # The backend gets this much of the server's environment, never the sources' secrets.
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GIT_EXEC_PATH")
 _GIT_PROTOCOL = re.compile(r"^[\x20-\x7e]{1,256}$")
-READ_SIZE = 64 * 1024
+# A fetch request is wants, haves and a few capabilities: kilobytes. These bound what one
+# request may make f2git (and git) hold, whatever a client claims.
+MAX_REQUEST_BODY = 2 * 1024 * 1024  # as sent (gzip or plain)
+MAX_DECODED_BODY = 2 * 1024 * 1024  # once inflated
+MAX_HAVES = 10_000
+MAX_WANTS = 100  # git wants main: one line
+STALL_TIMEOUT = 60.0
 MAX_ERROR_CHARS = 1000  # a pkt-line holds at most 65516 bytes; a student reads one line
 
 
@@ -70,143 +84,186 @@ def fetch_error(message: str) -> bytes:
     return pkt_line(f"ERR {line}\n")
 
 
-def backend_env(config_repos_dir: str, course: str, action: str, request: Any) -> dict[str, str]:
+def backend_env(repos_dir: str, request: GitRequest) -> dict[str, str]:
     env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
     env.update({
-        "GIT_PROJECT_ROOT": config_repos_dir,
+        "GIT_PROJECT_ROOT": repos_dir,
         "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": f"/{course}.git/{action}",
+        "PATH_INFO": f"/{request.course}.git/{request.action}",
         "QUERY_STRING": request.query,
         "REQUEST_METHOD": request.method,
-        "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-        "REMOTE_ADDR": request.remote_ip or "",
+        "CONTENT_TYPE": request.content_type,
+        "REMOTE_ADDR": "127.0.0.1",  # one run answers many clients
         "GIT_CONFIG_COUNT": str(len(BACKEND_CONFIG)),
     })
+    if request.method == "POST":
+        env["CONTENT_LENGTH"] = str(len(request.body))
     for index, (key, value) in enumerate(BACKEND_CONFIG):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
-    protocol = request.headers.get("Git-Protocol", "")
-    if _GIT_PROTOCOL.match(protocol):
-        env["GIT_PROTOCOL"] = protocol
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        env["HTTP_CONTENT_ENCODING"] = encoding  # the backend inflates it
+    if request.protocol:
+        env["GIT_PROTOCOL"] = request.protocol
     return env
 
 
-class Backend:
-    """One `git http-backend` run. Its output has exactly one reader: the relay that streams
-    it to the client, or, when no relay runs, the reaper."""
-
-    def __init__(self, process: asyncio.subprocess.Process):
-        self.process = process
-        self.stderr = asyncio.get_running_loop().create_task(self._read_stderr())
-        self.reaped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._claimed = False
-
-    def claim_output(self) -> bool:
-        """True for the first caller only: it reads stdout to the end and then reaps."""
-        if self._claimed:
-            return False
-        self._claimed = True
-        return True
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    async def reap(self) -> int:
-        """Kill the group if it still runs and wait for it, by the holder of the output.
-
-        asyncio's wait() returns only once every pipe has closed, and a full pipe nobody
-        reads never closes: read what is left first (nothing writes after the kill)."""
-        self.kill()
-        while await self.process.stdout.read(READ_SIZE):
-            pass
-        code = await self.process.wait()
-        await asyncio.gather(self.stderr, return_exceptions=True)
-        if not self.reaped.done():
-            self.reaped.set_result(code)
-        return code
-
-    async def _read_stderr(self) -> bytes:
-        tail = b""
-        while chunk := await self.process.stderr.read(READ_SIZE):
-            tail = (tail + chunk)[-4096:]
-        return tail
-
-    async def stderr_text(self) -> str:
-        try:
-            tail = await asyncio.wait_for(asyncio.shield(self.stderr), timeout=5)
-        except asyncio.TimeoutError:
-            tail = b""
-        return tail.decode("utf-8", "replace").strip() or "(no error output)"
-
-
 class Backends:
-    """Every running `git http-backend`, so none outlives its request or the server."""
+    """The backend slots, and every running `git http-backend`, so none outlives the server."""
 
-    def __init__(self, limit: int = 0) -> None:
-        self._running: set[Backend] = set()
-        self._reapers: set[asyncio.Task] = set()
+    def __init__(self, limit: int = 0, stall_timeout: float = STALL_TIMEOUT) -> None:
+        self._running: set[asyncio.subprocess.Process] = set()
         # A herd of clicks queues here instead of running hundreds of pack-objects at once.
         self.limit = limit or 4 * (os.cpu_count() or 1)
         self._slots = asyncio.Semaphore(self.limit)
+        self.stall_timeout = stall_timeout  # s a client may read nothing before it is dropped
+        self.spawned = 0
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def __len__(self) -> int:
         return len(self._running)
 
-    async def spawn(self, env: dict[str, str]) -> Backend:
-        await self._slots.acquire()
-        try:
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    async def run(self, env: dict[str, str], body: bytes, write: Callable[[bytes], None]) -> str | None:
+        """Run one backend in a slot with `body` as input; its output goes to `write`.
+        None when it succeeded, else why not."""
+        async with self._slots:
             # Its own process group: git runs http-backend, which runs upload-pack and
             # pack-objects; killing the group ends them all, not just the first.
             process = await asyncio.create_subprocess_exec(
                 *git_command("http-backend"), env=env, start_new_session=True,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        except BaseException:
-            self._slots.release()
-            raise
-        backend = Backend(process)
-        self._running.add(backend)
-
-        def reaped(_: asyncio.Future) -> None:
-            self._running.discard(backend)
-            self._slots.release()
-
-        backend.reaped.add_done_callback(reaped)
-        return backend
-
-    def end(self, backend: Backend) -> None:
-        """Its client is gone: kill it; whoever holds the output reaps it."""
-        if backend.claim_output():
-            task = asyncio.get_running_loop().create_task(backend.reap())
-            self._reapers.add(task)
-            task.add_done_callback(self._reapers.discard)
-        else:
-            backend.kill()  # the relay reads to the end and reaps
+            self.spawned += 1
+            self._running.add(process)
+            loop = asyncio.get_running_loop()
+            stderr = loop.create_task(_tail(process.stderr))
+            feeder = loop.create_task(_feed(process.stdin, body))
+            try:
+                while chunk := await process.stdout.read(CHUNK):
+                    write(chunk)
+                code = await process.wait()
+            finally:
+                _kill(process)
+                # wait() may return only once every pipe has closed: drain what is left.
+                while await process.stdout.read(CHUNK):
+                    pass
+                code = await process.wait()
+                await asyncio.gather(stderr, feeder, return_exceptions=True)
+                self._running.discard(process)
+        if code == 0:
+            return None
+        text = stderr.result().decode("utf-8", "replace").strip() or "(no error output)"
+        log.warning("course %s: git http-backend exited with %s: %s", env["PATH_INFO"], code, text)
+        return f"git http-backend exited with {code}: {text}"
 
     async def close(self, timeout: float = 30) -> None:
-        running = list(self._running)
-        for backend in running:
-            self.end(backend)
-        if running:
-            await asyncio.wait([backend.reaped for backend in running], timeout=timeout)
+        for closer in self._closers:
+            await closer()
+        for process in list(self._running):
+            _kill(process)
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # their runs reap them
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    tail = b""
+    while chunk := await stream.read(CHUNK):
+        tail = (tail + chunk)[-4096:]
+    return tail
+
+
+async def _feed(stdin: asyncio.StreamWriter, body: bytes) -> None:
+    try:
+        stdin.write(body)
+        await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the backend stopped reading (it answered an error); its output says why
+
+
+def make_pack_cache(config: Config, backends: Backends, refresher: Refresher) -> PackCache:
+    """The server's pack cache, fed by `backends`, told of every new snapshot, closed with them."""
+    repos = str(config.repos_dir)
+
+    async def run(request: GitRequest, write: Callable[[bytes], None]) -> str | None:
+        return await backends.run(backend_env(repos, request), request.body, write)
+
+    cache = PackCache(config.server.data_dir / "packcache", config.repos_dir, list(config.courses),
+                      config.server.pack_cache_size, run)
+    refresher.on_result(lambda result: cache.snapshot_published(result.course) if result.ok else None)
+    backends.on_close(cache.close)
+    return cache
+
+
+def decode_body(raw: bytes, encoding: str) -> bytes:
+    """The request body as git wrote it: gzip inflated here, never past MAX_DECODED_BODY."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        body = raw
+    elif encoding in ("gzip", "x-gzip"):
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            body = inflater.decompress(raw, MAX_DECODED_BODY + 1)
+        except zlib.error:
+            raise Refusal(400, "the request body is not valid gzip") from None
+        if not inflater.eof and len(body) <= MAX_DECODED_BODY:
+            raise Refusal(400, "the request body's gzip stream is cut short")
+    else:
+        raise Refusal(415, f"request bodies are accepted plain or gzip, not {encoding[:40]!r}")
+    if len(body) > MAX_DECODED_BODY:
+        raise Refusal(413, f"the git request is larger than {MAX_DECODED_BODY // 1024} KiB once inflated")
+    return body
+
+
+def check_request(body: bytes) -> set[str]:
+    """A sequence of pkt-lines with at most MAX_HAVES `have` lines; returns the commits it wants."""
+    wants: set[str] = set()
+    haves, at = 0, 0
+    while at < len(body):
+        try:
+            length = int(body[at:at + 4], 16)
+        except ValueError:
+            raise Refusal(400, "the git request is not made of pkt-lines") from None
+        if length < 4:
+            at += 4  # flush, delim, response-end
+            continue
+        if at + length > len(body):
+            raise Refusal(400, "the git request ends inside a pkt-line")
+        haves += body.startswith(b"have ", at + 4)
+        if body.startswith(b"want ", at + 4):
+            wants.add(body[at + 9:at + 49].decode("latin-1"))
+            if len(wants) > MAX_WANTS:
+                raise Refusal(413, f"the git request wants more than {MAX_WANTS} objects")
+        at += length
+    if haves > MAX_HAVES:
+        raise Refusal(413, f"the git request names {haves} local commits (have lines); f2git accepts "
+                           f"at most {MAX_HAVES}: fetch into a fresh clone")
+    return wants
 
 
 @tornado.web.stream_request_body
 class GitHandler(BaseHandler):
-    backend: Backend | None = None
-    _stdin_open = False
     _client_gone = False
-    _body_start = b""  # a POST's first bytes: protocol v2's ls-refs, or a fetch
+    _body: bytearray | None = None
+    _body_too_large = False
 
     @property
     def backends(self) -> Backends:
         return self.settings["f2git_backends"]
+
+    @property
+    def cache(self) -> PackCache:
+        return self.settings["f2git_packcache"]
 
     async def prepare(self) -> None:
         action = self.path_kwargs["action"]
@@ -223,49 +280,56 @@ class GitHandler(BaseHandler):
                 raise Refusal(403, "only git's smart HTTP protocol is served (service=git-upload-pack)")
         elif self.request.method != "POST":
             raise Refusal(405, f"{action} answers POST only")
-        elif await self.refresher.has_snapshot(self.course.name):
-            # Start now, so the request body streams into the backend as it arrives.
-            await self.start_backend()
+        else:
+            declared = self.request.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_REQUEST_BODY:
+                raise Refusal(413, f"the git request is larger than {MAX_REQUEST_BODY // 1024} KiB")
+            # A chunked body past the cap is counted, not kept; far past it the connection ends.
+            self.request.connection.set_max_body_size(4 * MAX_REQUEST_BODY)
+            self._body = bytearray()
 
     def resolve_course(self, repo: str) -> CourseConfig:
-        """`cs101.git` and `cs101` name the same course."""
-        if repo.endswith(".git") and repo[:-4] in self.config.courses:
-            return self.config.courses[repo[:-4]]
-        return self.find_course(repo)
+        """`/git/cs101.git` and `/git/cs101` name course cs101; no course name ends in .git."""
+        return self.find_course(repo[:-4] if repo.endswith(".git") else repo)
 
-    async def start_backend(self) -> None:
-        env = backend_env(str(self.config.repos_dir), self.course.name, self.path_kwargs["action"], self.request)
-        self.backend = await self.backends.spawn(env)
-        self._stdin_open = True
-
-    async def data_received(self, chunk: bytes) -> None:
-        if len(self._body_start) < len(LS_REFS):
-            self._body_start += chunk[:len(LS_REFS) - len(self._body_start)]
-        if not self._stdin_open or self.backend is None:
+    def data_received(self, chunk: bytes) -> None:
+        if self._body is None:  # a body where none belongs (GET): ignored
             return
-        stdin = self.backend.process.stdin
-        try:
-            stdin.write(chunk)
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            # The backend stopped reading (it answered an error); its output says why.
-            self._stdin_open = False
+        if len(self._body) + len(chunk) > MAX_REQUEST_BODY:
+            self._body_too_large = True
+        else:
+            self._body += chunk
 
     async def get(self, repo: str, action: str) -> None:
         await self.refresher.on_click(self.course, self.click_client())
         if not await self.refresher.has_snapshot(self.course.name):
             self.answer_no_snapshot()
             return
-        await self.start_backend()
-        await self.relay()
+        await self.answer(b"")
 
     async def post(self, repo: str, action: str) -> None:
-        if not self._body_start.startswith(LS_REFS):  # a fetch: the last git request of a click
+        if self._body_too_large:
+            raise Refusal(413, f"the git request is larger than {MAX_REQUEST_BODY // 1024} KiB")
+        body = decode_body(bytes(self._body or b""), self.request.headers.get("Content-Encoding", ""))
+        self._body = None
+        wants = check_request(body)
+        if not body.startswith(LS_REFS):  # a fetch: the last git request of a click
             self.refresher.click_fetched(self.course.name, self.click_client())
-        if self.backend is None:  # no snapshot: the fetch after a placeholder advertisement
+        commit = self.cache.head(self.course.name)
+        if commit is None:  # no snapshot: the fetch after a placeholder advertisement
             self.answer_no_snapshot()
             return
-        await self.relay()
+        if wants - {commit}:
+            # Only snapshots are served, whatever else the repo holds (protocol v2 upload-pack
+            # would send any object it has when asked by id).
+            refused = wants - await self.cache.snapshots(self.course.name, commit)
+            if refused:
+                self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-result")
+                named = min(refused)
+                named = named if re.fullmatch("[0-9a-f]{40}", named) else "(not an object id)"
+                self.finish(fetch_error(f"upload-pack: not our ref {named}"))
+                return
+        await self.answer(body, commit)
 
     def answer_no_snapshot(self) -> None:
         last = self.refresher.last_error(self.course.name)
@@ -287,47 +351,110 @@ class GitHandler(BaseHandler):
             self.set_header("Content-Type", f"application/x-{UPLOAD_PACK}-result")
             self.finish(fetch_error(message))
 
-    async def relay(self) -> None:
-        """Close the backend's input, then stream its CGI answer to the client."""
-        backend = self.backend
-        assert backend is not None
-        if not backend.claim_output():
-            return  # the client left before its body was in; the backend is being reaped
-        stdout = backend.process.stdout
+    async def answer(self, body: bytes, commit: str | None = None) -> None:
+        commit = commit or self.cache.head(self.course.name)
+        if commit is None:
+            self.answer_no_snapshot()
+            return
+        protocol = self.request.headers.get("Git-Protocol", "")
+        request = GitRequest(
+            course=self.course.name, commit=commit, method=self.request.method, action=self.path_kwargs["action"],
+            # The backend reads nothing else from the query: other parameters must not split the cache.
+            query=f"service={UPLOAD_PACK}" if self.request.method == "GET" else "",
+            content_type=self.request.headers.get("Content-Type", ""),
+            protocol=protocol if _GIT_PROTOCOL.match(protocol) else "", body=body)
+        reader = self.cache.open(request)
         try:
-            await self._close_stdin()
-            try:
-                head = await stdout.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                if self._client_gone:
-                    return
-                raise Refusal(502, "git http-backend failed: " + await backend.stderr_text()) from None
-            self._apply_cgi_headers(head)
-            while chunk := await stdout.read(READ_SIZE):
+            await self.relay(reader)
+        finally:
+            reader.close()
+
+    async def relay(self, reader: Reader) -> None:
+        """Send the stored or growing CGI answer: its head as HTTP headers, then the rest."""
+        head = b""
+        while (split := head.find(b"\r\n\r\n")) < 0:
+            chunk = await reader.read(4096)
+            if not chunk or len(head) > 65536:
+                raise Refusal(502, "git http-backend failed: " + (reader.failure or "its answer has no CGI head"))
+            head += chunk
+        self._apply_cgi_headers(head[:split])
+        if reader.entry is not None:  # a stored answer: its length is known, as a file's
+            self.set_header("Content-Length", str(reader.entry.size - split - 4))
+        chunk = head[split + 4:]
+        connection = self.request.connection
+        try:
+            if reader.stored_file and hasattr(connection, "_expected_content_remaining") \
+                    and not isinstance(connection.stream, tornado.iostream.SSLIOStream):
+                # A stored answer goes out as a static file would: sendfile, no copies.
                 self.write(chunk)
-                await self.flush()
-            if not self._client_gone:
-                self.finish()
+                if not await self._flushed() or not await self._send_file(reader):
+                    return
+                chunk = b""
+            while True:
+                if chunk:
+                    self.write(chunk)
+                    if not await self._flushed():
+                        return
+                chunk = await reader.read(CHUNK)
+                if not chunk:
+                    break
+            if reader.failure is not None:
+                # Cut short: git sees a broken answer and says so, and nothing is stored.
+                self.request.connection.close()
+                return
+            self.finish()
         except tornado.iostream.StreamClosedError:
             self._client_gone = True
-        finally:
-            code = await backend.reap()
-            if self._client_gone:
-                log.info("course %s: client %s went away during %s", self.course.name,
-                         self.request.remote_ip, self.path_kwargs["action"])
-            elif code not in (0, -signal.SIGKILL):  # killed: the server is stopping
-                log.warning("course %s: git http-backend exited with %s: %s",
-                            self.course.name, code, await backend.stderr_text())
+        if self._client_gone:
+            log.info("course %s: client %s went away during %s", self.course.name,
+                     self.request.remote_ip, self.path_kwargs["action"])
 
-    async def _close_stdin(self) -> None:
-        if self._stdin_open:
-            self._stdin_open = False
-            stdin = self.backend.process.stdin
-            try:
-                stdin.close()
-                await stdin.wait_closed()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+    async def _send_file(self, reader: Reader) -> bool:
+        """The rest of a stored answer with sendfile(2) on the client's socket, after the
+        headers went out through tornado (whose buffer is then empty); False when the client
+        is gone or was dropped for reading nothing for `stall_timeout`."""
+        loop = asyncio.get_running_loop()
+        socket = self.request.connection.stream.socket
+        sent = 0
+        try:
+            while reader.offset < reader.end:
+                try:
+                    count = os.sendfile(socket.fileno(), reader.fd, reader.offset, reader.end - reader.offset)
+                except BlockingIOError:
+                    count = 0
+                if count:
+                    reader.offset += count
+                    sent += count
+                    continue
+                writable = loop.create_future()
+                loop.add_writer(socket.fileno(), lambda: writable.done() or writable.set_result(None))
+                try:
+                    await asyncio.wait_for(writable, self.backends.stall_timeout)
+                finally:
+                    loop.remove_writer(socket.fileno())
+        except (OSError, asyncio.TimeoutError) as error:
+            log.info("course %s: client %s %s", self.course.name, self.request.remote_ip,
+                     "read nothing for a while; dropped" if isinstance(error, asyncio.TimeoutError) else "went away")
+            self._client_gone = True
+            self.request.connection.close()
+            return False
+        finally:
+            # Tornado counts the body against Content-Length: tell it what went out beside it.
+            self.request.connection._expected_content_remaining -= sent
+        return True
+
+    async def _flushed(self) -> bool:
+        """Flush, but drop a client that reads nothing for `stall_timeout` seconds."""
+        try:
+            await tornado.gen.with_timeout(timedelta(seconds=self.backends.stall_timeout), self.flush(),
+                                           quiet_exceptions=(tornado.iostream.StreamClosedError,))
+            return True
+        except asyncio.TimeoutError:
+            log.info("course %s: client %s read nothing for %gs; dropped", self.course.name,
+                     self.request.remote_ip, self.backends.stall_timeout)
+            self._client_gone = True
+            self.request.connection.close()
+            return False
 
     def _apply_cgi_headers(self, head: bytes) -> None:
         for line in head.decode("latin-1").split("\r\n"):
@@ -342,10 +469,9 @@ class GitHandler(BaseHandler):
                 self.set_header(name, value)
 
     def on_connection_close(self) -> None:
-        # Also called when the client leaves mid-upload, where post() never runs.
+        # The answer is computed (and stored) for the others who ask the same; only this
+        # client's relay ends.
         self._client_gone = True
-        if self.backend is not None and not self.backend.reaped.done():
-            self.backends.end(self.backend)
         super().on_connection_close()
 
 
