@@ -18,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 from pprint import pformat
+from urllib.parse import urlsplit
 
 from . import __version__
 from .config import Config
@@ -67,7 +68,7 @@ def service_entry(config: Config, *, external: bool = False) -> dict:
 
 # Runs inside the hub's config when it starts; `c` is the hub's config object.
 SETUP = '''
-def _f2git_setup(c, service, access, service_role, secrets):
+def _f2git_setup(c, service, access, service_role, secrets, trusted):
     import inspect
     import os
     missing = [name for name in secrets if name not in os.environ]
@@ -98,6 +99,12 @@ def _f2git_setup(c, service, access, service_role, secrets):
             c.JupyterHub.extra_user_scopes = {*extra, access}
     if not any(role.get("name") == service_role["name"] for role in listed):
         roles.append(service_role)
+
+    # pullhook sends a student's token only to an f2git the image trusts: this one
+    environment = c.Spawner.environment
+    listed = environment.get("F2GIT_PULLHOOK_TRUSTED", "") if isinstance(environment, dict) else ""
+    if trusted not in listed.split():
+        environment.update({"F2GIT_PULLHOOK_TRUSTED": f"{listed} {trusted}".strip()})
 
     # the single-user server's token (what pullhook sends) needs the access too
     scopes = c.Spawner.server_token_scopes
@@ -140,7 +147,8 @@ def render(config: Config, *, external: bool = False) -> str:
         f"_f2git_setup(c, {entry},",
         f"             access={access_scope(config)!r},",
         f"             service_role={service_role!r},",
-        f"             secrets={secrets!r})",
+        f"             secrets={secrets!r},",
+        f"             trusted={trusted_origin(config)!r})",
         "",
         "# --- in the single-user image (Dockerfile or environment) ---",
         "# pip install 'f2git[hub] @ git+<f2git's git URL>'   (or the wheel of `make dist`, with [hub])",
@@ -153,6 +161,12 @@ def render(config: Config, *, external: bool = False) -> str:
         + "; links then use f2git:: URLs",
     ]
     return "\n".join(lines) + "\n"
+
+
+def trusted_origin(config: Config) -> str:
+    """f2git's origin as students' git reaches it: what pullhook may send hub tokens to."""
+    parts = urlsplit(config.server.public_url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def external_environment(config: Config) -> dict[str, str]:

@@ -8,9 +8,13 @@ git runs this for URLs `f2git://host[:port]/prefix/git/<course>` (fetched over h
 `f2git::<http or https URL>/git/<course>` (any scheme: loopback, in-cluster http). The
 course name is the URL's last segment, so nbgitpuller names the student's folder after it.
 
-The student's hub token ($JUPYTERHUB_API_TOKEN) is sent only to the f2git origin, as an
-`Authorization` header set through GIT_CONFIG_COUNT/KEY/VALUE in the environment of the
-exec'd transport: never in a URL, `.git/config`, argv or output.
+A link is a URL anyone can write, so the student's hub token ($JUPYTERHUB_API_TOKEN) is
+sent only to an f2git the image trusts: the hub's own origins, as the single-user server
+knows them from its JUPYTERHUB_* environment, and the origins the image admin lists in
+$F2GIT_PULLHOOK_TRUSTED (`f2git hub-config` sets it to f2git's public URL). For any other
+address nothing is sent and the student reads why. It travels as an `Authorization` header
+set through GIT_CONFIG_COUNT/KEY/VALUE in the environment of the exec'd transport: never in
+a URL, `.git/config`, argv or output, and never to a mirror.
 
 When f2git refuses (not logged in, not in the course, no such course, unreachable), the
 reason must reach the student's nbgitpuller page. nbgitpuller discards the stderr of its
@@ -34,6 +38,10 @@ from urllib.parse import urlsplit
 PLACEHOLDER = "0" * 39 + "1"  # names no object: a fetch of it could only fail
 GIT_URL = re.compile(r"^(?P<base>https?://[^/?#]+(?:/[^?#]*?)?)/git/(?P<course>[a-z0-9][a-z0-9._-]*?)(?:\.git)?/?$")
 TOKEN_VARIABLE = "JUPYTERHUB_API_TOKEN"
+TRUSTED_VARIABLE = "F2GIT_PULLHOOK_TRUSTED"  # origins (or URLs) separated by spaces or commas
+# What a single-user server knows of its hub: the API (often an in-cluster address) and,
+# where the hub sets them, its public URLs.
+HUB_URL_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_PUBLIC_URL", "JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_HOST")
 DEFAULT_TIMEOUT = 60.0  # s; the server bounds its own wait by refresh_wait
 
 
@@ -63,6 +71,22 @@ def origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def trusted_origins(env: Mapping[str, str]) -> set[tuple[str, str, int | None]]:
+    """The origins this image may send a student's hub token to."""
+    urls = [env.get(name, "") for name in HUB_URL_VARIABLES]
+    urls += re.split(r"[\s,]+", env.get(TRUSTED_VARIABLE, ""))
+    return {origin(url) for url in urls if urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname}
+
+
+def untrusted(target: Target, env: Mapping[str, str]) -> str | None:
+    """Why the token must not go to `target`, or None when it may."""
+    if origin(target.base) in trusted_origins(env):
+        return None
+    return (f"this link points to f2git at {target.base}, which this JupyterHub does not trust with your"
+            " login, so nothing was sent there. Use the course link your instructor gave you; if this is"
+            f" it, tell them (a hub admin can trust that address in {TRUSTED_VARIABLE})")
 
 
 def ask_remote(target: Target, token: str, timeout: float) -> dict:
@@ -148,6 +172,8 @@ def prepare(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str
     """The transport command and its environment for one helper invocation."""
     target = parse_address(address)
     token = env.get(TOKEN_VARIABLE, "")
+    if token and (reason := untrusted(target, env)):
+        raise HelperError(reason)
     try:
         timeout = float(env.get("F2GIT_PULLHOOK_TIMEOUT") or DEFAULT_TIMEOUT)
     except ValueError:

@@ -103,6 +103,9 @@ class GitHost:
 HUB_CONFIG = '''
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
+# where students reach the hub: single-user servers get it as $JUPYTERHUB_PUBLIC_HUB_URL, and
+# pullhook trusts f2git behind it (<hub>/services/f2git) with students' tokens
+c.JupyterHub.public_url = "http://127.0.0.1:{port}/"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"

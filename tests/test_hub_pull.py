@@ -244,3 +244,18 @@ def test_a_mirrored_course_is_pulled_from_the_mirror_with_the_hub_token_sent_onl
     token = server_token(hub.hub_port, "ana")
     assert all(token not in header for header in hub.mirror.authorizations)
     assert MIRROR_TOKEN not in hub.log()
+
+
+def test_a_crafted_link_never_sends_a_students_token_to_a_stranger(hub):
+    """An nbgitpuller link is a URL anyone can write: one naming another host makes the
+    student's click fail with the reason, and that host hears nothing (no token)."""
+    from tests.httpserver import FileServer
+    with FileServer() as stranger:
+        stranger.put(f"/api/courses/{COURSE}/remote", b'{"course": "cs101", "git_url": "", "mirror": null}')
+        events = hub.click("ana", hub.tokens["ana"], f"f2git::http://127.0.0.1:{stranger.port}/git/{COURSE}",
+                           targetpath="crafted")
+        assert events[-1]["phase"] == "error", events
+        assert "does not trust" in shown(events) and "nothing was sent" in shown(events), events
+        assert stranger.requests == []
+    # the hub's own f2git still gets the student's clicks
+    assert hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, COURSE))[-1] == {"phase": "finished"}

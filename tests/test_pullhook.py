@@ -78,6 +78,8 @@ def serve(tmp_path, source, monkeypatch, **course):
     monkeypatch.setenv("MIRROR_TOKEN", MIRROR_TOKEN)
 
     def make(port):
+        # the image trusts this f2git with the student's token (as `f2git hub-config` arranges)
+        monkeypatch.setenv("F2GIT_PULLHOOK_TRUSTED", f"http://127.0.0.1:{port}")
         data = {"server": {"data_dir": str(tmp_path / "data"), "port": port, "refresh_ttl": 0,
                            "auth": "token", "tokens_env": "F2GIT_TOKENS"},
                 "courses": {COURSE: {"source": "local", "path": str(source.path), "schedule": 0, **course}}}
@@ -183,3 +185,37 @@ def test_pull_from_the_mirror_after_a_refresh_without_sending_the_hub_token_ther
             assert len(host.upload_requests) > fetched_from_mirror
             assert all(STUDENT_TOKEN not in header for header in host.authorizations)
             assert_token_nowhere(student)
+
+
+# -- a crafted link: the token goes only to an f2git the image trusts ----------------------
+
+@pytest.mark.parametrize("env, trusted, refused", [
+    ({"JUPYTERHUB_API_URL": "http://hub:8081/hub/api"}, "http://hub:8081/services/f2git", "http://hub:8082"),
+    ({"JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.edu/hub/"}, "https://hub.example.edu/services/f2git",
+     "https://hub.example.edu.evil.org"),
+    ({"F2GIT_PULLHOOK_TRUSTED": "http://f2git:8765, https://f2git.example.edu"}, "https://f2git.example.edu",
+     "http://f2git:8766"),
+    ({}, None, "https://hub.example.edu"),
+])
+def test_the_hubs_own_origins_and_the_listed_ones_are_trusted_nothing_else(env, trusted, refused):
+    from pullhook.remote_helper import untrusted
+    if trusted:
+        assert untrusted(parse_address(f"{trusted}/git/cs101"), env) is None
+    reason = untrusted(parse_address(f"{refused}/git/cs101"), env)
+    assert reason and "does not trust" in reason and "nothing was sent" in reason
+
+
+@pytest.mark.parametrize("scheme", ["f2git::http", "f2git::https"])
+def test_a_crafted_link_to_another_host_gets_no_token_and_the_student_reads_why(tmp_path, source, monkeypatch,
+                                                                                  scheme):
+    from tests.httpserver import FileServer
+    with serve(tmp_path, source, monkeypatch), FileServer() as stranger:
+        stranger.put("/api/courses/cs101/remote", b'{"course": "cs101", "git_url": "", "mirror": null}')
+        link = f"{scheme}://127.0.0.1:{stranger.port}/git/{COURSE}"
+        clone = git("clone", "--depth", "1", link, str(tmp_path / "crafted"), check=False)
+        assert clone.returncode != 0
+        assert b"does not trust" in clone.stderr and b"nothing was sent" in clone.stderr
+        assert not any(STUDENT_TOKEN in str(request.headers) for request in stranger.requests)
+        assert stranger.requests == []  # not even asked: nothing to leak
+        # nbgitpuller's own ls-remote goes through too (and sends nothing)
+        assert git("ls-remote", link, check=False).returncode == 0 and stranger.requests == []
