@@ -2,7 +2,8 @@
 ported in tests/fixtures/zenodo/serializers.py: zenodo.org's default `application/json`
 record (zenodo-rdm's ZenodoSchema, whose file links carry the key unencoded), InvenioRDM's
 record (FilesSchema: entries without links, left out without the read_files permission) and
-its `/api/records/<id>/files` listing (FileSchema with `links.content`)."""
+its `/api/records/<id>/files` listing (FileSchema with `links.content`). A record's answer,
+`record_json`, comes from tests/zenodofake.py, where other tests find it too."""
 from __future__ import annotations
 
 import hashlib
@@ -18,27 +19,15 @@ import responses
 from connectors import AuthError, SourceError
 from connectors.zenodo import EmbargoedError, ZenodoConnector, ZenodoOptions
 from tests.conformance import ConnectorConformance, by_path, read_all
-from tests.fixtures.zenodo.serializers import files_endpoint, rdm_record, zenodojson_record
+from tests.fixtures.zenodo.serializers import files_endpoint
+from tests.zenodofake import API, record_json
 
-API = "https://zenodo.org/api"
 TOKEN = "zenodo-token-Distinctive-4c1e"
 _ids = itertools.count(10650001, 7)
 
 
 def md5(content: bytes) -> str:
     return hashlib.md5(content).hexdigest()
-
-
-def record_json(record_id: int, files: dict[str, bytes], *, rdm: bool = False, access_right: str = "open",
-                embargo_date: str | None = None, concept: int = 10650000) -> dict:
-    """A record as GET /api/records/<id> answers it: zenodo.org's default serializer, or with
-    rdm=True InvenioRDM's; files are listed only to who may read them."""
-    readable = access_right == "open"
-    if rdm:
-        return rdm_record(API, record_id, files, access=access_right, embargo_until=embargo_date,
-                          may_read_files=readable, concept=concept)
-    return zenodojson_record(API, record_id, files, access_right=access_right, embargo_date=embargo_date,
-                             may_read_files=readable, concept=concept)
 
 
 def serve_record(record: dict, files: dict[str, bytes], latest_of: int | None = None) -> None:
