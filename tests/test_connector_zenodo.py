@@ -18,6 +18,7 @@ import responses
 
 from connectors import AuthError, SourceError
 from connectors.zenodo import EmbargoedError, ZenodoConnector, ZenodoOptions
+from tests.archivefiles import zip_bytes
 from tests.conformance import ConnectorConformance, by_path, read_all
 from tests.fixtures.zenodo.serializers import files_endpoint
 from tests.zenodofake import API, record_json
@@ -286,14 +287,6 @@ def test_server_errors_are_retried():
 
 # --- a record made of one archive (a GitHub release, a zipped course folder) ---------------
 
-def zipped(files: dict[str, bytes], top: str = "course-v1.2/") -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, content in files.items():
-            archive.writestr(top + path, content)
-    return buffer.getvalue()
-
-
 def tar_gzipped(files: dict[str, bytes]) -> bytes:
     import tarfile
     buffer = io.BytesIO()
@@ -311,7 +304,7 @@ class TestZenodoSingleArchiveRecord(MockedZenodo):
     def publish(self, files):
         self.mock.reset()
         record_id = next(_ids)
-        archive = {"owner/course-v1.2.zip": zipped(files)}
+        archive = {"owner/course-v1.2.zip": zip_bytes(files, top="course-v1.2/")}
         self.mock.add("GET", f"{API}/records/{record_id}", json=record_json(record_id, archive))
         key = "owner/course-v1.2.zip"
         self.mock.add("GET", f"{API}/records/{record_id}/files/{quote(key)}/content", body=archive[key])
@@ -351,7 +344,7 @@ def test_a_tar_gz_record_is_unpacked_and_the_archive_md5_is_checked():
 
 @responses.activate
 def test_extract_true_needs_a_single_file_and_says_so():
-    files = {"a.zip": zipped({"x": b"x"}), "b.txt": b"b"}
+    files = {"a.zip": zip_bytes({"x": b"x"}, top="course-v1.2/"), "b.txt": b"b"}
     serve_record(record_json(72, files), files)
     with connector(72, latest=False, extract=True) as zenodo, pytest.raises(SourceError, match="key 'extract'.*2 files"):
         zenodo.list({})

@@ -35,9 +35,7 @@ from tests.repohelpers import Student, git, machine_git_config_ignored  # noqa: 
 from tests.serverhelpers import RunningServer
 from tests.studipfake import FakeStudip
 from tests.webdav import write_tree
-from tests.zenodofake import API as ZENODO_API
-from tests.test_connector_zenodo import zipped
-from tests.zenodofake import record_json
+from tests.zenodofake import API as ZENODO_API, record_json
 
 COURSE = "kurs1"
 EXERCISE = "Übung 1/aufgabe.ipynb"
@@ -155,7 +153,7 @@ class Zenodo(Source):
     def publish(self, files: dict[str, bytes]) -> None:
         self.version += 1
         key = "lehrstuhl/kurs-v1.zip"
-        archive = {key: zipped(files, top="kurs-v1/")}
+        archive = {key: zip_bytes(files, top="kurs-v1/")}
         latest = f"{ZENODO_API}/records/{self.concept}/versions/latest"
         new = f"{ZENODO_API}/records/{self.version}"
         if self.version == self.concept + 1:
