@@ -21,13 +21,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from f2git import status
 from f2git.store import CourseRepo
+from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS, DEMO
 from tests.repohelpers import SourceFolder, isolated_git
 from tests.serverhelpers import RunningServer, config_factory
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-course"
 PHONE = {"width": 390, "height": 844}
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from connectors import SourceError
 from connectors.http import HttpConnector, HttpOptions
+from tests.archivefiles import zip_bytes
 from tests.conformance import by_path, read_all
 from tests.nginx import Nginx
-from tests.test_connector_http import zip_bytes
 
 
 @pytest.fixture(scope="module")

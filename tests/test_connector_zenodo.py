@@ -2,7 +2,8 @@
 ported in tests/fixtures/zenodo/serializers.py: zenodo.org's default `application/json`
 record (zenodo-rdm's ZenodoSchema, whose file links carry the key unencoded), InvenioRDM's
 record (FilesSchema: entries without links, left out without the read_files permission) and
-its `/api/records/<id>/files` listing (FileSchema with `links.content`)."""
+its `/api/records/<id>/files` listing (FileSchema with `links.content`). A record's answer,
+`record_json`, comes from tests/zenodofake.py, where other tests find it too."""
 from __future__ import annotations
 
 import hashlib
@@ -17,28 +18,17 @@ import responses
 
 from connectors import AuthError, SourceError
 from connectors.zenodo import EmbargoedError, ZenodoConnector, ZenodoOptions
+from tests.archivefiles import zip_bytes
 from tests.conformance import ConnectorConformance, by_path, read_all
-from tests.fixtures.zenodo.serializers import files_endpoint, rdm_record, zenodojson_record
+from tests.fixtures.zenodo.serializers import files_endpoint
+from tests.zenodofake import API, record_json
 
-API = "https://zenodo.org/api"
 TOKEN = "zenodo-token-Distinctive-4c1e"
 _ids = itertools.count(10650001, 7)
 
 
 def md5(content: bytes) -> str:
     return hashlib.md5(content).hexdigest()
-
-
-def record_json(record_id: int, files: dict[str, bytes], *, rdm: bool = False, access_right: str = "open",
-                embargo_date: str | None = None, concept: int = 10650000) -> dict:
-    """A record as GET /api/records/<id> answers it: zenodo.org's default serializer, or with
-    rdm=True InvenioRDM's; files are listed only to who may read them."""
-    readable = access_right == "open"
-    if rdm:
-        return rdm_record(API, record_id, files, access=access_right, embargo_until=embargo_date,
-                          may_read_files=readable, concept=concept)
-    return zenodojson_record(API, record_id, files, access_right=access_right, embargo_date=embargo_date,
-                             may_read_files=readable, concept=concept)
 
 
 def serve_record(record: dict, files: dict[str, bytes], latest_of: int | None = None) -> None:
@@ -297,14 +287,6 @@ def test_server_errors_are_retried():
 
 # --- a record made of one archive (a GitHub release, a zipped course folder) ---------------
 
-def zipped(files: dict[str, bytes], top: str = "course-v1.2/") -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, content in files.items():
-            archive.writestr(top + path, content)
-    return buffer.getvalue()
-
-
 def tar_gzipped(files: dict[str, bytes]) -> bytes:
     import tarfile
     buffer = io.BytesIO()
@@ -322,7 +304,7 @@ class TestZenodoSingleArchiveRecord(MockedZenodo):
     def publish(self, files):
         self.mock.reset()
         record_id = next(_ids)
-        archive = {"owner/course-v1.2.zip": zipped(files)}
+        archive = {"owner/course-v1.2.zip": zip_bytes(files, top="course-v1.2/")}
         self.mock.add("GET", f"{API}/records/{record_id}", json=record_json(record_id, archive))
         key = "owner/course-v1.2.zip"
         self.mock.add("GET", f"{API}/records/{record_id}/files/{quote(key)}/content", body=archive[key])
@@ -362,7 +344,7 @@ def test_a_tar_gz_record_is_unpacked_and_the_archive_md5_is_checked():
 
 @responses.activate
 def test_extract_true_needs_a_single_file_and_says_so():
-    files = {"a.zip": zipped({"x": b"x"}), "b.txt": b"b"}
+    files = {"a.zip": zip_bytes({"x": b"x"}, top="course-v1.2/"), "b.txt": b"b"}
     serve_record(record_json(72, files), files)
     with connector(72, latest=False, extract=True) as zenodo, pytest.raises(SourceError, match="key 'extract'.*2 files"):
         zenodo.list({})

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS, DEMO
 from tests.serveprocess import descendants, free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, DEMO
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,8 +22,8 @@ from f2git.snapshot import sync_course
 from f2git.store import CourseRepo, SnapshotWriter
 from tests.httpserver import FileServer
 from tests.serveprocess import ServeProcess, write_config
-from tests.test_connector_canvas import BASE as CANVAS, TOKEN, FakeCanvas
 from tests.archivefiles import zip_bytes
+from tests.canvasfake import BASE as CANVAS, TOKEN, FakeCanvas
 from tests.repocheck import fsck_clean, snapshot, write_course
 
 

@@ -14,7 +14,7 @@ from f2git.server.app import Schedule
 from f2git.server.refresh import Refresher
 from f2git.server.releases import RELEASE_DELAY, ReleaseSchedule
 from f2git.store import CourseRepo
-from tests.test_connector_canvas import BASE, COURSE, NOW, TOKEN, fake, iso  # noqa: F401 (fixture)
+from tests.canvasfake import BASE, COURSE, NOW, TOKEN, fake, iso  # noqa: F401 (fixture)
 
 UNLOCK = NOW + timedelta(hours=1)
 

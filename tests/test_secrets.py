@@ -23,9 +23,9 @@ from f2git import status
 from f2git.config import parse
 from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
+from tests.canvasfake import TOKEN as CANVAS_FAKE_TOKEN, FakeCanvas
 from tests.serveprocess import ROOT, write_config
 from tests.serverhelpers import RunningServer
-from tests.test_connector_canvas import TOKEN as CANVAS_FAKE_TOKEN, FakeCanvas
 
 ENV = {
     "CANVAS_TOKEN": "tok-SECRET-93f1",

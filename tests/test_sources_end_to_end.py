@@ -24,19 +24,18 @@ import responses
 
 from f2git import cli, status
 from f2git.config import Config, parse
+from tests.archivefiles import zip_bytes
+from tests.canvasfake import FakeCanvas
 from tests.httpserver import FileServer
 from tests.iliasdav import IliasDav
 from tests.lms_contract import SECRET_BYTES, SECRET_NAME
+from tests.moodlefake import FakeMoodle
 from tests.rcloneserve import RcloneWebDav
 from tests.repohelpers import Student, git, machine_git_config_ignored  # noqa: F401 (autouse fixture)
 from tests.serverhelpers import RunningServer
-from tests.test_connector_canvas import FakeCanvas
-from tests.archivefiles import zip_bytes
-from tests.test_connector_moodle import FakeMoodle
-from tests.test_connector_studip import FakeStudip
-from tests.test_connector_zenodo import API as ZENODO_API
-from tests.test_connector_zenodo import record_json, zipped
+from tests.studipfake import FakeStudip
 from tests.webdav import write_tree
+from tests.zenodofake import API as ZENODO_API, record_json
 
 COURSE = "kurs1"
 EXERCISE = "Übung 1/aufgabe.ipynb"
@@ -154,7 +153,7 @@ class Zenodo(Source):
     def publish(self, files: dict[str, bytes]) -> None:
         self.version += 1
         key = "lehrstuhl/kurs-v1.zip"
-        archive = {key: zipped(files, top="kurs-v1/")}
+        archive = {key: zip_bytes(files, top="kurs-v1/")}
         latest = f"{ZENODO_API}/records/{self.concept}/versions/latest"
         new = f"{ZENODO_API}/records/{self.version}"
         if self.version == self.concept + 1:

@@ -1,0 +1,11 @@
+"""Debian's Chromium for the browser tests (Playwright drives it, never a downloaded
+browser: `executable_path=CHROMIUM, args=CHROMIUM_ARGS`) and the demo course they serve
+(examples/demo-course)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-course"
