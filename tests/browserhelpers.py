@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from playwright.sync_api import expect
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-course"
+
+# Playwright's assertions retry for 5 s by default: too short for Chromium on two busy cores
+# (CI runs hubs, git herds and browsers in one suite). A passing page passes at once anyway.
+expect.set_options(timeout=20_000)

@@ -64,7 +64,9 @@ def test_kill_9_of_the_server_during_syncs_leaves_a_complete_snapshot(tmp_path):
                 pass
 
         threading.Thread(target=refresh, daemon=True).start()
-        if not answered.wait(duration * (attempt + 0.5) / 6):
+        # kills spread over the first ~70% of a measured sync: later ones would often come after
+        # the end when the machine is less busy than at the measurement
+        if not answered.wait(duration * (attempt + 0.5) / 8):
             server.kill()
             kills += 1
         server.stop()
