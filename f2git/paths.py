@@ -19,6 +19,9 @@ _IGNORABLE = re.compile("[\u200b-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
 _GIT_FILES = {"git": None, "gitmodules": "gi7eba", "gitattributes": "gi250a"}
 
 
+_HASHED_SHORT_NAME = re.compile(r"([0-9a-z]{1,6})~([1-9][0-9]*)(.*)", re.DOTALL)
+
+
 class UnsafePath(ValueError):
     """The reason a path was refused, in words for the skip report."""
 
@@ -42,14 +45,16 @@ def _is_ntfs_name(name: str, dotted: str, short_prefix: str | None) -> bool:
     if short_prefix is None:
         return False
     # The hashed fall-back ("gi7eba~1", "gi7eb~12"): a prefix of it, "~", digits, 8 characters.
-    match = re.fullmatch(r"([0-9a-z]{1,6})~([1-9][0-9]*)(.*)", lower, re.DOTALL)
+    match = _HASHED_SHORT_NAME.fullmatch(lower)
     return bool(match and len(match[1]) + 1 + len(match[2]) == 8 and short_prefix.startswith(match[1])
                 and _only_spaces_and_dots(match[3]))
 
 
 def _is_git_name(name: str) -> bool:
     # HFS+ ignores some code points when comparing names: ".g\u200cit" is ".git" on a Mac.
-    plain = _IGNORABLE.sub("", name)
+    plain = name if name.isascii() else _IGNORABLE.sub("", name)
+    if not plain.startswith(".") and "~" not in plain:
+        return False  # neither a dotted name nor an 8.3 short name: most names, cheaply
     return any(_is_ntfs_name(plain, dotted, prefix) or plain.casefold() == "." + dotted
                for dotted, prefix in _GIT_FILES.items())
 
