@@ -29,6 +29,9 @@ from .lanes import Job, SyncLanes
 log = logging.getLogger("f2git.refresh")
 
 WORKERS = 4  # syncs at once that hold a worker
+# s after which a sync stops counting against the workers: a click behind hung sources waits
+# about this long at most, not refresh_wait; a big course's honest sync merely runs beside others
+SLOW_AFTER = 2.0
 MAX_SYNC_THREADS = 32  # all sync threads, slow ones included: how many hung courses are outlived
 DISK_CHECK_EVERY = 10.0  # s between probes of the data dir for /healthz
 
@@ -71,7 +74,7 @@ class Refresher:
         courses = max(1, len(config.courses))
         self._lanes = SyncLanes(workers=max_workers or min(WORKERS, courses),
                                 limit=min(MAX_SYNC_THREADS, courses),
-                                slow_after=max(config.server.refresh_wait, 1.0))
+                                slow_after=max(1.0, min(config.server.refresh_wait, SLOW_AFTER)))
         self._courses: dict[str, CourseState] = {}
         for name in config.courses:
             record = status.read_file(config, name)  # JSON only: the heads load later, off the loop
