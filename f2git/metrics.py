@@ -10,12 +10,14 @@ import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from . import status
 
 if TYPE_CHECKING:
     from .config import Config
+    from .server.packcache import PackCache
     from .server.refresh import Refresher
     from .snapshot import SyncResult
 
@@ -64,6 +66,10 @@ class Metrics:
             self.restore(refresher.status(name))
             self.has_snapshot.labels(name).set_function(lambda name=name: refresher.snapshot_likely(name))
 
+    def watch_pack_cache(self, cache: "PackCache") -> None:
+        """The pack cache's figures, read from it at each scrape."""
+        self.registry.register(_PackCacheCollector(cache))
+
     def restore(self, record: "status.CourseStatus", has_snapshot: bool | None = None) -> None:
         """Per-course gauges as the status files left them (after a restart)."""
         self.last_success.labels(record.course).set(record.last_success or 0)
@@ -98,3 +104,29 @@ class Metrics:
     def exposition(self) -> tuple[str, bytes]:
         """(content type, body) of a scrape."""
         return CONTENT_TYPE_LATEST, generate_latest(self.registry)
+
+
+class _PackCacheCollector:
+    """How the pack cache answered git's pack requests: a hit costs a file read, a git run
+    costs upload-pack (on a click, or built ahead after a release so no click pays)."""
+
+    def __init__(self, cache: "PackCache"):
+        self.cache = cache
+
+    def collect(self):
+        stats = self.cache.stats()
+        answers = CounterMetricFamily("f2git_pack_cache_answers", "Git requests the pack cache answered,"
+                                      " from a stored or shared answer (hit) or by running git (miss)",
+                                      labels=["result"])
+        answers.add_metric(["hit"], stats["hits"])
+        answers.add_metric(["miss"], stats["misses"])
+        yield answers
+        runs = CounterMetricFamily("f2git_pack_cache_git_runs", "git upload-pack runs whose answer the cache"
+                                   " stored: for a click, or built ahead after a release", labels=["when"])
+        runs.add_metric(["click"], stats["computed"])
+        runs.add_metric(["ahead"], stats["prebuilt"])
+        yield runs
+        yield GaugeMetricFamily("f2git_pack_cache_bytes", "Bytes of stored answers (bounded by pack_cache_size)",
+                                value=stats["bytes"])
+        yield GaugeMetricFamily("f2git_pack_cache_entries", "Stored answers", value=stats["entries"])
+        yield GaugeMetricFamily("f2git_pack_cache_running", "git runs the cache is waiting for", value=stats["running"])

@@ -110,3 +110,17 @@ def test_each_app_has_its_own_registry_and_restores_course_health_from_status(ma
     restored = Metrics(config)
     assert restored.last_success.labels("demo")._value.get() == status.read(config, "demo").last_success
     assert restored.has_snapshot.labels("demo")._value.get() == 1
+
+
+def test_the_pack_cache_shows_its_hits_and_git_runs(tmp_path, files):
+    make = config_factory(tmp_path, {"notes": {"source": "http", "url": files.url("/notes.ipynb"), "schedule": 0}},
+                          refresh_ttl=3600)
+    with RunningServer(make) as server:
+        for number in range(3):  # the same shallow clone three times: git runs once
+            git("clone", "--depth", "1", server.git_url("notes"), str(tmp_path / f"clone{number}"))
+        samples = scrape(server)
+    runs = value(samples, "f2git_pack_cache_git_runs_total", when="click") + \
+        value(samples, "f2git_pack_cache_git_runs_total", when="ahead")
+    assert runs >= 1
+    assert value(samples, "f2git_pack_cache_answers_total", result="hit") >= 2
+    assert value(samples, "f2git_pack_cache_entries") >= 1 and value(samples, "f2git_pack_cache_bytes") > 0

@@ -48,6 +48,8 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     metrics = Metrics(config)
     metrics.watch(refresher)
     backends = Backends(config.server.max_git_processes) if backends is None else backends
+    pack_cache = git.make_pack_cache(config, backends, refresher)
+    metrics.watch_pack_cache(pack_cache)
     return tornado.web.Application(
         auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
                                                  + dashboard.routes(refresher)) + auth.extra_handlers(),
@@ -58,7 +60,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_refresher=refresher,
         f2git_metrics=metrics,
         f2git_backends=backends,
-        f2git_packcache=git.make_pack_cache(config, backends, refresher),
+        f2git_packcache=pack_cache,
         f2git_next_refresh=next_refresh,
         log_function=log_request,
     )
