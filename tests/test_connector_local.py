@@ -1,4 +1,5 @@
-"""The `local` connector: a folder on the server's disk."""
+"""The `local` connector against the real file system of this machine (a folder on the
+server's disk), including a hostile owner who swaps parts of it for links mid-sync."""
 from __future__ import annotations
 
 import json
