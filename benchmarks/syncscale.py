@@ -45,9 +45,38 @@ if sys.argv[2] == "list":
         source.list({})
     answer = {"ok": True}
 else:
-    result = sync_course(config, course)
+    result = sync_course(config, course, remember=False)  # as `f2git sync` runs it
     answer = {"ok": result.ok, "error": result.error, "modified": result.modified, "changed": result.changed}
 print(json.dumps({**answer, "seconds": time.perf_counter() - started, "cpu": cpu() - used}))
+"""
+# Re-syncs inside one long-running process, as `f2git serve` runs them: the first sync lists
+# the whole folder; the two measured after it (no change, then one file changed) use the
+# change journal and what the engine kept (issue 14.5).
+SERVER_DRIVER = """
+import json, os, resource, sys, time
+from f2git.config import load
+from f2git.snapshot import sync_course
+config = load(sys.argv[1])
+course = config.courses["bench"]
+changed = sys.argv[2]
+def cpu():
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+def timed(expect):
+    started, used = time.perf_counter(), cpu()
+    result = sync_course(config, course)
+    assert result.ok and result.modified == expect, (result.error, result.modified)
+    return [time.perf_counter() - started, cpu() - used]
+assert sync_course(config, course).ok
+same = timed(0)
+size = os.path.getsize(changed)
+with open(changed, "r+b") as handle:
+    handle.seek(max(0, size - 1024))
+    handle.write(os.urandom(min(size, 1024)))
+info = os.stat(changed)
+os.utime(changed, ns=(info.st_atime_ns, info.st_mtime_ns + 2_000_000_000))
+one = timed(1)
+print(json.dumps({"same": same, "one": one, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 """
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "b",
            "GIT_AUTHOR_EMAIL": "b@example.org", "GIT_COMMITTER_NAME": "b",
@@ -95,7 +124,7 @@ def touch_newer(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
 
 
-def one_course(work: Path, label: str, make_source) -> list[tuple[str, str]]:
+def one_course(work: Path, label: str, make_source, server: dict | None = None) -> list[tuple[str, str]]:
     source, plain = work / "source", work / "plain"
     changed = make_source(source)
     config = write_config(work / "f2git.toml", {"data_dir": "data"},
@@ -116,7 +145,17 @@ def one_course(work: Path, label: str, make_source) -> list[tuple[str, str]]:
     rows = [(f"{label}: {name}", figures(ours, theirs)) for name, ours, theirs in (
         ("first sync", first, git_first), ("re-sync, no change", same, git_same),
         ("re-sync, one file changed", one, git_one))]
-    return rows + [(f"{label}: listing the source alone", figures(listing, None))]
+    rows.append((f"{label}: listing the source alone", figures(listing, None)))
+    if server is not None:
+        _, _, _, out = run_alone([sys.executable, "-c", SERVER_DRIVER, str(config), str(changed)])
+        kept = json.loads(out)
+        for name in ("same", "one"):
+            seconds, used = kept[name]
+            server[(label, name)] = seconds, used
+            what = "no change" if name == "same" else "one file changed"
+            rows.append((f"{label}: re-sync in the server, {what}",
+                         figures((seconds, used, kept["rss"]), None)))
+    return rows
 
 
 def figures(ours, theirs) -> str:
@@ -158,10 +197,17 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="f2git-syncscale-", dir=os.environ.get("F2GIT_BENCH_DIR")) as folder:
         work = Path(folder)
+        server: dict = {}
         for count in (TINY, *sizes["files"]):
             (work / str(count)).mkdir()
-            rows += one_course(work / str(count), f"{count:>6} files", files_course(count))
+            rows += one_course(work / str(count), f"{count:>6} files", files_course(count), server)
             shutil.rmtree(work / str(count))
+        # Issue 14.5's target: a one-file re-sync of the largest course within 2x of the tiny one's.
+        tiny, large = f"{TINY:>6} files", f"{max(sizes['files']):>6} files"
+        for name, what in (("same", "no change"), ("one", "one file changed")):
+            ratio = [server[(large, name)][i] / max(server[(tiny, name)][i], 1e-3) for i in (0, 1)]
+            rows.append((f"server re-sync, {what}: {large.strip()} / {TINY} files",
+                         f"{ratio[0]:5.2f}x wall, {ratio[1]:5.2f}x CPU"))
         (work / "big").mkdir()
         rows += one_course(work / "big", f"1 file of {sizes['big'] >> 20} MiB", big_course(sizes["big"]))
     rows.insert(0, ("", "f2git: wall, CPU, peak RSS      | git alone: wall, CPU, peak RSS  | ratio wall, CPU"))

@@ -49,6 +49,12 @@ class Listing:
     # Items the source's rules might release but f2git cannot decide, so withheld: reason → count
     # (e.g. "grade restriction" → 2). Counts only: their names never leave the connector.
     withheld: dict[str, int] = field(default_factory=dict)
+    # None: a full listing. A set (from Connector.list_changes): only these paths were looked at
+    # again; `entries` and `skipped` hold what they are now (a path in neither is gone), and
+    # every other path is as the listing that returned the `state` passed in said.
+    touched: set[str] | None = None
+    # list_changes can follow this listing with only what changed (the engine then keeps it).
+    follow_up: bool = False
 
 
 @dataclass
@@ -198,6 +204,11 @@ class Connector(AbstractContextManager):
     def list(self, state: Mapping[str, Any]) -> Listing:
         """Every released entry, complete, or raise SourceError. `state` is the last Listing.state."""
         raise NotImplementedError
+
+    def list_changes(self, state: Mapping[str, Any]) -> Listing | None:
+        """Only what changed since the listing that returned `state` (see Listing.touched), when
+        the source can tell that without listing everything; None: call list()."""
+        return None
 
     def open(self, entry: Entry) -> BinaryIO:
         """A readable binary stream of the entry's bytes (a context manager). Raise SourceError on failure."""

@@ -2,24 +2,31 @@
 
 Whoever writes that folder may swap any part of it for a link at any moment. So below the
 configured root nothing is opened by name from the top: the listing walks directory
-descriptors (`os.fwalk`), and a file is opened one component at a time relative to the
-root's descriptor with O_NOFOLLOW, then checked to be the very file that was listed.
+descriptors opened with O_NOFOLLOW, and a file is opened one component at a time relative to
+the root's descriptor with O_NOFOLLOW, then checked to be the very file that was listed.
+
+In a long-running server a change journal (connectors/_journal.py) remembers which files
+events named since a listing, so list_changes() re-reads only those.
 """
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
+from . import _journal
 from .base import Connector, Entry, Listing, Skipped, SourceError
 
 _NO_LINKS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in for a file must not block the open.
 _FILE_FLAGS = _NO_LINKS | os.O_NONBLOCK
 _DIR_FLAGS = _NO_LINKS | os.O_DIRECTORY
+
+log = logging.getLogger("f2git.sync")
 
 
 @dataclass
@@ -34,13 +41,6 @@ class _Listed:
     parts: tuple[str, ...]
     device: int
     inode: int
-
-
-def _is_folder(name: str, folder_fd: int) -> bool:
-    try:
-        return stat.S_ISDIR(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False  # gone or unreadable: reported with the files
 
 
 class LocalConnector(Connector):
@@ -64,33 +64,114 @@ class LocalConnector(Connector):
                 raise SourceError(f"local folder {root} does not exist or is not a folder") from None
         return self._root_fd
 
+    def _journal_key(self) -> tuple:
+        info = os.fstat(self._root())
+        return (self.course, info.st_dev, info.st_ino)
+
     def list(self, state: Mapping[str, Any]) -> Listing:
         listing = Listing()
-
-        def failed(error: OSError) -> None:
-            # An unreadable folder means an incomplete listing: never read it as deletions.
-            where = error.filename if isinstance(error.filename, str) else "a folder"
-            raise SourceError(f"cannot read {where}: {error.strerror}")
-
-        # fwalk never descends into a link, but lists a link to a folder among the folders.
-        for folder, dirs, files, folder_fd in os.fwalk(".", dir_fd=self._root(), onerror=failed):
-            links = [name for name in dirs if not _is_folder(name, folder_fd)]
-            dirs[:] = sorted(name for name in dirs if name not in links)
-            prefix = "" if folder == "." else os.path.normpath(folder).replace(os.sep, "/") + "/"  # once per folder
-            for name in sorted(files + links):
-                relative = prefix + name
-                try:
-                    info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-                except OSError as error:
-                    failed(error)
-                if not stat.S_ISREG(info.st_mode):
-                    listing.skipped.append(Skipped(relative, "not a regular file (links are not followed)"))
-                    continue
-                # mtime and size: an unchanged tree is never re-read.
-                version = f"{info.st_mtime_ns}:{info.st_size}"
-                ref = _Listed(tuple(relative.split("/")), info.st_dev, info.st_ino)
-                listing.entries.append(Entry(relative, info.st_size, version, ref=ref))
+        key = self._journal_key()
+        journal = _journal.start(key, key[1])
+        # Each folder is watched before it is read: nothing created meanwhile goes unseen.
+        token = journal.token if journal else None
+        try:
+            self._walk(listing, journal)
+        except BaseException:
+            if journal is not None:
+                _journal.drop(key, journal)
+            raise
+        if journal is not None and _journal.find(key) is journal:
+            listing.state, listing.follow_up = {"journal": token}, True
         return listing
+
+    def _walk(self, listing: Listing, journal: "_journal.Journal | None") -> None:
+        """Every file below the root, one folder descriptor at a time (never a path from the top)."""
+        pending = [("", os.dup(self._root()))]
+        try:
+            while pending:
+                prefix, folder_fd = pending.pop()
+                try:
+                    if journal is not None:
+                        try:
+                            journal.watch(folder_fd, prefix)
+                        except _journal.Unavailable as why:
+                            log.debug("%s: no change journal: %s", self.course, why)
+                            _journal.drop(self._journal_key(), journal)
+                            journal = None
+                    try:
+                        with os.scandir(folder_fd) as found:
+                            children = sorted((item.name, item.is_dir(follow_symlinks=False)) for item in found)
+                    except OSError as error:
+                        self._unreadable(prefix, error)
+                    folders = []
+                    for name, is_folder in children:
+                        if is_folder:
+                            try:
+                                folders.append((prefix + name + "/", os.open(name, _DIR_FLAGS, dir_fd=folder_fd)))
+                            except OSError as error:
+                                self._unreadable(prefix + name, error)
+                            continue
+                        try:
+                            info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+                        except OSError as error:
+                            self._unreadable(prefix + name, error)
+                        self._add(listing, prefix + name, info, journal)
+                    pending.extend(reversed(folders))
+                finally:
+                    os.close(folder_fd)
+        finally:
+            for _, folder_fd in pending:
+                os.close(folder_fd)
+
+    @staticmethod
+    def _unreadable(where: str, error: OSError) -> None:
+        # An unreadable folder means an incomplete listing: never read it as deletions.
+        raise SourceError(f"cannot read {where or 'the folder'}: {error.strerror}")
+
+    @staticmethod
+    def _add(listing: Listing, relative: str, info: os.stat_result, journal: "_journal.Journal | None") -> None:
+        if not stat.S_ISREG(info.st_mode):
+            listing.skipped.append(Skipped(relative, "not a regular file (links are not followed)"))
+            return
+        if journal is not None and info.st_nlink > 1:
+            journal.linked(relative)  # writable under a name no watch sees
+        # mtime and size: an unchanged tree is never re-read.
+        version = f"{info.st_mtime_ns}:{info.st_size}"
+        ref = _Listed(tuple(relative.split("/")), info.st_dev, info.st_ino)
+        listing.entries.append(Entry(relative, info.st_size, version, ref=ref))
+
+    def list_changes(self, state: Mapping[str, Any]) -> Listing | None:
+        token = state.get("journal")
+        journal = _journal.find(self._journal_key()) if isinstance(token, str) else None
+        found = journal.changes_since(token) if journal is not None else None
+        if found is None:
+            return None
+        touched, token = found
+        listing = Listing(state={"journal": token}, touched=set(touched), follow_up=True)
+        for relative in sorted(touched):
+            try:
+                info = self._stat(relative)
+            except OSError:
+                return None  # something on its way is no longer a folder: list everything
+            if info is not None:
+                self._add(listing, relative, info, journal)
+        return listing
+
+    def _stat(self, relative: str) -> os.stat_result | None:
+        """lstat of a path below the root, opening each folder with O_NOFOLLOW; None when gone."""
+        parts = relative.split("/")
+        opened: list[int] = []
+        try:
+            folder = self._root()
+            for part in parts[:-1]:
+                folder = os.open(part, _DIR_FLAGS, dir_fd=folder)
+                opened.append(folder)
+            return os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            for descriptor in opened:
+                os.close(descriptor)
 
     def open(self, entry: Entry) -> BinaryIO:
         listed: _Listed = entry.ref

@@ -65,7 +65,8 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
                     say(f"{name}: FAILED: {config.broken[name]}")
                 continue
             course = config.courses[name]
-            result = sync_course(config, course, allow_mass_delete=args.allow_mass_delete, progress=progress)
+            result = sync_course(config, course, allow_mass_delete=args.allow_mass_delete, progress=progress,
+                                 remember=False)  # this process syncs once and exits
             failed |= not result.ok
             if args.json:
                 print(json.dumps(result.to_json()), flush=True)

@@ -8,13 +8,12 @@ blob in the served commit, so only new versions are read and only changed rows w
 from __future__ import annotations
 
 import errno
-import fnmatch
-import functools
 import hashlib
 import logging
-import re
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_
 
 from . import backup, mirror, status
 from .config import Config, CourseConfig
-from .paths import UnsafePath, safe_path
+from .selection import Selection, too_large
 from .store import COPY_CHUNK, LEGACY_STATE_REF, CourseRepo, GitError, SnapshotWriter, git_blob_id
 from .syncstate import Row, StateStore, SyncState
 
@@ -37,6 +36,7 @@ SPOOL_IN_MEMORY = 1 << 20  # bodies up to 1 MiB are spooled in memory, larger on
 MASS_DELETE_MIN = 5
 LOCK_TIMEOUT = 3600.0  # s a sync waits for another sync of the same course
 LISTED_PATHS = 200  # paths per kind (and skipped files) kept in a result, the rest counted
+MAX_MEMORIES = 64  # courses whose last run a process keeps (see _Memory)
 
 
 @dataclass
@@ -105,91 +105,11 @@ class SyncRefused(Exception):
         self.deletions = deletions
 
 
-def in_words(size: int) -> str:
-    """A file size as people read it: 12.3 MB, 4 KB, 300 bytes."""
-    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
-        if size >= scale:
-            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{size} bytes"
-
-
-def too_large(size: int | None, limit: int) -> str:
-    """Why a file is skipped for its size, and the setting that lets it through."""
-    what = f"{in_words(size)}, larger" if size is not None else "larger"
-    return f"{what} than max_file_size ({in_words(limit)}): raise max_file_size for this course"
-
-
 def course_lock(config: Config, name: str) -> FileLock:
     """Two syncs of one course never run at once, also across processes (CLI and server)."""
     locks = config.server.data_dir / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     return FileLock(str(locks / f"{name}.lock"), timeout=LOCK_TIMEOUT)
-
-
-def _pattern(patterns: list[str]) -> re.Pattern | None:
-    """One regex for a list of globs; "**" and "dir/**" match at any depth (fnmatch's "*" crosses "/")."""
-    globs = {glob for p in patterns for glob in (p, p.replace("**/", ""))}
-    return re.compile("|".join(fnmatch.translate(glob) for glob in sorted(globs))) if globs else None
-
-
-def _checked(raw: object) -> tuple[str | None, str | None]:
-    """safe_path(raw), or None and the reason it is refused."""
-    return _checked_name(raw) if isinstance(raw, str) else _check(raw)
-
-
-def _check(raw) -> tuple[str | None, str | None]:
-    try:
-        return safe_path(raw), None
-    except UnsafePath as reason:
-        return None, str(reason)
-
-
-_checked_name = functools.lru_cache(maxsize=1 << 17)(_check)  # a server sees the same names every sync
-
-
-def select(listing: Listing, course: CourseConfig) -> tuple[dict[str, Entry], list[Skipped]]:
-    """The entries to write, by safe path, and the released ones that cannot be written."""
-    wanted: dict[str, Entry] = {}
-    skipped = list(listing.skipped)
-    folded: dict[str, str] = {}
-    include, exclude = _pattern(course.include), _pattern(course.exclude)
-    everything = course.include == ["**"] and not course.exclude
-    for entry in sorted(listing.entries, key=lambda e: e.path):
-        path, unsafe = _checked(entry.path)
-        if path is None:
-            skipped.append(Skipped(entry.path, f"unsafe name: {unsafe}"))
-            continue
-        if not everything and not (include and include.match(path) and not (exclude and exclude.match(path))):
-            continue
-        if entry.size is not None and entry.size > course.max_file_size:
-            skipped.append(Skipped(path, too_large(entry.size, course.max_file_size)))
-            continue
-        key = path.casefold()
-        twin = folded.get(key)
-        if twin is not None:
-            same = "the same name as" if twin == path else "a name differing only in letter case from"
-            skipped.append(Skipped(entry.path, f"{same} {twin}"))
-            continue
-        folded[key] = path
-        wanted[path] = entry
-    # A name cannot be a file and a folder at once (in any letter case, for Mac and
-    # Windows checkouts): keep the file, skip what lies below it. Checked once per folder.
-    blocking: dict[str, str | None] = {"": None}  # folder -> the shallowest file among it and its parents
-
-    def file_above(folder: str) -> str | None:
-        chain = []  # the folder and its parents not yet known, deepest first
-        while folder not in blocking:
-            chain.append(folder)
-            folder = folder.rpartition("/")[0]
-        for unknown in reversed(chain):
-            blocking[unknown] = blocking[unknown.rpartition("/")[0]] or folded.get(unknown.casefold())
-        return blocking[chain[0]] if chain else blocking[folder]
-
-    for path in sorted(wanted):
-        if (file := file_above(path.rpartition("/")[0])) is not None:
-            skipped.append(Skipped(path, f"{file} is a file, not a folder"))
-            del wanted[path]
-    return wanted, skipped
 
 
 class Spool:
@@ -240,8 +160,10 @@ def commit_message(label: str, paths: dict[str, list[str]], counts: dict[str, in
 
 def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool = False,
                 dry_run: bool = False, progress: Callable[[Progress], None] | None = None,
-                connector: Connector | None = None) -> SyncResult:
-    """Sync one course. Never raises for source or git trouble: see SyncResult.ok/error."""
+                connector: Connector | None = None, remember: bool = True) -> SyncResult:
+    """Sync one course. Never raises for source or git trouble: see SyncResult.ok/error.
+    `remember`: keep what the next sync of this course in this process can start from (see
+    _Memory); a process that syncs once and exits (`f2git sync`) saves that work."""
     started = time.time()
     result = SyncResult(course=course.name, dry_run=dry_run)
     report = progress or (lambda event: None)
@@ -252,7 +174,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
             if not dry_run:
                 backup.restore(config, course)  # a lost repo continues the history students have
             run = SyncRun(config, course, result, report, dry_run=dry_run,
-                          allow_mass_delete=allow_mass_delete or course.allow_mass_delete)
+                          allow_mass_delete=allow_mass_delete or course.allow_mass_delete, remember=remember)
             run.run(connector or course.connector())
             result.ok = True
             if not dry_run:
@@ -288,6 +210,42 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     return result
 
 
+@dataclass
+class _Memory:
+    """What the last run of a course left in this process, when its source can list only what
+    changed since (Listing.follow_up): its selection, and the state rows and blobs of the commit
+    they describe. The next run then touches only what changed instead of the whole tree: no
+    state read, no full selection, no full plan. Trusted only while main and the state file
+    are exactly as that run left them; any failed run forgets it."""
+
+    commit: str
+    stamp: tuple | None  # the state file's StateStore.stamp() after that run
+    rules: tuple  # the selection's include, exclude and size limit
+    state: SyncState
+    current: dict[str, str]  # path -> blob in `commit`
+    selection: Selection
+
+
+_memories: OrderedDict[tuple[str, str], _Memory] = OrderedDict()
+_memories_lock = threading.Lock()
+
+
+def _memory_key(config: Config, course: CourseConfig) -> tuple[str, str]:
+    return str(config.server.data_dir), course.name
+
+
+def _recall(config: Config, course: CourseConfig) -> _Memory | None:
+    with _memories_lock:
+        return _memories.pop(_memory_key(config, course), None)  # back only if the run succeeds
+
+
+def _keep(config: Config, course: CourseConfig, memory: _Memory) -> None:
+    with _memories_lock:
+        _memories[_memory_key(config, course)] = memory
+        while len(_memories) > MAX_MEMORIES:
+            _memories.popitem(last=False)
+
+
 class SyncRun:
     """One sync of one course, step by step: open, list, select, plan, download, commit,
     record, publish; then after_publish (repack, mirror push, …) whenever the run succeeded.
@@ -299,9 +257,11 @@ class SyncRun:
     """
 
     def __init__(self, config: Config, course: CourseConfig, result: SyncResult,
-                 report: Callable[[Progress], None], *, dry_run: bool, allow_mass_delete: bool):
+                 report: Callable[[Progress], None], *, dry_run: bool, allow_mass_delete: bool,
+                 remember: bool = True):
         self.config, self.course, self.result, self.report = config, course, result, report
         self.dry_run, self.allow_mass_delete = dry_run, allow_mass_delete
+        self.remembering = remember and not dry_run
         self.repo = CourseRepo.for_course(config, course.name)
         self.store = StateStore.for_course(config, course.name)
         self.head: str | None = None  # main when the run began
@@ -318,6 +278,12 @@ class SyncRun:
         self.observed: dict[str, Row] = {}  # what this run downloaded: path -> (version, blob)
         self.changes: dict[str, str] = {}  # path -> new blob (mark) for the commit
         self.writer: SnapshotWriter | None = None  # started with the first object to write
+        self.memory: _Memory | None = None  # the last run's, when still true (see _Memory)
+        self.selection: Selection | None = None
+        self.following = False  # keep this run's selection for the next run
+        self.candidates: set[str] | None = None  # the only paths that may have changed; None: all
+        self.dropped = False  # a file turned out too large once read
+        self.recorded: tuple[dict[str, Row], list[str] | set[str]] = ({}, [])  # rows written, removed
         self.commit_id: str | None = None
 
     def run(self, connector: Connector) -> None:
@@ -334,6 +300,7 @@ class SyncRun:
             self.commit()
             self.record()
             self.publish()
+            self.remember()
         finally:
             if self.writer is not None:
                 self.writer.abort()
@@ -345,6 +312,13 @@ class SyncRun:
         if not self.dry_run:
             self.repo.ensure()
             self.repo.recover()
+            memory = _recall(self.config, self.course) if self.remembering else None
+            self.head = self.repo.head()
+            if (memory is not None and memory.commit == self.head and memory.stamp == self.store.stamp()
+                    and memory.rules == Selection.rules_key(self.course)):
+                self.memory, self.state, self.in_step = memory, memory.state, True
+                self.known, self.current = memory.state.files, memory.current
+                return
         self.state = self.store.read()
         self.head = self.repo.head()
         if self.dry_run and self.state is None:  # a preview changes nothing, not even the layout
@@ -393,7 +367,8 @@ class SyncRun:
         """Everything the source releases; False when it proved nothing changed."""
         self.report(Progress(self.course.name, "listing"))
         self.label = source.label
-        self.listing = source.list(self.state.source if self.in_step else {})
+        changes = source.list_changes(self.state.source) if self.memory is not None else None
+        self.listing = changes if changes is not None else source.list(self.state.source if self.in_step else {})
         self.result.next_release = self.listing.next_release
         self.result.withheld = dict(self.listing.withheld)
         if self.listing.unchanged and self.head is not None:
@@ -402,13 +377,24 @@ class SyncRun:
         return True
 
     def select(self) -> None:
-        self.wanted, self.skipped = select(self.listing, self.course)
+        if self.listing.touched is not None:  # list_changes answered: only with a memory
+            self.selection = self.memory.selection
+            self.candidates = self.selection.apply(self.listing)
+            self.following = True
+        else:
+            self.selection = Selection(self.course)
+            self.selection.decide(self.listing.entries, self.listing.skipped)
+            self.following = self.listing.follow_up and self.remembering and self.selection.follow(self.listing)
+        self.wanted, self.skipped = self.selection.wanted, self.selection.skipped
 
     def plan(self) -> None:
         """What to download (new or changed version) and delete; refuse a mass delete."""
-        self.fetch = sorted(path for path, entry in self.wanted.items()
-                            if (row := self.known.get(path)) is None or row.version != entry.version)
-        self.deletions = sorted(self.current.keys() - self.wanted.keys())
+        looked_at = self.wanted.keys() if self.candidates is None else self.candidates & self.wanted.keys()
+        self.fetch = sorted(path for path in looked_at
+                            if (row := self.known.get(path)) is None or row.version != self.wanted[path].version)
+        gone = self.current.keys() - self.wanted.keys() if self.candidates is None else \
+            (path for path in self.candidates if path in self.current and path not in self.wanted)
+        self.deletions = sorted(gone)
         files = len(self.current)
         if len(self.deletions) * 2 > files and len(self.deletions) >= MASS_DELETE_MIN and not self.allow_mass_delete:
             raise SyncRefused(len(self.deletions), files)
@@ -437,6 +423,7 @@ class SyncRun:
         # Released but too large once read: out of the snapshot like any other skipped file.
         dropped = [path for path in self.fetch if path in self.current and path not in self.observed]
         self.deletions = sorted({*self.deletions, *dropped})
+        self.dropped = any(path not in self.observed for path in self.fetch)
 
     def _writer(self) -> SnapshotWriter:
         if self.writer is None:
@@ -463,8 +450,11 @@ class SyncRun:
         """Make the state describe the new commit, writing only the rows that changed."""
         old = self.state.files if self.state else {}
         changed = {path: row for path, row in self.observed.items() if old.get(path) != row}
-        tree = (self.current.keys() - set(self.deletions)) | self.changes.keys()
-        removed = old.keys() - tree
+        if self.in_step:  # old's paths are current's, and no deleted path is changed
+            removed = [path for path in self.deletions if path in old]
+        else:
+            removed = old.keys() - ((self.current.keys() - set(self.deletions)) | self.changes.keys())
+        self.recorded = changed, removed
         next_release = self.listing.next_release.isoformat() if self.listing.next_release else None
         if (self.state is not None and self.state.commit == self.commit_id and not changed and not removed
                 and self.state.source == self.listing.state and self.state.next_release == next_release):
@@ -477,6 +467,24 @@ class SyncRun:
         if self.commit_id != self.head:
             self.writer.publish(self.commit_id, self.head)
         self.result.commit = self.commit_id
+
+    def remember(self) -> None:
+        """Keep this run's selection and state for the next run of the course (see _Memory)."""
+        if not self.following or self.dropped or self.commit_id is None:
+            return
+        changed, removed = self.recorded
+        files = self.state.files if self.state else {}
+        current = self.current
+        for path in removed:
+            files.pop(path, None)
+        files.update(changed)
+        for path in self.deletions:
+            current.pop(path, None)
+        current.update((path, self.observed[path].blob) for path in self.changes)
+        next_release = self.listing.next_release.isoformat() if self.listing.next_release else None
+        state = SyncState(self.commit_id, files, self.listing.state, next_release)
+        _keep(self.config, self.course, _Memory(self.commit_id, self.store.stamp(), Selection.rules_key(self.course),
+                                                state, current, self.selection))
 
     def after_publish(self) -> None:
         """Steps after a successful run that never undo it: their failures are reported, not raised."""

@@ -55,6 +55,14 @@ class StateStore:
         db.executescript(SCHEMA)
         return db
 
+    def stamp(self) -> tuple | None:
+        """Changes whenever the database file is written (by this process or another)."""
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
     def read(self) -> SyncState | None:
         """The stored state; None when there is none or it cannot be read (then all is re-verified)."""
         if not self.path.exists():
