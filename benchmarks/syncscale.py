@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.serveprocess import write_config
+from tests.serveprocess import ServeProcess, write_config
 
 from .common import generate_course, table
 
@@ -158,6 +158,28 @@ def one_course(work: Path, label: str, make_source, server: dict | None = None) 
     return rows
 
 
+def clicks_after_edits(work: Path, count: int, rounds: int = 5) -> tuple[float, float]:
+    """Through a real `f2git serve` (refresh_ttl 0): median latency of a click (`git ls-remote`)
+    right after one file changed, and of one with nothing changed; the first click is not counted."""
+    source = work / "source"
+    generate_course(source, count, count * BYTES_PER_FILE)
+    config = write_config(work / "serve.toml", {"data_dir": str(work / "data"), "refresh_ttl": 0, "click_window": 0},
+                          {"bench": {"source": "local", "path": str(source), "schedule": 0}})
+    files = sorted(source.rglob("*.txt"))
+    with ServeProcess(config) as server:
+        def click() -> float:
+            started = time.perf_counter()
+            subprocess.run(["git", "ls-remote", server.git_url("bench"), "main"], check=True, capture_output=True)
+            return time.perf_counter() - started
+        click()  # lists the whole folder once
+        edited = []
+        for number in range(rounds):
+            rewrite_tail(files[number * 7 % len(files)])
+            edited.append(click())
+        unchanged = [click() for _ in range(rounds)]
+    return sorted(edited)[rounds // 2], sorted(unchanged)[rounds // 2]
+
+
 def figures(ours, theirs) -> str:
     text = f"{ours[0]:7.3f} s {ours[1]:7.3f} s {ours[2]:5d} MiB"
     if theirs is not None:
@@ -202,6 +224,12 @@ def main(argv: list[str] | None = None) -> None:
             (work / str(count)).mkdir()
             rows += one_course(work / str(count), f"{count:>6} files", files_course(count), server)
             shutil.rmtree(work / str(count))
+        for count in (TINY, max(sizes["files"])):
+            (work / f"serve{count}").mkdir()
+            edited, unchanged = clicks_after_edits(work / f"serve{count}", count)
+            rows.append((f"{count:>6} files: a click through f2git serve (median)",
+                         f"{edited:7.3f} s right after one file changed, {unchanged:7.3f} s with nothing changed"))
+            shutil.rmtree(work / f"serve{count}")
         # Issue 14.5's target: a one-file re-sync of the largest course within 2x of the tiny one's.
         tiny, large = f"{TINY:>6} files", f"{max(sizes['files']):>6} files"
         for name, what in (("same", "no change"), ("one", "one file changed")):
