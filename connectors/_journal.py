@@ -107,6 +107,11 @@ class Journal:
             raise Unavailable(f"inotify watch: {error.strerror}") from None
         self._folders[descriptor] = prefix
 
+    @property
+    def lost(self) -> str | None:
+        """Why the journal can no longer vouch for any token, if so."""
+        return self._lost
+
     def linked(self, path: str) -> None:
         self._linked.add(path)
 

@@ -145,6 +145,8 @@ class LocalConnector(Connector):
         journal = _journal.find(self._journal_key()) if isinstance(token, str) else None
         found = journal.changes_since(token) if journal is not None else None
         if found is None:
+            log.debug("%s: listing the whole folder: %s", self.course,
+                      journal and journal.lost or "no change journal for the last listing")
             return None
         touched, token = found
         listing = Listing(state={"journal": token}, touched=set(touched), follow_up=True)

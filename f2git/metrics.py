@@ -37,6 +37,8 @@ class Metrics:
                                        ["course"], registry=r)
         self.source_bytes = Counter("f2git_source_bytes", "Bytes received from sources (listings and files)",
                                     ["course"], registry=r)
+        self.listings = Counter("f2git_source_listings", "Source listings: the whole source, or only what"
+                                " changed (a local folder's change journal)", ["course", "kind"], registry=r)
         self.files = Counter("f2git_snapshot_files", "Files added, modified and deleted by snapshots",
                              ["course", "change"], registry=r)
         self.clicks = Counter("f2git_clicks", "Git fetches (student clicks) served", ["course"], registry=r)
@@ -82,6 +84,8 @@ class Metrics:
         self.sync_seconds.labels(course).observe(result.duration)
         self.source_requests.labels(course).inc(result.source_traffic.requests)
         self.source_bytes.labels(course).inc(result.source_traffic.bytes)
+        if result.listing:
+            self.listings.labels(course, result.listing).inc()
         if not result.ok:
             self.syncs.labels(course, "failed").inc()
             self.course_ok.labels(course).set(0)

@@ -70,6 +70,7 @@ class SyncResult:
     mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
     source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
     status_error: str | None = None  # why this outcome could not be written to the status file
+    listing: str = ""  # how the source was listed: "whole", or "changes" only (Connector.list_changes)
 
     def to_json(self) -> dict:
         if not self.ok:
@@ -369,6 +370,7 @@ class SyncRun:
         self.label = source.label
         changes = source.list_changes(self.state.source) if self.memory is not None else None
         self.listing = changes if changes is not None else source.list(self.state.source if self.in_step else {})
+        self.result.listing = "changes" if changes is not None else "whole"
         self.result.next_release = self.listing.next_release
         self.result.withheld = dict(self.listing.withheld)
         if self.listing.unchanged and self.head is not None:

@@ -124,3 +124,23 @@ def test_the_pack_cache_shows_its_hits_and_git_runs(tmp_path, files):
     assert runs >= 1
     assert value(samples, "f2git_pack_cache_answers_total", result="hit") >= 2
     assert value(samples, "f2git_pack_cache_entries") >= 1 and value(samples, "f2git_pack_cache_bytes") > 0
+
+
+def test_a_local_folders_resyncs_are_counted_as_listings_of_changes(tmp_path):
+    """The hub admin's check that a big local course re-syncs by what changed, in a real server."""
+    folder = tmp_path / "course"
+    folder.mkdir()
+    (folder / "a.md").write_text("a\n")
+    make = config_factory(tmp_path, {"local": {"source": "local", "path": str(folder), "schedule": 0}},
+                          refresh_ttl=0, click_window=0)
+    with RunningServer(make) as server:
+        click(server, "local")
+        (folder / "a.md").write_text("a, corrected\n")
+        click(server, "local")
+        (folder / "week2").mkdir()  # a new folder: the whole folder is listed again
+        (folder / "week2" / "b.md").write_text("b\n")
+        click(server, "local")
+        samples = scrape(server)
+    assert value(samples, "f2git_source_listings_total", course="local", kind="whole") == 2
+    assert value(samples, "f2git_source_listings_total", course="local", kind="changes") == 1
+    assert value(samples, "f2git_snapshot_files_total", course="local", change="added") == 2
