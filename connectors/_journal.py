@@ -105,6 +105,8 @@ class Journal:
             descriptor = self._inotify.add_watch(f"/proc/self/fd/{folder_fd}", _WATCH)
         except OSError as error:  # ENOSPC: fs.inotify.max_user_watches reached
             raise Unavailable(f"inotify watch: {error.strerror}") from None
+        except ValueError:  # closed meanwhile: evicted by newer journals of other courses
+            raise Unavailable("evicted") from None
         self._folders[descriptor] = prefix
 
     @property
@@ -151,8 +153,9 @@ class Journal:
                 self._dirty[prefix + event.name] = self._seq
 
     def close(self) -> None:
-        self._lost = "closed"
-        self._inotify.close()
+        with self.lock:  # never while another thread drains it
+            self._lost = "closed"
+            self._inotify.close()
 
 
 _journals: OrderedDict[tuple, Journal] = OrderedDict()

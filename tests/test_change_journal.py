@@ -327,3 +327,24 @@ def test_applying_changes_selects_what_deciding_the_whole_listing_selects(first,
         if candidates is not None:  # every path whose place in the snapshot changed is a candidate
             moved = {path for path in before.keys() | kept.wanted.keys() if before.get(path) != kept.wanted.get(path)}
             assert moved <= candidates
+
+
+def test_a_journal_evicted_while_its_folder_is_walked_costs_a_whole_listing_not_a_failure(pair, monkeypatch):
+    """Many courses syncing at once evict the oldest journals, maybe one still being built."""
+    config, source, sync_both = pair
+    for name in ("a", "b"):
+        (source / name).mkdir()
+        (source / name / "f.txt").write_text(name)
+    watch = _journal.Journal.watch
+
+    def evicted_midway(self, folder_fd, prefix):
+        if prefix:  # the root is watched; then other courses' journals push this one out
+            self.close()
+        return watch(self, folder_fd, prefix)
+
+    monkeypatch.setattr(_journal.Journal, "watch", evicted_midway)
+    result = sync_both()
+    assert result.added == 2
+    monkeypatch.setattr(_journal.Journal, "watch", watch)
+    edit(source / "a" / "f.txt", "a, changed\n")
+    assert sync_both().modified == 1
