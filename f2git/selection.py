@@ -1,9 +1,10 @@
 """Which listed files go into a snapshot: safe names, the course's include/exclude and size
 limit, and no two names that clash on a case-insensitive checkout or as file and folder.
 
-select() decides for a whole listing. A Selection remembers its answer with the indexes that
-let a listing of only what changed (Listing.touched) update it in time proportional to the
-change; a change that could clash with another name makes it decide the whole listing again.
+Selection.decide() decides for a whole listing. A followed Selection keeps the listing and
+indexes that let a listing of only what changed (Listing.touched) update it in time
+proportional to the change; a change that could clash with another name makes it decide the
+whole listing again.
 """
 from __future__ import annotations
 
@@ -88,15 +89,8 @@ def _folders_of(path: str):
         at = path.find("/", at + 1)
 
 
-def select(listing: Listing, course: "CourseConfig") -> tuple[dict[str, Entry], list[Skipped]]:
-    """The entries to write, by safe path, and the released ones that cannot be written."""
-    selection = Selection(course)
-    selection.decide(listing.entries, listing.skipped)
-    return selection.wanted, selection.skipped
-
-
 class Selection:
-    """select()'s answer for one course, kept so that a listing of what changed can update it."""
+    """Which entries of a listing one course writes, and which it skips and why."""
 
     def __init__(self, course: "CourseConfig"):
         self.rules = _Rules(course)

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from connectors import Entry, Listing, Skipped, SourceError, _journal
 from connectors.local import LocalConnector
-from f2git import snapshot
 from f2git.selection import Selection
 from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
