@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import AuthError, Connector, Entry, Listing, Skipped, SourceError
+from .base import AuthError, Connector, EntryGone, Entry, Listing, Skipped, SourceError
 
 SOURCES: dict[str, str] = {
     "local": "connectors.local:LocalConnector",
@@ -51,6 +51,6 @@ def connector_class(source: str) -> type[Connector]:
 
 
 __all__ = [
-    "AuthError", "Connector", "Entry", "Listing", "Skipped", "SourceError",
+    "AuthError", "Connector", "Entry", "EntryGone", "Listing", "Skipped", "SourceError",
     "SOURCES", "connector_class", "UnknownSource", "MissingDependency",
 ]

@@ -163,6 +163,13 @@ class AuthError(SourceError):
     """The source rejected the credentials."""
 
 
+class EntryGone(SourceError):
+    """One listed entry went away, or stopped being the file that was listed, between listing
+    and reading (a folder being written while it syncs). Not a failure of the sync: the entry
+    keeps its last snapshot content (or stays out, if new) and the next sync lists it again.
+    Raised by Connector.open(); the message says what happened to it."""
+
+
 def in_words(*parts: str) -> str:
     """The non-empty parts of a description, comma-separated (for Connector.describe)."""
     return ", ".join(part for part in parts if part)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
 from . import _journal
-from .base import Connector, Entry, Listing, Skipped, SourceError
+from .base import Connector, Entry, EntryGone, Listing, Skipped, SourceError
 
 _NO_LINKS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in for a file must not block the open.
@@ -27,6 +27,7 @@ _FILE_FLAGS = _NO_LINKS | os.O_NONBLOCK
 _DIR_FLAGS = _NO_LINKS | os.O_DIRECTORY
 
 log = logging.getLogger("f2git.sync")
+_GONE = "gone"  # the version of a file that went between being seen and being looked at; never stored
 
 
 @dataclass
@@ -109,10 +110,19 @@ class LocalConnector(Connector):
                             try:
                                 folders.append((prefix + name + "/", os.open(name, _DIR_FLAGS, dir_fd=folder_fd)))
                             except OSError as error:
-                                self._unreadable(prefix + name, error)
+                                # Removed, or swapped for a link or a file, since it was seen: this
+                                # listing sees the folder as it is now, without it.
+                                if error.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                                    self._unreadable(prefix + name, error)
                             continue
                         try:
                             info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+                        except FileNotFoundError:
+                            # Seen a moment ago: rewritten by delete-and-create, or removed. Listed
+                            # as gone, so the engine keeps its last content until the next sync.
+                            listing.entries.append(Entry(prefix + name, None, _GONE, ref=_Listed(
+                                tuple((prefix + name).split("/")), -1, -1)))
+                            continue
                         except OSError as error:
                             self._unreadable(prefix + name, error)
                         self._add(listing, prefix + name, info, journal)
@@ -177,6 +187,8 @@ class LocalConnector(Connector):
 
     def open(self, entry: Entry) -> BinaryIO:
         listed: _Listed = entry.ref
+        if entry.version == _GONE:
+            raise EntryGone("removed while the sync ran")
         opened: list[int] = []
         try:
             folder = self._root()
@@ -185,22 +197,25 @@ class LocalConnector(Connector):
                 opened.append(folder)
             fd = os.open(listed.parts[-1], _FILE_FLAGS, dir_fd=folder)
         except OSError as error:
-            raise SourceError(f"cannot read {entry.path}: {self._why(error)}") from None
+            if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                raise EntryGone(self._gone(error)) from None
+            raise SourceError(f"cannot read {entry.path}: {error.strerror or error}") from None
         finally:
             for descriptor in opened:
                 os.close(descriptor)
         info = os.fstat(fd)
+        # Only the very file listed is read: its version token describes what is stored.
         if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (listed.device, listed.inode):
             os.close(fd)
-            raise SourceError(f"cannot read {entry.path}: it was replaced while the sync ran; sync again")
+            raise EntryGone("replaced while the sync ran")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
 
     @staticmethod
-    def _why(error: OSError) -> str:
+    def _gone(error: OSError) -> str:
         if error.errno in (errno.ELOOP, errno.ENOTDIR):
             return "a link was put on its path while the sync ran (links are not followed)"
-        return error.strerror or str(error)
+        return "removed while the sync ran"
 
     def close(self) -> None:
         if self._root_fd is not None:

@@ -21,7 +21,7 @@ from typing import IO, Callable
 
 from filelock import FileLock, Timeout
 
-from connectors import Connector, Entry, Listing, Skipped, SourceError
+from connectors import Connector, Entry, EntryGone, Listing, Skipped, SourceError
 from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
 
 from . import backup, mirror, status
@@ -283,7 +283,8 @@ class SyncRun:
         self.selection: Selection | None = None
         self.following = False  # keep this run's selection for the next run
         self.candidates: set[str] | None = None  # the only paths that may have changed; None: all
-        self.dropped = False  # a file turned out too large once read
+        self.dropped = False  # a file turned out too large once read, or went before it was read
+        self.unread: set[str] = set()  # listed but gone when opened (EntryGone): as they were in `head`
         self.recorded: tuple[dict[str, Row], list[str] | set[str]] = ({}, [])  # rows written, removed
         self.commit_id: str | None = None
 
@@ -413,7 +414,15 @@ class SyncRun:
         for done, path in enumerate(self.fetch):
             self.report(Progress(self.course.name, "downloading", done, len(self.fetch), path))
             entry = self.wanted[path]
-            with source.open(entry) as opened, WatchedStream(opened, f"{source.label}: {path}") as stream:
+            try:
+                opened = source.open(entry)
+            except EntryGone as gone:  # written while it syncs: this file waits for the next sync
+                then = "students keep its last version until the next sync" if path in self.current \
+                    else "the next sync looks again"
+                self.skipped.append(Skipped(path, f"{gone}: {then}"))
+                self.unread.add(path)
+                continue
+            with opened, WatchedStream(opened, f"{source.label}: {path}") as stream:
                 spool = Spool(stream, self.course.max_file_size, entry.size, self.repo.path)
             with spool:
                 if spool.too_large:
@@ -423,9 +432,10 @@ class SyncRun:
                 if self.current.get(path) != spool.blob:
                     self.changes[path] = self._writer().blob(spool.file, spool.size)
         # Released but too large once read: out of the snapshot like any other skipped file.
-        dropped = [path for path in self.fetch if path in self.current and path not in self.observed]
+        dropped = [path for path in self.fetch if path in self.current and path not in self.observed
+                   and path not in self.unread]
         self.deletions = sorted({*self.deletions, *dropped})
-        self.dropped = any(path not in self.observed for path in self.fetch)
+        self.dropped = any(path not in self.observed for path in self.fetch)  # the selection is not the tree
 
     def _writer(self) -> SnapshotWriter:
         if self.writer is None:

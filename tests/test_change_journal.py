@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -346,4 +347,72 @@ def test_a_journal_evicted_while_its_folder_is_walked_costs_a_whole_listing_not_
     assert result.added == 2
     monkeypatch.setattr(_journal.Journal, "watch", watch)
     edit(source / "a" / "f.txt", "a, changed\n")
+    assert sync_both().modified == 1
+
+
+def test_a_folder_written_all_the_time_gets_every_snapshot(pair):
+    """An instructor's script rewrites files while syncs run (delete and create, atomic
+    replace, in place): no sync fails, the first one included, and once the writing stops
+    the snapshot is exactly the folder's."""
+    config, source, sync_both = pair
+    for folder in range(4):
+        (source / f"d{folder}").mkdir()
+        for number in range(150):
+            (source / f"d{folder}" / f"f{number}.txt").write_text(f"{folder} {number}\n")
+    stop = threading.Event()
+    chance = random.Random(5)
+
+    def write() -> None:
+        count = 0
+        while not stop.is_set():
+            path = source / f"d{chance.randrange(4)}" / f"f{chance.randrange(160)}.txt"
+            how = chance.random()
+            if how < 0.4:
+                path.unlink(missing_ok=True)
+                path.write_text(f"recreated {count}\n")
+            elif how < 0.8:
+                aside = path.with_name(f".{path.name}.{count}")
+                aside.write_text(f"replaced {count}\n" * chance.randrange(1, 20))
+                os.replace(aside, path)
+            else:
+                path.write_text(f"in place {count}\n")
+            count += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        results = [sync_course(config, config.courses["live"]) for _ in range(25)]
+    finally:
+        stop.set()
+        writer.join()
+    assert [result.error for result in results if not result.ok] == []
+    sync_both()  # after the writing: equal to the whole listing's snapshot
+    fsck_clean(CourseRepo.for_course(config, "live"))
+
+
+def test_a_file_gone_between_being_seen_and_looked_at_keeps_its_last_version(pair, monkeypatch):
+    config, source, sync_both = pair
+    (source / "a.txt").write_text("a\n")
+    (source / "b.txt").write_text("b\n")
+    real_stat = os.stat
+
+    def vanishing(name, *args, **kwargs):  # b.txt is deleted and written anew just now
+        if name == "b.txt" and kwargs.get("dir_fd") is not None:
+            raise FileNotFoundError(2, "No such file or directory")
+        return real_stat(name, *args, **kwargs)
+
+    monkeypatch.setattr("connectors.local.os.stat", vanishing)
+    first = sync_course(config, config.courses["live"])
+    assert first.ok and "removed while the sync ran: the next sync looks again" in \
+        {skip.path: skip.reason for skip in first.skipped}["b.txt"]
+    assert sorted(snapshot_of(config, "live")) == ["a.txt"]
+    monkeypatch.setattr("connectors.local.os.stat", real_stat)
+    sync_both()
+    edit(source / "b.txt", "b, rewritten\n")
+    monkeypatch.setattr("connectors.local.os.stat", vanishing)
+    monkeypatch.setattr(_journal, "FULL_LISTING_EVERY", 0.0)  # a whole listing sees it vanish
+    kept = sync_course(config, config.courses["live"])
+    assert kept.ok and "keep its last version" in {skip.path: skip.reason for skip in kept.skipped}["b.txt"]
+    assert snapshot_of(config, "live") == snapshot_of(config, "truth")  # b.txt as it was
+    monkeypatch.setattr("connectors.local.os.stat", real_stat)
     assert sync_both().modified == 1
