@@ -27,6 +27,7 @@ _FILE_FLAGS = _NO_LINKS | os.O_NONBLOCK
 _DIR_FLAGS = _NO_LINKS | os.O_DIRECTORY
 
 log = logging.getLogger("f2git.sync")
+_REPOSITORY_FOLDER = "a git repository's own folder: never published (the files beside it are)"
 _GONE = "gone"  # the version of a file that went between being seen and being looked at; never stored
 
 
@@ -106,6 +107,11 @@ class LocalConnector(Connector):
                         self._unreadable(prefix, error)
                     folders = []
                     for name, is_folder in children:
+                        if is_folder and name.casefold() == ".git":
+                            # The course is the instructor's checkout: one line for its history, which
+                            # students never get, instead of one per file (and no walk through it).
+                            listing.skipped.append(Skipped(prefix + name + "/", _REPOSITORY_FOLDER))
+                            continue
                         if is_folder:
                             try:
                                 folders.append((prefix + name + "/", os.open(name, _DIR_FLAGS, dir_fd=folder_fd)))

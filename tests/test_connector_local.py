@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import shutil
 import tempfile
 from pathlib import Path
@@ -227,3 +228,24 @@ def test_a_file_swapped_for_a_fifo_or_another_file_is_not_read(root, tmp_path, m
     reason = {s.path: s.reason for s in result.skipped}["week1/intro.ipynb"]
     assert result.ok and "replaced" in reason and "keep its last version" in reason
     assert b"exam answers" not in contents and b"{}" in contents  # the version students had
+
+
+def test_an_instructors_checkout_is_published_without_its_git_folder_in_one_line(tmp_path, make_config):
+    from f2git.snapshot import sync_course
+    from f2git.store import CourseRepo
+    course_folder = tmp_path / "checkout"
+    course_folder.mkdir()
+    (course_folder / "week1.ipynb").write_text("{}")
+    subprocess.run(["git", "init", "-q", str(course_folder)], check=True)
+    subprocess.run(["git", "-C", str(course_folder), "-c", "user.name=i", "-c", "user.email=i@example.org",
+                    "commit", "-q", "--allow-empty", "-m", "solutions, deleted later"], check=True)
+    (course_folder / "sub").mkdir()
+    subprocess.run(["git", "init", "-q", str(course_folder / "sub" / "lib")], check=True)
+    config = make_config({"c": {"source": "local", "path": str(course_folder)}})
+    result = sync_course(config, config.courses["c"])
+    assert result.ok, result.error
+    assert {skip.path: skip.reason for skip in result.skipped} == {
+        ".git/": "a git repository's own folder: never published (the files beside it are)",
+        "sub/lib/.git/": "a git repository's own folder: never published (the files beside it are)"}
+    repo = CourseRepo.for_course(config, "c")
+    assert sorted(repo.files(repo.head())) == ["week1.ipynb"]
