@@ -461,7 +461,12 @@ class PackCache:
             *git_command("--git-dir", str(self.repos_dir / f"{course}.git"), "rev-list", "--first-parent",
                          *(["-n", str(count)] if count else []), head),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        out, _ = await process.communicate()
+        try:
+            out, _ = await process.communicate()
+        finally:
+            if process.returncode is None:  # cancelled: the server is closing; leave no git behind
+                process.kill()
+                await process.wait()
         return out.decode().split() if process.returncode == 0 else []
 
     async def snapshots(self, course: str, head: str) -> frozenset[str]:
