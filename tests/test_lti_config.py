@@ -99,3 +99,15 @@ def test_a_key_file_that_is_no_rsa_key_names_the_file(tmp_path):
     bad.write_text("not a key")
     with pytest.raises(KeyFileError, match="lti-key.pem"):
         ToolKeys.load(bad)
+
+
+def test_context_store_keeps_the_memberships_url_privately(tmp_path):
+    from f2git.lti.contexts import ContextStore
+
+    store = ContextStore(tmp_path / "lti" / "contexts.json")
+    assert store.get("canvas", "ctx-1") is None
+    store.record("canvas", "ctx-1", "Programming 1", "https://lms/api/lti/courses/1/names_and_roles")
+    store.record("canvas", "ctx-1", "Programming 1")  # a launch without the NRPS claim keeps the URL
+    record = ContextStore(tmp_path / "lti" / "contexts.json").get("canvas", "ctx-1")
+    assert record.memberships_url.endswith("/names_and_roles") and record.title == "Programming 1"
+    assert stat.S_IMODE((tmp_path / "lti" / "contexts.json").stat().st_mode) == 0o600
