@@ -1,6 +1,6 @@
 """A course's roster as every LMS reader hands it over, before f2git decides who may do what.
 
-Readers (Canvas, Moodle, Stud.IP through their connectors' `read_roster`, LTI NRPS) map their
+Readers (Canvas, Moodle, Stud.IP through their connectors' `read_roster`, LTI NRPS in f2git.lti) map their
 LMS's own roles and states onto these few words and nothing else; the decisions (who fetches,
 who manages, refusal reasons) are made in one place from `Enrolment`s.
 """
