@@ -2,6 +2,7 @@
 registration, verified login and launch, students' launches, instructors' launches, deep linking."""
 from __future__ import annotations
 
+import html
 import json
 import re
 from urllib.parse import parse_qs, urlsplit
@@ -63,7 +64,7 @@ def refusal(response: requests.Response) -> str:
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     assert "Location" not in response.headers
     assert response.headers["Content-Type"].startswith("text/html")
-    return re.sub(r"\s+", " ", re.search(r'id="reason">(.*?)</p>', response.text, re.S).group(1))
+    return html.unescape(re.sub(r"\s+", " ", re.search(r'id="reason">(.*?)</p>', response.text, re.S).group(1)))
 
 
 def git_pull_target(location: str) -> dict[str, str]:

@@ -64,7 +64,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_backends=backends,
         f2git_packcache=pack_cache,
         f2git_next_refresh=next_refresh,
-        f2git_lti_secret=tool.secret if tool is not None else None,
+        f2git_lti=tool,
         log_function=log_request,
     )
 

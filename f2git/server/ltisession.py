@@ -35,7 +35,8 @@ def session_cookie(secret: bytes, name: str, courses: list[str], frame_origins: 
 
 
 def read_session(handler: tornado.web.RequestHandler) -> dict[str, Any] | None:
-    secret = handler.settings.get("f2git_lti_secret")
+    tool = handler.settings.get("f2git_lti")
+    secret = tool.secret if tool is not None else None
     raw = handler.get_cookie(COOKIE) if secret else None
     if not raw:
         return None
