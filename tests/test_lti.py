@@ -269,3 +269,27 @@ def test_picker_refuses_what_the_launch_did_not_allow(tool, platform):
     foreign = browser.session.post(tool.url + "/lti/deep-link", data={**hidden, "path": "", "app": "lab"},
                                    headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 403
+
+
+# -- f2git check --
+
+def test_check_tries_each_platforms_key_set(tmp_path, platform):
+    from tests.test_cli import f2git
+
+    course = tmp_path / "c"
+    course.mkdir()
+    config = tmp_path / "f2git.toml"
+    config.write_text(f'[server]\ndata_dir = "data"\n[lti]\n[[lti.platforms]]\nname = "lms"\n'
+                      f'issuer = "{platform.issuer}"\nclient_id = "x"\nauth_login_url = "{platform.url}/authorize"\n'
+                      f'key_set_url = "{platform.url}/jwks"\n[[lti.platforms]]\nname = "gone"\n'
+                      f'issuer = "https://gone.example"\nclient_id = "y"\nauth_login_url = "{platform.url}/authorize"\n'
+                      f'key_set_url = "http://127.0.0.1:1/jwks"\n'
+                      f'[courses.c]\nsource = "local"\npath = "{course}"\nlti_contexts = ["lms/ctx"]\n')
+    platform.connect("http://127.0.0.1:9")
+    done = f2git(config, "check")
+    assert "lti platform lms: ok (key set with 1 key(s))" in done.stdout, done.stdout + done.stderr
+    assert "lti platform gone: FAILED: the key set at http://127.0.0.1:1/jwks cannot be reached" in done.stdout
+    assert "will be created" in done.stdout and not (tmp_path / "lti-key.pem").exists()
+    assert done.returncode == 1
+    platform.jwks_mode = "junk"
+    assert "lti platform lms: FAILED: the key set at" in f2git(config, "check").stdout
