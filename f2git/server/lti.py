@@ -50,9 +50,19 @@ class Tool:
         self.platform_keys = PlatformKeys()
         self.logins = Logins()
         self.contexts = ContextStore.for_config(config)
+        self._recorded: dict[tuple[str, str], tuple[str, str]] = {}
         der = self.keys.signing.private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         self.secret = secret_for(der)
+
+    async def record_context(self, launch: Launch) -> None:
+        """Tell the context store what this launch says, when it says something new (the file stays
+        untouched by the hundreds of launches that repeat it)."""
+        said = (launch.context_title, launch.memberships_url)
+        key = (launch.platform.name, launch.context_id)
+        if self._recorded.get(key) != said:
+            await asyncio.to_thread(self.contexts.record, *key, *said)
+            self._recorded[key] = said
 
     def url(self, path: str) -> str:
         return f"{self.config.server.public_url}/lti/{path}"
@@ -187,8 +197,7 @@ class LaunchHandler(LtiPage):
             self.refuse(403, "This launch comes from another platform than the login f2git started.")
         self.frame_origins = self.launch_origins(launch)
         if launch.context_id:
-            await asyncio.to_thread(self.tool.contexts.record, launch.platform.name, launch.context_id,
-                                    launch.context_title, launch.memberships_url)
+            await self.tool.record_context(launch)
         if launch.message_type == DEEP_LINKING:
             await self.picker(launch)
         else:
