@@ -237,6 +237,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.answer(400, f"platform refused the authorization request: {error!r}".encode())
                 return
             self.answer(200, form.encode())
+        elif parts.path == "/course":  # the LMS page that frames the tool (hint) or any page (src)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            src = query.get("src") or self.platform.login_initiation(query["hint"])
+            self.answer(200, ("<!DOCTYPE html><title>LMS course</title><h1>LMS course</h1>"
+                              f'<iframe id="tool" src="{html.escape(src)}" width="1000" height="700"></iframe>').encode())
+        elif parts.path.startswith("/hub/"):  # stands in for the hub the 303 lands on
+            self.answer(200, b"<!DOCTYPE html><title>hub</title><p id='hub'>the hub</p>")
         else:
             self.answer(404, b"not found")
 
