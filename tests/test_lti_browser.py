@@ -5,21 +5,13 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from f2git.config import parse
-from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS
 from tests.ltiplatform import LEARNER, LtiPlatform, Message, canvas_instructor_picker
 from tests.repohelpers import SourceFolder
 from tests.serverhelpers import RunningServer
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+from tests.test_browser import browser as chromium  # noqa: F401  (Debian's Chromium, once per module)
 
 
 @pytest.fixture
