@@ -96,8 +96,11 @@ class Launch:
         return self._object(DL + "deep_linking_settings")
 
     def claim(self, name: str) -> str:
-        """A claim's text (for `username_claim`): top-level, else a custom parameter."""
-        value = self.claims.get(name, self.custom.get(name, ""))
+        """A claim's text (for `username_claim`), read as ltiauthenticator's `username_key`:
+        "custom_x" is the custom parameter x, else a top-level claim."""
+        if name.startswith("custom_"):
+            return self.custom.get(name[len("custom_"):], "")
+        value = self.claims.get(name, "")
         return value if isinstance(value, str) else str(value)
 
 
