@@ -65,6 +65,7 @@ class Message:
     email: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     memberships_url: str | None = None
+    client_id: str | None = None  # the tool it launches: None is f2git, else another registration (the hub)
 
 
 class _Conf(LTI1P3PlatformConfAbstract):
@@ -116,6 +117,7 @@ class LtiPlatform:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.issuer = self.url
         self.registration = Registration()
+        self.registrations: dict[str, Registration] = {client_id: self.registration}
         self.tool_url = ""
 
     def __enter__(self) -> "LtiPlatform":
@@ -135,6 +137,14 @@ class LtiPlatform:
          .set_platform_public_key(self.public_pem).set_platform_private_key(self.private_pem)
          .set_tool_key_set_url(f"{tool_url}/lti/jwks"))
 
+    def connect_hub(self, hub_url: str, client_id: str = "hub-tool") -> None:
+        """Register a JupyterHub with ltiauthenticator as a second tool of this platform."""
+        login, callback = f"{hub_url}/hub/lti13/oauth_login", f"{hub_url}/hub/lti13/oauth_callback"
+        self.registrations[client_id] = (
+            Registration().set_iss(self.issuer).set_client_id(client_id).set_deployment_id(self.deployment_id)
+            .set_launch_url(callback).set_oidc_login_url(login).set_platform_public_key(self.public_pem)
+            .set_platform_private_key(self.private_pem).set_tool_key_set_url(f"{hub_url}/hub/lti13/jwks"))
+
     def section(self, **overrides: Any) -> dict[str, Any]:
         return {"name": "lms", "issuer": self.issuer, "client_id": self.client_id,
                 "auth_login_url": f"{self.url}/authorize", "key_set_url": f"{self.url}/jwks",
@@ -151,14 +161,16 @@ class LtiPlatform:
 
     def login_initiation(self, hint: str) -> str:
         """The tool login URL the platform sends the browser to (third-party initiated login)."""
-        login = _Login(None, _Conf(registration=self.registration))
+        registration = self.registrations[self.messages[hint].client_id or self.client_id]
+        login = _Login(None, _Conf(registration=registration))
         login.set_lti_message_hint(hint=hint)
         return login.initiate_login(self.messages[hint].user_id)
 
     def launch_form(self, params: dict[str, str]) -> str:
         """What /authorize answers: lti1p3platform checks the tool's request and signs the launch."""
         message = self.messages[params["lti_message_hint"]]
-        launch = _Launch(_Request(params), _Conf(registration=self.registration))
+        registration = self.registrations.get(params.get("client_id", ""), self.registration)
+        launch = _Launch(_Request(params), _Conf(registration=registration))
         launch.set_id_token_expiration(self.id_token_expiration)
         launch.set_user_data(message.user_id, message.roles, full_name=message.name, email_address=message.email)
         launch.set_launch_context_claim(message.context_id, context_types=[
