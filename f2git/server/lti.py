@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from f2git import filetree
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link
-from f2git.lti import deeplink
+from f2git.lti import deeplink, provision
 from f2git.lti.contexts import ContextStore
 from f2git.lti.keys import ToolKeys
 from f2git.lti.launch import DEEP_LINKING, Launch, LaunchRefused, verify
@@ -27,6 +27,7 @@ from f2git.lti.platform_keys import PlatformKeys
 from f2git.store import CourseRepo
 
 from .base import BaseHandler, Refusal
+from .dashboard import DashboardHandler
 from .handoff import hand_off
 from .ltisession import COOKIE as SESSION_COOKIE, secret_for, session_cookie
 
@@ -50,6 +51,7 @@ class Tool:
         self.platform_keys = PlatformKeys()
         self.logins = Logins()
         self.contexts = ContextStore.for_config(config)
+        self.requests = provision.Requests.for_config(config)
         self._recorded: dict[tuple[str, str], tuple[str, str]] = {}
         der = self.keys.signing.private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -218,12 +220,36 @@ class LaunchHandler(LtiPage):
         key = self.tool.lti.context_key(launch.platform, launch.context_id)
         return [course for course in self.config.courses.values() if launch.context_id and key in course.lti_contexts]
 
-    def unclaimed(self, launch: Launch) -> None:
+    async def unclaimed(self, launch: Launch) -> list["CourseConfig"] | None:
+        """An LMS course no f2git course claims: for an instructor, `[lti] provision` decides
+        (the new course, or None once the page saying a request is filed is written)."""
         key = self.tool.lti.context_key(launch.platform, launch.context_id)
-        if launch.teaches:
+        mode = self.tool.lti.provision
+        if not launch.teaches or not launch.context_id:
+            self.refuse(404, "f2git serves no course for this LMS course yet. Tell your instructor.")
+        if mode == "off":
             self.refuse(404, f"No f2git course serves this LMS course yet. Ask your hub admin to add"
                              f" lti_contexts = [\"{key}\"] to the f2git course for it.")
-        self.refuse(404, "f2git serves no course for this LMS course yet. Tell your instructor.")
+        request = provision.request_for(self.config, launch, self.instructor_name(launch))
+        if mode == "ask":
+            filed = await asyncio.to_thread(self.tool.requests.add, request)
+            log.info("LTI provision: %s asks for a course for %s (%s)", filed.instructor, filed.key, filed.context_title)
+            self.set_status(202)
+            self.page("lti_message.html", status=202, link=None,
+                      message=f"f2git has no course for \"{filed.context_title}\" yet. Your request is filed: an"
+                              f" f2git manager approves it on the dashboard (course \"{filed.course}\", files from"
+                              f" {filed.source_words()}). Open this link again once it is approved.")
+            return None
+        try:
+            course = await asyncio.to_thread(provision.create, self.config, request)
+        except provision.ProvisionError as error:
+            self.refuse(409, f"f2git could not create a course for this LMS course: {error}. Tell your hub admin.")
+        self.refresher.add_course(course.name)
+        log.info("LTI provision: created course %s for %s (%s)", course.name, request.key, request.context_title)
+        return [course]
+
+    def instructor_name(self, launch: Launch) -> str:
+        return launch.claim(self.tool.lti.username_claim) or launch.sub
 
     # -- students' links and the instructors' course navigation --
 
@@ -243,7 +269,9 @@ class LaunchHandler(LtiPage):
                                     custom.get("f2git_target", ""))
             return
         if not claiming:
-            self.unclaimed(launch)
+            claiming = await self.unclaimed(launch)
+            if claiming is None:
+                return
         if launch.teaches:
             self.open_dashboard(launch, claiming)
         else:
@@ -273,7 +301,7 @@ class LaunchHandler(LtiPage):
         await hand_off(self, course, path or None, app)
 
     def open_dashboard(self, launch: Launch, courses: list["CourseConfig"]) -> None:
-        name = launch.claim(self.tool.lti.username_claim) or launch.sub
+        name = self.instructor_name(launch)
         self.set_lti_cookie(SESSION_COOKIE, session_cookie(self.tool.secret, name, [c.name for c in courses],
                                                            self.frame_origins), 8 * 3600)
         self.set_lti_cookie("_xsrf", self.xsrf_token, 8 * 3600)  # the dashboard's forms, inside the frame
@@ -288,7 +316,9 @@ class LaunchHandler(LtiPage):
                              " does not allow it.")
         courses = self.claiming(launch)
         if not courses:
-            self.unclaimed(launch)
+            courses = await self.unclaimed(launch)
+            if courses is None:
+                return
         try:
             request = deeplink.Request.from_settings(launch.deep_linking)
         except deeplink.PickRefused as error:
@@ -423,6 +453,33 @@ def registration(tool: Tool) -> dict[str, Any]:
     }
 
 
+class RequestsPage(DashboardHandler):
+    """`/lti/requests`: the courses instructors asked for (provision = "ask"); managers approve."""
+
+    root = "../"
+
+    def initialize(self, tool: Tool) -> None:
+        self.tool = tool
+
+    def get(self) -> None:
+        self.require_manage(None)
+        self.render_page("lti_requests.html", requests=self.tool.requests.all())
+
+    async def post(self) -> None:
+        self.require_manage(None)
+        request = await asyncio.to_thread(self.tool.requests.take, self.get_body_argument("request", ""))
+        if request is None:
+            raise Refusal(404, "No such request: it was approved already or never filed.")
+        try:
+            course = await asyncio.to_thread(provision.create, self.config, request)
+        except provision.ProvisionError as error:
+            await asyncio.to_thread(self.tool.requests.add, request)  # still pending: the admin fixes the cause
+            raise Refusal(409, str(error)) from None
+        self.refresher.add_course(course.name)
+        log.info("LTI provision: %s approved course %s for %s", self.identity.name, course.name, request.key)
+        self.redirect(f"../courses/{quote(course.name, safe='')}", status=303)
+
+
 def routes(tool: Tool | None) -> list[tuple]:
     """The LTI routes, sharing one Tool; none without an [lti] table."""
     if tool is None:
@@ -430,4 +487,4 @@ def routes(tool: Tool | None) -> list[tuple]:
     tool = {"tool": tool}
     return [(r"/lti/login", LoginHandler, tool), (r"/lti/launch", LaunchHandler, tool),
             (r"/lti/deep-link", DeepLinkHandler, tool), (r"/lti/jwks", JwksHandler, tool),
-            (r"/lti/config", ConfigHandler, tool)]
+            (r"/lti/config", ConfigHandler, tool), (r"/lti/requests", RequestsPage, tool)]
