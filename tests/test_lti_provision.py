@@ -126,3 +126,18 @@ def test_course_names_are_readable_and_never_taken():
     assert provision.course_name("Intro to CS (Fall 2026)", "c", set()) == "intro-to-cs-fall-2026"
     assert provision.course_name("CS 101", "c", {"cs-101"}) == "cs-101-2"
     assert provision.course_name("日本語", "ctx", set()).startswith("lti-")
+
+
+def test_an_lms_course_title_cannot_write_toml_into_the_store(tmp_path, source, platform):
+    hostile = Message("t\n[courses.root]\nsource = \"local\"", INSTRUCTOR, context_id="ctx-evil",
+                      context_title='Evil\n[courses.root]\nsource = "local"\npath = "/etc"')
+    with serve(tmp_path, source, platform, "auto") as tool:
+        newline_id = Message("t", INSTRUCTOR, context_id='ctx\npath = "/"', context_title="x")
+        refused = Browser().launch(platform, platform.add(newline_id))
+        assert refused.status_code == 409 and not (tmp_path / "lti-courses").exists()
+        assert Browser().launch(platform, platform.add(hostile)).status_code == 303
+        (stored,) = (tmp_path / "lti-courses").glob("*.toml")
+        courses = tomllib.loads(stored.read_text())["courses"]
+        assert list(courses) == ["evil-courses-root-source-local-path-etc"]
+        assert courses["evil-courses-root-source-local-path-etc"]["path"].startswith(str(tmp_path / "data" / "uploads"))
+        assert "root" not in tool.config.courses

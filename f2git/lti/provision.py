@@ -120,8 +120,10 @@ def create(config: "Config", request: Request, env: dict[str, str] | None = None
         Path(request.table["path"]).mkdir(parents=True, exist_ok=True)
     folder = store_dir(config.path)
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"# created by f2git for {request.platform} context {request.context_id!r}"
-             f" ({request.context_title}), requested by {request.instructor}", f"[courses.{request.course}]"]
+    # the comment quotes the LMS's words as JSON strings: a title cannot end the comment and add TOML
+    said = f"{request.platform} context {json.dumps(request.context_id)} ({json.dumps(request.context_title)})"
+    lines = [f"# created by f2git for {said}, requested by {json.dumps(request.instructor)}",
+             f"[courses.{request.course}]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in request.table.items()]  # JSON scalars/lists are TOML
     write_private(folder / f"{request.course}.toml", "\n".join(lines) + "\n")
     course.normalise()
