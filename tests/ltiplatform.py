@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import requests
@@ -66,6 +66,7 @@ class Message:
     extra: dict[str, Any] = field(default_factory=dict)
     memberships_url: str | None = None
     client_id: str | None = None  # the tool it launches: None is f2git, else another registration (the hub)
+    storage_target: str | None = None  # offers LTI client-side storage (postMessage), as Canvas does
 
 
 class _Conf(LTI1P3PlatformConfAbstract):
@@ -164,7 +165,9 @@ class LtiPlatform:
         registration = self.registrations[self.messages[hint].client_id or self.client_id]
         login = _Login(None, _Conf(registration=registration))
         login.set_lti_message_hint(hint=hint)
-        return login.initiate_login(self.messages[hint].user_id)
+        url = login.initiate_login(self.messages[hint].user_id)
+        target = self.messages[hint].storage_target
+        return url + "&" + urlencode({"lti_storage_target": target}) if target else url
 
     def launch_form(self, params: dict[str, str]) -> str:
         """What /authorize answers: lti1p3platform checks the tool's request and signs the launch."""
@@ -220,6 +223,27 @@ class LtiPlatform:
         return {k: v for k, v in claims.items() if v is not None}
 
 
+# LTI client-side storage in the LMS page (1EdTech "LTI Client Side postMessages"; Canvas's
+# lti_storage_target): lti.put_data / lti.get_data from the tool's frame, answered to its origin.
+STORAGE_SCRIPT = """
+const stored = {};
+window.addEventListener("message", (event) => {
+  const m = event.data || {};
+  if (m.subject === "lti.put_data") {
+    stored[event.origin + " " + m.key] = m.value;
+    event.source.postMessage({subject: "lti.put_data.response", message_id: m.message_id, key: m.key,
+                              value: m.value}, event.origin);
+  } else if (m.subject === "lti.get_data") {
+    const key = event.origin + " " + m.key;
+    event.source.postMessage(key in stored
+      ? {subject: "lti.get_data.response", message_id: m.message_id, key: m.key, value: stored[key]}
+      : {subject: "lti.get_data.response", message_id: m.message_id, key: m.key,
+         error: {code: "bad_request", message: "no such key"}}, event.origin);
+  }
+});
+"""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -253,7 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             src = query.get("src") or self.platform.login_initiation(query["hint"])
             self.answer(200, ("<!DOCTYPE html><title>LMS course</title><h1>LMS course</h1>"
-                              f'<iframe id="tool" src="{html.escape(src)}" width="1000" height="700"></iframe>').encode())
+                              f'<iframe id="tool" src="{html.escape(src)}" width="1000" height="700"></iframe>'
+                              f"<script>{STORAGE_SCRIPT}</script>").encode())
         elif parts.path.startswith("/hub/"):  # stands in for the hub the 303 lands on
             self.answer(200, b"<!DOCTYPE html><title>hub</title><p id='hub'>the hub</p>")
         else:

@@ -5,6 +5,8 @@ test breaks exactly one thing the platform (lti1p3platform over HTTP) would have
 from __future__ import annotations
 
 import base64
+import html
+import re
 import hashlib
 import hmac
 import json
@@ -13,7 +15,7 @@ import logging
 import pytest
 import requests
 
-from tests.ltiplatform import INSTRUCTOR, LEARNER, Browser, LtiPlatform, Message, new_key
+from tests.ltiplatform import INSTRUCTOR, LEARNER, Browser, LtiPlatform, Message, form_of, new_key
 from tests.serverhelpers import RunningServer
 from tests.test_lti import make_config, refusal
 
@@ -186,3 +188,25 @@ def test_an_instructor_session_cannot_reach_other_courses_or_admin_pages(tool, p
     browser.session.cookies.set("f2git-lti-session", "2|1:0|10:1700000000|17:f2git-lti-session|4:e30=|abc")
     page = requests.get(tool.url + "/courses/bio", cookies={"f2git-lti-session": "garbage"})
     assert page.headers["Content-Security-Policy"].endswith("frame-ancestors 'none'")
+
+
+def test_platform_storage_binds_the_login_when_cookies_are_blocked(tool, platform):
+    """LTI client-side storage (Canvas's lti_storage_target): the binding is kept by the platform too."""
+    message = Message("stud-1", LEARNER, custom={"f2git_course": "cs101"}, storage_target="_parent")
+    browser = Browser()
+    login = browser.session.get(platform.login_initiation(platform.add(message)), allow_redirects=False)
+    assert login.status_code == 200 and 'data-action="put"' in login.text and "Set-Cookie" in login.headers
+    binding = html.unescape(re.search(r'data-value="([^"]+)"', login.text).group(1))
+    authorize = html.unescape(re.search(r'data-next="([^"]+)"', login.text).group(1))
+    action, fields = form_of(requests.get(authorize).text)
+    blocked = Browser()  # the launch arrives without the cookie, as in a browser blocking third-party cookies
+    page = blocked.session.post(action, data=fields, allow_redirects=False)
+    assert page.status_code == 200 and 'data-action="get"' in page.text  # asks the platform's storage
+    wrong = blocked.session.post(action, data={**fields, "binding": "guessed"}, allow_redirects=False)
+    assert wrong.status_code == 403 and "browser that started it" in refusal(wrong)
+    # the wrong guess used the login up: a login's binding is tried once
+    again = Browser()
+    login = again.session.get(platform.login_initiation(platform.add(message)), allow_redirects=False)
+    binding = html.unescape(re.search(r'data-value="([^"]+)"', login.text).group(1))
+    action, fields = form_of(requests.get(html.unescape(re.search(r'data-next="([^"]+)"', login.text).group(1))).text)
+    assert Browser().session.post(action, data={**fields, "binding": binding}, allow_redirects=False).status_code == 303

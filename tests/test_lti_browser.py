@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from f2git.config import parse
+from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS
 from tests.ltiplatform import LEARNER, LtiPlatform, Message, canvas_instructor_picker
 from tests.repohelpers import SourceFolder
 from tests.serverhelpers import RunningServer
@@ -85,3 +86,27 @@ def test_a_learners_launch_lands_on_the_hubs_nbgitpuller_link(chromium, tool, pl
     query = parse_qs(landed.query)
     assert query["repo"] == [tool.url + "/git/cs101"] and query["urlpath"] == ["lab/tree/cs101/week1/intro.ipynb"]
     context.close()
+
+
+def test_a_launch_works_with_third_party_cookies_blocked_through_platform_storage(chromium, tool, platform):
+    # a Chromium of its own: a response Playwright fulfils counts as a public address, and Chromium's local
+    # network checks would then stop the frame's next step to 127.0.0.1 (a test artefact, not f2git's)
+    own = chromium.browser_type.launch(executable_path=CHROMIUM, args=[
+        *CHROMIUM_ARGS, "--disable-features=LocalNetworkAccessChecks"])
+    try:
+        context = own.new_context()
+
+        def drop_cookies(route):  # as a browser that blocks third-party cookies: f2git's login cookie never lands
+            response = route.fetch(max_redirects=0)
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "set-cookie"}
+            route.fulfill(response=response, headers=headers)
+
+        context.route(f"{tool.url}/lti/login**", drop_cookies)
+        page = context.new_page()
+        hint = platform.add(Message("stud-1", LEARNER, storage_target="_parent",
+                                    custom={"f2git_course": "cs101", "f2git_path": "week1/intro.ipynb"}))
+        page.goto(f"{platform.url}/course?hint={hint}")
+        expect(page.frame_locator("#tool").locator("#hub")).to_have_text("the hub")
+        assert context.cookies(tool.url) == []
+    finally:
+        own.close()

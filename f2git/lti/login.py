@@ -27,6 +27,7 @@ class Pending:
     nonce: str
     binding_hash: bytes
     expires: float
+    storage_target: str = ""  # the platform's postMessage storage frame, when it offered one
 
 
 LoginRefused = Refused
@@ -44,7 +45,7 @@ class Logins:
         self._pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
 
-    def begin(self, platform: str) -> tuple[str, str, str]:
+    def begin(self, platform: str, storage_target: str = "") -> tuple[str, str, str]:
         """A new login: (state, nonce, binding); the binding goes into the browser's cookie."""
         state, nonce, binding = (secrets.token_urlsafe(32) for _ in range(3))
         now = time.monotonic()
@@ -53,8 +54,14 @@ class Logins:
                 self._prune(now)
             if len(self._pending) >= self.max_pending:
                 raise LoginRefused(503, "Too many logins are waiting for their launch; try again in a few minutes.")
-            self._pending[state] = Pending(platform, nonce, _hash(binding), now + self.ttl)
+            self._pending[state] = Pending(platform, nonce, _hash(binding), now + self.ttl, storage_target)
         return state, nonce, binding
+
+    def peek(self, state: str) -> Pending | None:
+        """The login `state` belongs to, left in place (nothing is granted on it)."""
+        with self._lock:
+            pending = self._pending.get(state) if state else None
+        return pending if pending is not None and pending.expires >= time.monotonic() else None
 
     def finish(self, state: str, binding: str | None) -> Pending:
         """The login `state` belongs to, used up; LoginRefused when there is none or the

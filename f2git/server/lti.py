@@ -7,7 +7,9 @@ configured platforms' origins (and the origin the verified launch names) as fram
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -90,6 +92,13 @@ class Tool:
             return None
 
 
+STORAGE_TARGET = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # a frame name, or "_parent"
+
+
+def storage_key(state: str) -> str:
+    return "f2git-binding-" + hashlib.sha256(state.encode()).hexdigest()[:32]
+
+
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
@@ -164,8 +173,10 @@ class LoginHandler(LtiPage):
         public = self.config.server.public_url
         if target and not (target == public or target.startswith(public + "/")):
             self.refuse(400, "This login asks to open a page that is not f2git's (target_link_uri).")
+        storage = self.get_argument("lti_storage_target", "")
+        storage = storage if STORAGE_TARGET.fullmatch(storage) else ""
         try:
-            state, nonce, binding = self.tool.logins.begin(platform.name)
+            state, nonce, binding = self.tool.logins.begin(platform.name, storage)
         except LoginRefused as error:
             self.refuse(error.status, error.message)
         self.set_lti_cookie(cookie_name(state), binding, self.tool.logins.ttl)
@@ -177,7 +188,12 @@ class LoginHandler(LtiPage):
             if value:
                 params[name] = value
         separator = "&" if urlsplit(platform.auth_login_url).query else "?"
-        self.redirect(platform.auth_login_url + separator + urlencode(params), status=302)
+        authorize = platform.auth_login_url + separator + urlencode(params)
+        if storage:  # the cookie may be blocked: keep the binding in the platform's storage too, then go on
+            self.page("lti_storage.html", action="put", target=storage, origin=origin_of(platform.auth_login_url),
+                      key=storage_key(state), value=binding, next_url=authorize, fields={})
+            return
+        self.redirect(authorize, status=302)
 
 
 class LaunchHandler(LtiPage):
@@ -186,8 +202,17 @@ class LaunchHandler(LtiPage):
     async def post(self) -> None:
         token = self.get_body_argument("id_token", "")
         state = self.get_body_argument("state", "")
+        binding = (self.get_cookie(cookie_name(state)) if state else None) or self.get_body_argument("binding", "")
+        started = self.tool.logins.peek(state)
+        if not binding and started is not None and started.storage_target:
+            # no cookie came back (third-party cookies blocked): fetch the binding from the platform's storage
+            platform = self.tool.lti.platform(started.platform)
+            self.page("lti_storage.html", action="get", target=started.storage_target,
+                      origin=origin_of(platform.auth_login_url) if platform else "", key=storage_key(state),
+                      value="", next_url="launch", fields={"id_token": token, "state": state})
+            return
         try:
-            pending = self.tool.logins.finish(state, self.get_cookie(cookie_name(state)) if state else None)
+            pending = self.tool.logins.finish(state, binding or None)
         except LoginRefused as error:
             self.refuse(error.status, error.message)
         self.clear_cookie(cookie_name(state), path="/")
