@@ -1,6 +1,6 @@
 """The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright.
 
-    python -m tests.test_browser docs/     # writes the README's screenshots instead
+    python -m tests.test_browser docs/     # writes the docs' dashboard screenshots instead
 
 The course list shows the demo course; "Refresh now" runs to "finished" and shows the new
 commit; "Preview release" lists a pending change without committing it; the link builder's
@@ -196,7 +196,7 @@ def test_pages_fit_a_phone_screen(browser: Browser, server, path):
     assert overflow <= 0
 
 
-# -- screenshots for the README -------------------------------------------------------------------
+# -- screenshots for the docs -----------------------------------------------------------------------
 
 def take_screenshots(folder: Path) -> None:
     """The dashboard of a demo with an up-to-date, a failing and a new course, desktop and phone."""
