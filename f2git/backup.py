@@ -63,18 +63,22 @@ def _git(*args: str, env: Mapping[str, str] | None = None) -> None:
         raise GitError(lines[-1] if lines else f"git exited with status {process.returncode}")
 
 
-def save(config: "Config", name: str, commit: str | None) -> None:
-    """After a sync: fast-forward the course's backup to `commit`. Failures are logged, not raised."""
+def save(config: "Config", name: str, commit: str | None) -> str | None:
+    """After a sync: fast-forward the course's backup to `commit`. Returns why that failed (also
+    logged; the course's health shows it and the next sync retries), None when it is saved."""
     target = backup_path(config, name)
     if target is None or commit is None or _main_of(target) == commit:
-        return
+        return None
     try:
         if not (target / "HEAD").is_file():
             CourseRepo(target).ensure()
         source = CourseRepo.for_course(config, name).path
         _git("--git-dir", str(source), "push", "--quiet", "--no-verify", str(target), f"{BRANCH}:{BRANCH}")
     except (GitError, OSError) as error:
-        log.warning("%s: backup to %s failed: %s (retried after the next sync)", name, target, error)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        log.warning("%s: backup to %s failed: %s (retried after the next sync)", name, target, reason)
+        return f"backup to {target} failed: {reason}"
+    return None
 
 
 def restore(config: "Config", course: "CourseConfig", env: Mapping[str, str] | None = None) -> str | None:

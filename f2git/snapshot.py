@@ -68,6 +68,7 @@ class SyncResult:
     duration: float = 0.0
     dry_run: bool = False
     mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
+    backup_error: str | None = None  # the snapshot is fine; saving it to `backup_dir` failed (retried next sync)
     source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
     status_error: str | None = None  # why this outcome could not be written to the status file
     listing: str = ""  # how the source was listed: "whole", or "changes" only (Connector.list_changes)
@@ -85,6 +86,8 @@ class SyncResult:
             data["skipped_total"] = self.skipped_total
         if self.mirror_error:
             data["mirror_error"] = self.mirror_error
+        if self.backup_error:
+            data["backup_error"] = self.backup_error
         if self.status_error:
             data["status_error"] = self.status_error
         if self.withheld:
@@ -507,7 +510,7 @@ class SyncRun:
                 log.warning("%s: repack failed: %s", self.course.name, error)
         if self.course.mirror and self.result.commit:
             self.result.mirror_error = mirror.push_course(self.config, self.course, self.repo.path)
-        backup.save(self.config, self.course.name, self.result.commit)
+        self.result.backup_error = backup.save(self.config, self.course.name, self.result.commit)
 
     def _count(self, paths: dict[str, list[str]]) -> None:
         self.result.paths = {kind: items[:LISTED_PATHS] for kind, items in paths.items()}
