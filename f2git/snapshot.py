@@ -175,14 +175,15 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed))
     try:
         with course_lock(config, course.name):
-            if not dry_run:
-                backup.restore(config, course)  # a lost repo continues the history students have
+            restored = None if dry_run else backup.restore(config, course)  # a lost repo continues students' history
             run = SyncRun(config, course, result, report, dry_run=dry_run,
                           allow_mass_delete=allow_mass_delete or course.allow_mass_delete, remember=remember)
             run.run(connector or course.connector())
             result.ok = True
             if not dry_run:
                 run.after_publish()
+            if restored is not None and restored.refused:  # shown with the course's health, like a failed backup
+                result.backup_error = "; ".join(filter(None, [restored.refused, result.backup_error]))
     except AuthError as error:
         result.error, result.auth_failed = str(error), True
     except SyncRefused as error:
