@@ -84,13 +84,18 @@ def _f2git_setup(c, service, access, service_role, secrets, trusted, secrets_fil
         # the hub stores a service's `environment` in its database: pass a 0600 file's path instead
         import tempfile
         folder = os.path.dirname(secrets_file)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        fd, scratch = tempfile.mkstemp(prefix=".hub-secrets.", dir=folder)  # mode 0600
-        with os.fdopen(fd, "w") as written:
-            for name in secrets:
-                value = os.environ[name].replace("\\", "\\\\").replace("'", "\\'")
-                written.write(name + "='" + value + "'\n")
-        os.replace(scratch, secrets_file)
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd, scratch = tempfile.mkstemp(prefix=".hub-secrets.", dir=folder)  # mode 0600
+            with os.fdopen(fd, "w") as written:
+                for name in secrets:
+                    value = os.environ[name].replace("\\", "\\\\").replace("'", "\\'")
+                    written.write(name + "='" + value + "'\n")
+            os.replace(scratch, secrets_file)
+        except OSError as error:
+            raise SystemExit("jupyterhub_config.py (f2git): cannot write " + secrets_file + " (" + str(error.strerror)
+                             + "): the hub passes f2git its secrets there; f2git's data_dir must be writable"
+                             " by the hub's user.")
         service["environment"] = {"F2GIT_ENV_FILE": secrets_file}
     c.JupyterHub.services.append(service)
 

@@ -98,6 +98,20 @@ def test_secrets_of_any_shape_reach_f2git_exactly_through_the_file(make_config, 
     assert not any(value in repr(service) for value in HOSTILE_SECRETS.values())
 
 
+def test_a_data_dir_the_hub_cannot_write_stops_it_with_one_line(make_config, tmp_path, monkeypatch):
+    config, env = courses_config(make_config)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    blocker = config.server.data_dir.resolve()
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where data_dir should be\n")
+    with pytest.raises(SystemExit) as stopped:
+        load_into_hub_config(render(config), tmp_path)
+    message = str(stopped.value)
+    assert message.startswith(f"jupyterhub_config.py (f2git): cannot write {blocker / 'hub-secrets.env'}")
+    assert "(File exists)" in message and "\n" not in message
+
+
 def test_cli_prints_it(tmp_path, capsys):
     path = tmp_path / "f2git.toml"
     path.write_text(f'[server]\nauth = "jupyterhub"\ndata_dir = "{tmp_path}"\n'
