@@ -156,6 +156,8 @@ def render(config: Config, *, external: bool = False) -> str:
             "# The hub needs $F2GIT_HUB_TOKEN (e.g. `openssl rand -hex 32`). f2git's own environment needs:",
             *(f"#   {variable}={value}" for variable, value in external_environment(config).items()),
             *(f"#   {variable}=<the secret>   (named in f2git's config)" for variable in secret_variables(config)),
+            *(["#   (the secrets may instead sit in a mode-0600 NAME=value file named by F2GIT_ENV_FILE)"]
+              if secret_variables(config) else []),
             "import os",
         ]
     lines += [
