@@ -10,7 +10,8 @@ a `user` role that `load_roles` defines gets the scope appended (JupyterHub igno
 `extra_user_scopes` then), else `extra_user_scopes` carries it; scope lists and services
 are appended to, never replaced. A secret missing from the hub's environment stops the hub
 with a message naming it (an ordinary exception would only be logged by traitlets, and the
-hub would start without f2git).
+hub would start without f2git). Secrets reach the managed service through a 0600 file whose
+path is all its `environment` holds: the hub stores that `environment` in its database.
 """
 from __future__ import annotations
 
