@@ -65,6 +65,17 @@ def test_rendered_config_loads_and_grants_service_access(make_config, tmp_path, 
                                                     "access:services!service=courses"}
 
 
+def test_the_image_trusts_f2gits_exact_base_url_path_included(make_config, tmp_path, monkeypatch):
+    config, env = courses_config(make_config)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config.server.public_url = "https://hub.example.edu/services/courses"
+    existing = 'c.Spawner.environment = {"F2GIT_PULLHOOK_TRUSTED": "http://f2git:8765"}\n'
+    hub = load_into_hub_config(render(config), tmp_path, existing=existing)
+    assert hub.Spawner.environment["F2GIT_PULLHOOK_TRUSTED"] == \
+        "http://f2git:8765 https://hub.example.edu/services/courses"
+
+
 def test_external_service_takes_its_token_from_the_environment(make_config, tmp_path, monkeypatch):
     config, _ = courses_config(make_config)
     text = render(config, external=True)

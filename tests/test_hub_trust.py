@@ -1,5 +1,5 @@
 """Trust boundaries on a real, shared JupyterHub (configurable-http-proxy, f2git as the service
-`f2git hub-config` sets up, behind the hub at /services/f2git, students' real servers with
+`f2git hub-config` sets up, behind the hub at /services/courses, students' real servers with
 nbgitpuller and pullhook):
 
 - the hub's public origin also serves every user's server: a link to mallory's server there
@@ -54,7 +54,8 @@ def hub(tmp_path_factory):
 host = "127.0.0.1"
 port = {free_port()}
 data_dir = "{work / 'data'}"
-public_url = "{running.url}/services/f2git"
+public_url = "{running.url}/services/courses"
+service_name = "courses"
 refresh_ttl = 0
 auth = "jupyterhub"
 [hub]
@@ -109,7 +110,7 @@ def test_a_link_to_another_users_server_on_the_hubs_origin_gets_no_token(hub):
     assert victim not in heard and hub.tokens["ana"] not in heard
     assert [r["path"] for r in recorded(hub) if "/x/" in r["path"]] == [f"/user/mallory/x/api/courses/{COURSE}/remote"]
 
-    # f2git's exact base URL behind the same origin still gets ana's clicks
+    # f2git's exact base URL behind the same origin (from hub-config) still gets ana's clicks
     assert hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, COURSE))[-1] == {"phase": "finished"}
     assert victim not in json.dumps(recorded(hub))
 
