@@ -57,7 +57,7 @@ def write_config(tmp_path, courses, backup_dir) -> str:
     return str(path)
 
 
-def test_a_failing_backup_shows_in_healthz_api_dashboard_status_and_check(tmp_path, course, capsys):
+def test_a_failing_backup_shows_in_healthz_api_metrics_dashboard_status_and_check(tmp_path, course, capsys):
     backup_dir = unwritable_backup_dir(tmp_path)
     with token_server(tmp_path, course, backup_dir=str(backup_dir)) as server:
         # before any sync: the folder itself refuses writes
@@ -75,6 +75,9 @@ def test_a_failing_backup_shows_in_healthz_api_dashboard_status_and_check(tmp_pa
 
         code, _, body = server.request("GET", "/healthz", headers=bearer(MANAGE))
         assert code == 503 and f"course {COURSE}: backup to {backup_dir}".encode() in body, body
+
+        code, _, metrics = server.request("GET", "/metrics", headers=bearer(MANAGE))
+        assert code == 200 and f'f2git_course_backup_ok{{course="{COURSE}"}} 0.0'.encode() in metrics
 
         code, _, page = server.request("GET", f"/courses/{COURSE}", headers=bearer(MANAGE))
         assert code == 200 and b"its backup failed" in page and b"Failing" in page, page[:2000]
@@ -107,6 +110,8 @@ def test_a_backup_that_works_again_clears_the_warning(tmp_path, course, capsys):
         code, _, body = server.request("POST", f"/api/courses/{COURSE}/refresh", headers=bearer(MANAGE))
         assert code == 200 and "backup_error" not in json.loads(body)
         assert (backup_dir / f"{COURSE}.git" / "HEAD").is_file()
+        metrics = server.request("GET", "/metrics", headers=bearer(MANAGE))[2]
+        assert f'f2git_course_backup_ok{{course="{COURSE}"}} 1.0'.encode() in metrics
         server.call(lambda: setattr(server.server.refresher, "_disk_checked", float("-inf")))
         assert server.request("GET", "/healthz")[::2] == (200, b"ok")
     config_path = write_config(tmp_path, course, backup_dir)
