@@ -55,6 +55,8 @@ class Metrics:
                                ["course"], registry=r)
         self.has_snapshot = Gauge("f2git_course_has_snapshot", "1 when students can fetch a snapshot, else 0",
                                   ["course"], registry=r)
+        self.backup_ok = Gauge("f2git_course_backup_ok", "0 when the course's last backup (or restore) to"
+                               " backup_dir failed, else 1", ["course"], registry=r)
         if config is not None:  # standalone: from the status files (a server's come from `watch`)
             for name in config.courses:
                 record = status.read_file(config, name)
@@ -76,6 +78,7 @@ class Metrics:
         """Per-course gauges as the status files left them (after a restart)."""
         self.last_success.labels(record.course).set(record.last_success or 0)
         self.course_ok.labels(record.course).set(0 if record.failing else 1)
+        self.backup_ok.labels(record.course).set(0 if record.backup_error else 1)
         if has_snapshot is not None:
             self.has_snapshot.labels(record.course).set(1 if has_snapshot else 0)
 
@@ -94,6 +97,7 @@ class Metrics:
         for change in ("added", "modified", "deleted"):
             self.files.labels(course, change).inc(getattr(result, change))
         self.course_ok.labels(course).set(1)
+        self.backup_ok.labels(course).set(0 if result.backup_error else 1)
         self.last_success.labels(course).set(time.time() - result.duration)  # when it started, as in status
         self.has_snapshot.labels(course).set(1 if result.commit else 0)
 

@@ -105,6 +105,9 @@ def health(course: CourseConfig, record: status.CourseStatus, now: float) -> Hea
         return Health("stale", ["Not checked since ", Moment(record.last_check),
                                 f" although it should be every {_interval(course.schedule)}"], None)
     sentence: list[str | Moment] = ["Up to date: checked ", Moment(record.last_check)]
+    if record.backup_error:  # students are served; the history is not safe against losing data_dir
+        return Health("failing", [*sentence, " — but its backup failed: if data_dir is lost, students'"
+                                  " next click fails"], record.backup_error)
     return Health("ok", sentence, f"copying to the mirror failed: {record.mirror_error}" if record.mirror_error
                   else None)
 
