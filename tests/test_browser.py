@@ -142,9 +142,11 @@ def test_link_builder_finds_a_file_in_the_tree_and_its_link_is_one_nbgitpuller_p
     page.get_by_label("Open in").select_option(label="Jupyter Notebook")
     expect(link_box).to_have_value(re.compile(re.escape("urlpath=tree%2Fdemo%2Fweek1%2F01-welcome.ipynb")))
     expect(page.locator("#try-link")).to_have_attribute("href", link_box.input_value())
+    door_box = page.get_by_label("Student link (through f2git's door)")
+    expect(door_box).to_have_value(f"{server.url}/open/demo/week1/01-welcome.ipynb?app=notebook")
     page.get_by_role("button", name="Copy Markdown").click()
     expect(page.locator(".copy-status")).to_have_text("Copied the Markdown.")
-    assert page.evaluate("navigator.clipboard.readText()") == f"[01-welcome.ipynb (demo)]({link_box.input_value()})"
+    assert page.evaluate("navigator.clipboard.readText()") == f"[01-welcome.ipynb (demo)]({door_box.input_value()})"
     page.get_by_label("Open in").select_option(label="JupyterLab")
     page.get_by_role("button", name="Copy link").click()
     expect(page.locator(".copy-status")).to_have_text("Copied the link.")
