@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from f2git import status
 from f2git.store import CourseRepo
-from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS, DEMO
+from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS, DEMO, chromium
 from tests.repohelpers import SourceFolder, isolated_git
 from tests.serverhelpers import RunningServer, config_factory
 
@@ -30,10 +30,8 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

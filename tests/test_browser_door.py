@@ -15,11 +15,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from f2git.hubconfig import render
-from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS
-from tests.hubhelpers import CHP, Hub
+from tests.browserhelpers import chromium
+from tests.hubhelpers import CHP, Hub, hub_oauth_in_process
 from tests.repohelpers import SourceFolder
 from tests.serverhelpers import RunningServer, config_factory
 
@@ -56,7 +56,7 @@ def hub(tmp_path_factory):
                             "JUPYTERHUB_CLIENT_ID": "service-f2git", "JUPYTERHUB_BASE_URL": "/",
                             "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{SERVICE}/oauth_callback"}.items():
             patch.setenv(name, value)
-        with f2git, hub:
+        with hub_oauth_in_process(), f2git, hub:
             hub.f2git = f2git
             hub.flaky = flaky
             hub.wait_for_url(f"{hub.url}{SERVICE}/healthz", "f2git behind the hub's proxy")
@@ -65,16 +65,14 @@ def hub(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def browser():
+    with chromium() as launched:
+        yield launched
 
 
-def signed_in(chromium: Browser, hub: Hub, user: str, locale: str = "en-GB") -> Page:
+def signed_in(browser: Browser, hub: Hub, user: str, locale: str = "en-GB") -> Page:
     """A fresh browser of `user`, signed in at the hub's login page."""
-    context = chromium.new_context(base_url=hub.url, locale=locale, viewport={"width": 1100, "height": 700})
+    context = browser.new_context(base_url=hub.url, locale=locale, viewport={"width": 1100, "height": 700})
     page = context.new_page()
     page.goto("/hub/login")
     page.locator("input[name=username]").fill(user)
@@ -102,9 +100,9 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def test_a_member_goes_straight_through_the_door_into_jupyterlab(chromium, hub):
+def test_a_member_goes_straight_through_the_door_into_jupyterlab(browser, hub):
     refresh(hub, "cs101")
-    page = signed_in(chromium, hub, "ana")
+    page = signed_in(browser, hub, "ana")
     page.goto(f"{SERVICE}/open/cs101/README.md?app=lab")
     in_jupyterlab(page, "ana", "cs101", "README.md")
     assert (hub.work / "home" / "ana" / "cs101" / "README.md").read_text() == "# CS 101\n"
@@ -112,8 +110,8 @@ def test_a_member_goes_straight_through_the_door_into_jupyterlab(chromium, hub):
 
 
 @pytest.mark.parametrize("locale, lang", [("en-GB", "en"), ("de-DE", "de")])
-def test_a_student_outside_the_course_reads_why_on_f2gits_page(chromium, hub, locale, lang):
-    page = signed_in(chromium, hub, "bob", locale)
+def test_a_student_outside_the_course_reads_why_on_f2gits_page(browser, hub, locale, lang):
+    page = signed_in(browser, hub, "bob", locale)
     page.goto(f"{SERVICE}/open/cs101")
     heading = {"en": "You are not in this course", "de": "Sie sind nicht in diesem Kurs"}[lang]
     expect(page.get_by_role("heading", level=1)).to_have_text(heading)
@@ -125,8 +123,8 @@ def test_a_student_outside_the_course_reads_why_on_f2gits_page(chromium, hub, lo
 
 
 @pytest.mark.parametrize("locale, lang", [("en-GB", "en"), ("de-DE", "de")])
-def test_a_renamed_courses_link_says_so(chromium, hub, locale, lang):
-    page = signed_in(chromium, hub, "ana", locale)
+def test_a_renamed_courses_link_says_so(browser, hub, locale, lang):
+    page = signed_in(browser, hub, "ana", locale)
     page.goto(f"{SERVICE}/open/cs-101-2025/week1/intro.ipynb")
     expect(page.get_by_role("heading", level=1)).to_have_text(
         {"en": "There is no course with this name", "de": "Einen Kurs mit diesem Namen gibt es nicht"}[lang])
@@ -137,13 +135,13 @@ def test_a_renamed_courses_link_says_so(chromium, hub, locale, lang):
 
 
 @pytest.mark.parametrize("locale, lang", [("en-GB", "en"), ("de-DE", "de")])
-def test_while_the_source_fails_the_student_reads_the_date_then_continues_to_jupyterlab(chromium, hub, locale, lang):
+def test_while_the_source_fails_the_student_reads_the_date_then_continues_to_jupyterlab(browser, hub, locale, lang):
     refresh(hub, "stats")
     keep = hub.work / "flaky-kept"
     shutil.copytree(hub.flaky.path, keep, dirs_exist_ok=True)
     shutil.rmtree(hub.flaky.path)  # the source fails from now on
     try:
-        page = signed_in(chromium, hub, "ana", locale)
+        page = signed_in(browser, hub, "ana", locale)
         page.goto(f"{SERVICE}/open/stats/notes.md")
         expect(page.get_by_role("heading", level=1)).to_have_text(
             {"en": "The newest course files could not be fetched",
@@ -160,12 +158,12 @@ def test_while_the_source_fails_the_student_reads_the_date_then_continues_to_jup
 
 
 @pytest.mark.parametrize("locale, lang", [("en-GB", "en"), ("de-DE", "de")])
-def test_a_held_course_says_so_then_continues_to_jupyterlab(chromium, hub, locale, lang):
+def test_a_held_course_says_so_then_continues_to_jupyterlab(browser, hub, locale, lang):
     refresh(hub, "cs101")
     record = hub.f2git.call(lambda: hub.f2git.server.refresher.status("cs101"))
     hub.f2git.call(lambda: setattr(record, "held", {"reason": "rolled back to last week's notebooks"}))
     try:
-        page = signed_in(chromium, hub, "ana", locale)
+        page = signed_in(browser, hub, "ana", locale)
         page.goto(f"{SERVICE}/open/cs101/week1/intro.ipynb")
         expect(page.get_by_role("heading", level=1)).to_have_text(
             {"en": "Your instructor has paused updates of this course",

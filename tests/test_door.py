@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from f2git.opens import OpenCounts
 from f2git.server.auth import Auth, Identity, request_token
 from f2git.store import CourseRepo
 from f2git.words import WORDS, language
+from tests.hubhelpers import hub_oauth_in_process
 from tests.repohelpers import SourceFolder
 from tests.serverhelpers import RunningServer, config_factory
 
@@ -200,6 +202,28 @@ def test_when_every_git_backend_is_busy_the_door_says_so_with_retry_after(tmp_pa
         time.sleep(0.2)
         assert not server.call(backends.overloaded)
         assert page(server, "/open/cs101")[0] == 303
+
+
+def test_a_long_made_up_course_name_is_not_repeated_whole(server):
+    status, _, html = page(server, "/open/" + "please-send-your-password-to-evil.example-" * 5)
+    assert status == 404 and "please-send-your-password-to-evil.example-" * 2 not in html
+
+
+def test_when_the_hub_does_not_answer_the_door_says_so_with_retry_after(tmp_path, source, monkeypatch):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{closed.getsockname()[1]}/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-token")
+    with hub_oauth_in_process(), closed, \
+            RunningServer(config_factory(tmp_path, courses(tmp_path, source), auth="jupyterhub")) as server:
+        for headers, lang in ((EN, "en"), (DE, "de")):
+            status, answer, html = page(server, "/open/cs101", {"Authorization": "token student-token", **headers})
+            assert status == 503 and answer["Retry-After"] == "60"
+            assert_student_page(answer, html, lang)
+            assert WORDS["hub_busy.title"][lang] in text_of(html)
+        # a browser without the hub's cookie is sent to sign in at the hub, then back here
+        status, answer, _ = page(server, "/open/cs101/README.md?app=lab")
+        assert status == 302 and "/hub/api/oauth2/authorize?" in answer["Location"]
 
 
 def test_a_course_that_never_had_files_says_so(server):

@@ -13,6 +13,9 @@ from .base import BaseHandler, Refusal
 from .handoff import RETRY_AFTER, hand_off, student_page
 
 
+NAME_SHOWN = 64  # characters of an unknown course's name the page repeats
+
+
 class DoorHandler(BaseHandler):
     async def prepare(self) -> None:
         try:
@@ -32,8 +35,9 @@ class DoorHandler(BaseHandler):
     async def get(self, course: str, path: str | None = None) -> None:
         found = self.config.courses.get(course)
         if found is None:
+            shown = course if len(course) <= NAME_SHOWN else course[:NAME_SHOWN] + "…"  # a link is no letter
             student_page(self, "broken" if course in self.config.broken else "missing",
-                         503 if course in self.config.broken else 404, course=course)
+                         503 if course in self.config.broken else 404, course=shown)
             return
         try:
             await self.admit(found)
