@@ -18,6 +18,9 @@ from datetime import datetime, timezone
 from typing import Callable
 
 DIGEST_BYTES = 8
+# paths counted per course and week: a member inventing paths must not grow the memory without
+# end (a course's real files fit); opens beyond it count for the course only
+MAX_PATHS = 10_000
 
 
 def week_of(epoch: float) -> tuple[int, int]:
@@ -35,20 +38,26 @@ class OpenCounts:
         self._key = b""
         self._students: dict[tuple[str, str], set[bytes]] = {}  # (course, path) -> digests
         self._course_students: dict[str, set[bytes]] = {}
+        self._paths: Counter[str] = Counter()  # course -> paths counted this week
         self.opens: Counter[str] = Counter()  # course -> opens since the start (not per week)
 
     def _turn(self) -> None:
         week = week_of(self._clock())
         if week != self._week:  # a new week: forget the key, and with it every digest
             self._week, self._key = week, secrets.token_bytes(32)
-            self._students, self._course_students = {}, {}
+            self._students, self._course_students, self._paths = {}, {}, Counter()
 
     def opened(self, course: str, path: str, student: str) -> None:
         """One open of `path` in `course` by `student` (a name or address: only its keyed digest stays)."""
         self._turn()
         digest = hmac.new(self._key, student.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()[:DIGEST_BYTES]
         path = path.strip("/")
-        self._students.setdefault((course, path), set()).add(digest)
+        key = (course, path)
+        if key not in self._students and self._paths[course] < MAX_PATHS:
+            self._students[key] = set()
+            self._paths[course] += 1
+        if key in self._students:
+            self._students[key].add(digest)
         self._course_students.setdefault(course, set()).add(digest)
         self.opens[course] += 1
 

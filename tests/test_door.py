@@ -300,6 +300,16 @@ def test_a_new_week_forgets_the_students_and_their_digests():
     assert counts.opens["cs101"] == 4  # all opens are kept: a number, not a person
 
 
+def test_made_up_paths_cannot_grow_the_counts_without_end(monkeypatch):
+    monkeypatch.setattr("f2git.opens.MAX_PATHS", 50)
+    counts = OpenCounts()
+    for n in range(200):
+        counts.opened("cs101", f"invented/{n}.ipynb", "user:mallory")
+    counts.opened("cs101", "invented/7.ipynb", "user:ana")  # a counted path still counts
+    assert len(counts.by_path("cs101")) == 50 and counts.students("cs101", "invented/7.ipynb") == 2
+    assert counts.students("cs101") == 2 and counts.opens["cs101"] == 201
+
+
 @pytest.mark.parametrize("header, expected", [
     ("de-DE,de;q=0.9,en;q=0.8", "de"), ("en-US,en;q=0.9,de;q=0.8", "en"), ("fr-FR,fr;q=0.9,de;q=0.5", "de"),
     ("fr-FR", "en"), ("", "en"), (None, "en"), ("de;q=0,en;q=0.1", "en"), ("en;q=0.2, de-AT", "de"),
