@@ -151,6 +151,11 @@ def test_while_the_source_fails_the_student_reads_the_date_then_continues_to_jup
         page.locator("#continue").click()
         in_jupyterlab(page, "ana", "stats", "notes.md")
         if lang == "en":
+            expect(page.locator(".jp-FileEditor .cm-content")).to_contain_text("# Notes", timeout=60_000)
+            news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt, not ours
+            if news.count():
+                news.first.click()
+                expect(news).to_have_count(0)
             shot(page, "door-jupyterlab")
         page.context.close()
     finally:
