@@ -120,7 +120,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_link(config: Config, args: argparse.Namespace) -> int:
     _names(config, [args.course])  # a course whose secrets are missing here still has a link
-    print(link_in_course(config, args.course, args.path, args.hub))
+    if args.door and args.hub:  # the door of a hub service is reached through that hub
+        config.hub.url = args.hub.rstrip("/")
+    print(link_in_course(config, args.course, args.path, args.hub, door=args.door))
     return EXIT_OK
 
 
@@ -287,6 +289,9 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("course", metavar="COURSE")
     link.add_argument("--path", help="a file in the course to open after the pull")
     link.add_argument("--hub", help="JupyterHub URL (default: [hub] url)")
+    link.add_argument("--door", action="store_true",
+                      help="print f2git's front-door link (/open/…), which tells students in words what is wrong"
+                           " before it hands them to the hub, instead of the plain nbgitpuller link")
 
     hub = command("hub-config", cmd_hub_config)
     hub.add_argument("--external", action="store_true",

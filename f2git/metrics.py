@@ -17,6 +17,7 @@ from . import status
 
 if TYPE_CHECKING:
     from .config import Config
+    from .opens import OpenCounts
     from .server.packcache import PackCache
     from .server.refresh import Refresher
     from .snapshot import SyncResult
@@ -28,6 +29,7 @@ WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class Metrics:
     def __init__(self, config: "Config | None" = None):
         self.registry = CollectorRegistry(auto_describe=True)
+        self._courses: list[str] = list(config.courses) if config is not None else []
         r = self.registry
         self.syncs = Counter("f2git_syncs", "Syncs by course and outcome (changed, unchanged, failed)",
                              ["course", "outcome"], registry=r)
@@ -64,6 +66,7 @@ class Metrics:
 
     def watch(self, refresher: "Refresher") -> None:
         """Follow the server's refresher; per-course gauges start from what it knows (no git)."""
+        self._courses = list(refresher.config.courses)
         refresher.on_result(self.sync_finished)
         refresher.on_click_served(self.click_served)
         for name in refresher.config.courses:
@@ -73,6 +76,10 @@ class Metrics:
     def watch_pack_cache(self, cache: "PackCache") -> None:
         """The pack cache's figures, read from it at each scrape."""
         self.registry.register(_PackCacheCollector(cache))
+
+    def watch_opens(self, opens: "OpenCounts") -> None:
+        """The front door's counts, read at each scrape: opens, and distinct students this week."""
+        self.registry.register(_OpensCollector(opens, self._courses))
 
     def restore(self, record: "status.CourseStatus", has_snapshot: bool | None = None) -> None:
         """Per-course gauges as the status files left them (after a restart)."""
@@ -138,3 +145,23 @@ class _PackCacheCollector:
                                 value=stats["bytes"])
         yield GaugeMetricFamily("f2git_pack_cache_entries", "Stored answers", value=stats["entries"])
         yield GaugeMetricFamily("f2git_pack_cache_running", "git runs the cache is waiting for", value=stats["running"])
+
+
+class _OpensCollector:
+    """Per course: how often the front door was opened, and by how many students this week
+    (f2git.opens keeps no names, only this week's keyed digests)."""
+
+    def __init__(self, opens: "OpenCounts", courses: list[str]):
+        self.opens = opens
+        self.courses = courses
+
+    def collect(self):
+        total = CounterMetricFamily("f2git_door_opens", "Opens of the front door (/open/<course>…), by course",
+                                    labels=["course"])
+        students = GaugeMetricFamily("f2git_door_students_this_week", "Distinct students who opened the course"
+                                     " through the front door this week (UTC, from Monday)", labels=["course"])
+        for course in self.courses:
+            total.add_metric([course], self.opens.opens[course])
+            students.add_metric([course], self.opens.students(course))
+        yield total
+        yield students
