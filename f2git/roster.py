@@ -272,7 +272,20 @@ class RosterKeeper:
         self.reader = reader
         self._running: dict[str, asyncio.Future] = {}
         self._last_start: dict[str, float] = {}  # monotonic
+        self._read_listeners: list[Callable[["CourseConfig", Roster], Any]] = []
         self.reads = 0  # roster reads started (tests, benchmarks)
+
+    def on_read(self, listener: Callable[["CourseConfig", Roster], Any]) -> None:
+        """Call `listener(course, roster)` (in the loop; a coroutine is run) after each successful read."""
+        self._read_listeners.append(listener)
+
+    def _tell(self, course: "CourseConfig", done: asyncio.Future) -> None:
+        if done.cancelled() or done.exception() is not None or done.result().error:
+            return
+        for listener in self._read_listeners:
+            outcome = listener(course, done.result())
+            if asyncio.iscoroutine(outcome):
+                asyncio.ensure_future(outcome)
 
     def start(self, course: "CourseConfig") -> asyncio.Future:
         """The read in flight, or a new one."""
@@ -284,7 +297,7 @@ class RosterKeeper:
         task = asyncio.ensure_future(asyncio.to_thread(refresh_roster, self.config, course, self.store,
                                                        self.clock, self.reader))
         self._running[course.name] = task
-        task.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "never retrieved"
+        task.add_done_callback(lambda done: self._tell(course, done))
         return task
 
     def due(self, course: "CourseConfig") -> bool:

@@ -4,6 +4,7 @@ Moodle are the tests' fakes served over HTTP (tests/lmshttp.py)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from f2git.hubconfig import render
 from f2git.links import repo_url
 from tests import canvasfake, moodlefake
 from tests.canvasfake import FakeCanvas
-from tests.hubhelpers import CHP, Hub, free_port
+from tests.hubhelpers import CHP, Hub, free_port, service_toml, toml_table
 from tests.lmshttp import ServedFake
+from tests.serverhelpers import wait_until
 from tests.moodlefake import FakeMoodle
 
 pytestmark = pytest.mark.slow
@@ -45,30 +47,13 @@ def hub(tmp_path_factory):
     with canvas_http, moodle_http, pytest.MonkeyPatch.context() as patch:
         patch.setenv("CANVAS_TOKEN", canvasfake.TOKEN)
         patch.setenv("MOODLE_TOKEN", moodlefake.TOKEN)
-        config_path.write_text(f'''
-[server]
-host = "127.0.0.1"
-port = {f2git_port}
-data_dir = "{work / 'data'}"
-refresh_ttl = 0
-auth = "jupyterhub"
-[hub]
-pullhook = true
-[courses.cs101]
-source = "canvas"
-url = "{canvas_http.url(canvasfake.BASE)}"
-course_id = {canvasfake.COURSE}
-token_env = "CANVAS_TOKEN"
-schedule = 0
-members = "lms"
-[courses.bio]
-source = "moodle"
-url = "{moodle_http.url(moodlefake.BASE)}"
-course_id = {moodlefake.COURSE}
-token_env = "MOODLE_TOKEN"
-schedule = 0
-members = "lms"
-''')
+        courses = {"cs101": {"source": "canvas", "url": canvas_http.url(canvasfake.BASE),
+                             "course_id": canvasfake.COURSE, "token_env": "CANVAS_TOKEN",
+                             "hub_group": "nbgrader-{course}"},
+                   "bio": {"source": "moodle", "url": moodle_http.url(moodlefake.BASE),
+                           "course_id": moodlefake.COURSE, "token_env": "MOODLE_TOKEN"}}
+        config_path.write_text(service_toml(f2git_port, work / "data") + "".join(
+            toml_table(f"courses.{name}", {**table, "schedule": 0, "members": "lms"}) for name, table in courses.items()))
         config = load(config_path)
         with Hub(work / "jupyterhub", render(config), groups={}) as running:
             running.f2git = config
@@ -81,6 +66,20 @@ members = "lms"
             for name in ("tina", "mo"):
                 running.tokens[name] = running.api("POST", f"/users/{name}/tokens", json={"note": "t"}).json()["token"]
             yield running
+
+
+def f2git_service_token(hub: Hub) -> str:
+    """The API token the hub gave the f2git service it runs (from the service process's environment)."""
+    from tests.hubhelpers import process_environ
+
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes() and \
+                    str(hub.f2git.path).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return process_environ(pid)["JUPYTERHUB_API_TOKEN"]
+        except (OSError, KeyError):
+            continue
+    raise AssertionError("the f2git service process was not found")
 
 
 def shown(events: list[dict]) -> str:
@@ -135,6 +134,20 @@ def test_a_student_enrolled_meanwhile_gets_in_on_the_next_click(hub):
     assert events[-1] == {"phase": "finished"}, events
     assert time.monotonic() - started < 30
     assert (folder(hub, "zed") / "README.md").exists()
+
+
+def test_the_hub_group_follows_the_roster_with_the_least_scopes(hub):
+    # every read roster is mirrored: ana and tina from the start, zed since his enrolment
+    assert wait_until(lambda: set(hub.api("GET", "/groups/nbgrader-cs101").json()["users"]) == {"ana", "tina", "zed"},
+                      30), hub.api("GET", "/groups/nbgrader-cs101").json()
+    assert hub.api("GET", "/groups/nbgrader-bio").status_code == 404  # only courses that ask get a group
+    # the service may change its course's group and no other
+    assert "groups!group=nbgrader-cs101" in render(hub.f2git)
+    assert hub.api("POST", "/groups/other", json={}).status_code == 201
+    service_token = f2git_service_token(hub)
+    refused = requests.post(f"{hub.url}/hub/api/groups/other/users", json={"users": ["ana"]},
+                            headers={"Authorization": f"token {service_token}"}, timeout=30)
+    assert refused.status_code in (403, 404), refused.text
 
 
 def test_a_roster_endpoint_answering_500_keeps_the_last_roster(hub):

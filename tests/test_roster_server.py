@@ -218,3 +218,27 @@ def test_members_any_lets_every_hub_user_fetch(tmp_path, lms):
     with serve(tmp_path, lms, a={"members": "any"}) as server:
         assert remote(server, "zed")[0] == 200
         assert server.request("GET", "/courses/a", headers=as_user("tina"))[0] == 403  # no LMS roles
+
+
+def test_the_roster_is_read_again_after_roster_ttl_and_not_before(tmp_path, lms):
+    from tests.serverhelpers import ManualClock
+
+    clock = ManualClock()
+    courses = {"a": {**FakeCanvas.course_table(), "schedule": 0, "members": "lms", "roster_ttl": 900}}
+    auth = StubHubAuth(tmp_path / "data")
+    make = config_factory(tmp_path, courses, {"CANVAS_TOKEN": CANVAS_TOKEN}, auth="jupyterhub")
+    with RunningServer(make, auth=auth, clock=clock) as server:
+        assert wait_until(lambda: (tmp_path / "data" / "rosters" / "a.json").exists(), 30)
+        first = lms.roster_reads()
+        for _ in range(5):
+            assert remote(server, "ana")[0] == 200
+        clock.advance(899)
+        assert remote(server, "ana")[0] == 200
+        assert lms.roster_reads() == first  # members' clicks inside roster_ttl ask the LMS nothing
+        clock.advance(2)
+        lms.canvas.enrollments = [e for e in lms.canvas.enrollments if e.user.login_id != "ana"]  # ana dropped
+        assert remote(server, "ana")[0] == 200  # this click is served; it starts the read in the background
+        assert wait_until(lambda: lms.roster_reads() == first + 1, 30)
+        assert wait_until(lambda: remote(server, "ana")[0] == 403, 30)
+        status, answer = remote(server, "ana")
+        assert "not enrolled" in answer["error"]

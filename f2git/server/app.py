@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from f2git.config import Config
+from f2git.hubgroups import keep_groups
 from f2git.metrics import Metrics
 from f2git.roster import RosterKeeper, uses_roster
 
@@ -54,6 +55,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     metrics.watch_pack_cache(pack_cache)
     rosters = RosterKeeper(config) if rosters is None else rosters
     read_rosters_with_syncs(config, refresher, rosters)
+    keep_groups(config, rosters, auth)
     return tornado.web.Application(
         auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + members.ROUTES + prometheus.ROUTES
                                                  + dashboard.routes(refresher)) + auth.extra_handlers(),
