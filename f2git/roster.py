@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("f2git.roster")
 
 RECHECK_INTERVAL = 10.0  # s: refused clicks re-read a course's roster at most this often
+READ_THREADS = 4  # roster reads at once (a start with 200 stale rosters queues them here, not in the loop's pool)
 READ_TIMEOUT = 120.0  # s: one roster read, all pages
 FETCHING_ROLES = (LEARNER, INSTRUCTOR, TA)
 ROSTER_LABELS = {"canvas": "Canvas", "moodle": "Moodle", "studip": "Stud.IP", "lti": "the LMS (LTI)"}
@@ -271,6 +273,7 @@ class RosterKeeper:
         self.clock = clock
         self.reader = reader
         self._running: dict[str, asyncio.Future] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(READ_THREADS, thread_name_prefix="f2git-roster")
         self._last_start: dict[str, float] = {}  # monotonic
         self._read_listeners: list[Callable[["CourseConfig", Roster], Any]] = []
         self.reads = 0  # roster reads started (tests, benchmarks)
@@ -294,8 +297,8 @@ class RosterKeeper:
             return running
         self.reads += 1
         self._last_start[course.name] = time.monotonic()
-        task = asyncio.ensure_future(asyncio.to_thread(refresh_roster, self.config, course, self.store,
-                                                       self.clock, self.reader))
+        task = asyncio.get_running_loop().run_in_executor(self._pool, refresh_roster, self.config, course,
+                                                          self.store, self.clock, self.reader)
         self._running[course.name] = task
         task.add_done_callback(lambda done: self._tell(course, done))
         return task
@@ -341,6 +344,7 @@ class RosterKeeper:
                     await asyncio.wait_for(asyncio.shield(task), 30)
                 except Exception:
                     pass
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def summary(course: "CourseConfig", roster: Roster | None, membership: Membership | None) -> dict[str, Any]:

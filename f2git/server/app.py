@@ -23,7 +23,7 @@ from f2git.metrics import Metrics
 from f2git.roster import RosterKeeper, uses_roster
 
 from . import api, dashboard, git, members, prometheus, pull
-from .auth import Auth, TokenAuth, make_auth
+from .auth import Auth, HubAuth, TokenAuth, make_auth
 from .base import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
                           raise_open_files_limit)
@@ -47,6 +47,9 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     if isinstance(auth, TokenAuth) and not config.server.manage_tokens_env:
         log.warning("every token in $%s may manage f2git (refresh, dashboard, metrics): give students fetch-only"
                     " tokens by naming the managers' variable in [server] manage_tokens_env", config.server.tokens_env)
+    if not isinstance(auth, HubAuth) and any(course.members == "lms" for course in config.courses.values()):
+        log.warning("members = \"lms\" needs auth = \"jupyterhub\" (hub user names): with auth = %r the LMS"
+                    " roster decides nothing", config.server.auth)
     refresher = Refresher(config) if refresher is None else refresher
     metrics = Metrics(config)
     metrics.watch(refresher)
