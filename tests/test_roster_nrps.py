@@ -131,3 +131,18 @@ def test_hub_username_and_members_are_checked_against_the_roster_source(tmp_path
     with pytest.raises(ConfigError) as caught:
         parse({"server": {}, "courses": {"c": course}}, tmp_path / "f.toml", {"T": "x"})
     assert words in str(caught.value) and "[courses.c]" in str(caught.value)
+
+
+def test_an_endless_or_hostile_membership_service_is_bounded(setup, monkeypatch):
+    import connectors.roster
+
+    config, platform = setup
+    ContextStore.for_config(config).record("canvas", "ctx-77", "", MEMBERSHIPS)
+    monkeypatch.setattr(connectors.roster, "MAX_ENROLMENTS", 100)
+    platform.members = [member(f"u-{n}", [LIS_LEARNER]) for n in range(400)]  # pages of 4, "next" after each
+    with pytest.raises(SourceError, match="more than 100 enrolments"):
+        nrps.read_course_roster(config, config.courses["notes"])
+    assert platform.pages == 26
+    platform.members = [{"roles": [LIS_LEARNER]}]  # a member without user_id
+    with pytest.raises(SourceError, match="without user_id"):
+        nrps.read_course_roster(config, config.courses["notes"])

@@ -242,3 +242,15 @@ def test_the_roster_is_read_again_after_roster_ttl_and_not_before(tmp_path, lms)
         assert wait_until(lambda: remote(server, "ana")[0] == 403, 30)
         status, answer = remote(server, "ana")
         assert "not enrolled" in answer["error"]
+
+
+def test_hostile_lms_names_are_escaped_on_the_dashboard_and_grant_nothing(tmp_path, lms):
+    hostile = '<img src=x onerror="alert(1)">'
+    lms.canvas.enrol(hostile)
+    lms.canvas.enrol(hostile.upper())  # the same hub name twice: listed as a duplicate
+    lms.canvas.enrol("root")  # an LMS login equal to a hub admin's name gives a learner's rights, nothing more
+    with serve(tmp_path, lms) as server:
+        assert wait_until(lambda: (tmp_path / "data" / "rosters" / "a.json").exists(), 30)
+        page = server.request("GET", "/courses/a", headers=as_user("tina"))[2].decode()
+        assert "Duplicate hub names" in page and hostile.lower() not in page and "&lt;img" in page
+        assert server.request("GET", "/courses/a", headers=as_user("ana"))[0] == 403
