@@ -20,9 +20,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from f2git.config import Config
 from f2git.hubgroups import keep_groups
 from f2git.metrics import Metrics
+from f2git.opens import OpenCounts
 from f2git.roster import RosterKeeper, uses_roster
 
-from . import api, dashboard, git, members, prometheus, pull
+from . import api, dashboard, door, git, members, prometheus, pull
 from .auth import Auth, HubAuth, TokenAuth, make_auth
 from .base import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
@@ -56,12 +57,15 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     backends = Backends(config.server.max_git_processes) if backends is None else backends
     pack_cache = git.make_pack_cache(config, backends, refresher)
     metrics.watch_pack_cache(pack_cache)
+    opens = OpenCounts()
+    metrics.watch_opens(opens)
     rosters = RosterKeeper(config) if rosters is None else rosters
     read_rosters_with_syncs(config, refresher, rosters)
     keep_groups(config, rosters, auth)
     return tornado.web.Application(
-        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + members.ROUTES + prometheus.ROUTES
-                                                 + dashboard.routes(refresher)) + auth.extra_handlers(),
+        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + members.ROUTES
+                                                 + prometheus.ROUTES + door.ROUTES + dashboard.routes(refresher))
+        + auth.extra_handlers(),
         transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
         f2git_config=config,
@@ -71,6 +75,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_backends=backends,
         f2git_packcache=pack_cache,
         f2git_rosters=rosters,
+        f2git_opens=opens,
         f2git_next_refresh=next_refresh,
         log_function=log_request,
     )
