@@ -146,3 +146,12 @@ def test_an_endless_or_hostile_membership_service_is_bounded(setup, monkeypatch)
     platform.members = [{"roles": [LIS_LEARNER]}]  # a member without user_id
     with pytest.raises(SourceError, match="without user_id"):
         nrps.read_course_roster(config, config.courses["notes"])
+
+
+def test_an_unreadable_tool_key_is_a_roster_error_the_dashboard_can_show(setup):
+    config, platform = setup
+    ContextStore.for_config(config).record("canvas", "ctx-77", "", MEMBERSHIPS)
+    config.lti.key_file.write_text("not a key")
+    roster = refresh_roster(config, config.courses["notes"], RosterStore(config.server.data_dir))
+    assert roster.enrolments is None and "not an unencrypted PEM private key" in roster.error
+    assert not platform.token_requests

@@ -19,7 +19,7 @@ from connectors.roster import (ACTIVE, DELETED, INACTIVE, INSTRUCTOR, LEARNER, O
                                RosterCollector, hub_name)
 
 from .contexts import ContextStore
-from .keys import ToolKeys
+from .keys import KeyFileError, ToolKeys
 
 if TYPE_CHECKING:
     from f2git.config import Config, CourseConfig, PlatformConfig
@@ -67,7 +67,11 @@ def access_token(config: "Config", platform: "PlatformConfig") -> str:
         if cached and cached[0] > time.time():
             return cached[1]
     now = int(time.time())
-    assertion = ToolKeys.for_config(config.lti).sign({
+    try:
+        keys = ToolKeys.for_config(config.lti)
+    except KeyFileError as error:
+        raise SourceError(f"LTI: {error}") from None
+    assertion = keys.sign({
         "iss": platform.client_id, "sub": platform.client_id, "aud": platform.auth_token_url,
         "iat": now, "exp": now + ASSERTION_LIFETIME, "jti": secrets.token_urlsafe(16)})
     session = SourceSession(f"LTI platform {platform.name}", platform.auth_token_url, secrets=(assertion,))
