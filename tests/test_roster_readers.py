@@ -10,7 +10,7 @@ import responses
 import connectors.roster
 from connectors.base import AuthError, SourceError
 from connectors.roster import ACTIVE, COMPLETED, INACTIVE, INSTRUCTOR, INVITED, LEARNER, OBSERVER, OTHER, TA, Enrolment
-from tests.canvasfake import BASE as CANVAS, COURSE as CANVAS_COURSE, FakeCanvas, fake  # noqa: F401
+from tests.canvasfake import fake  # noqa: F401 (the fixture)
 from tests.moodlefake import FakeMoodle
 from tests.studipfake import FakeStudip
 
