@@ -214,6 +214,10 @@ class CourseConfig:
         elif self.members == "lms" and self.source not in ROSTER_SOURCES and not self.lti_contexts:
             errors.append(f"key 'members': \"lms\" needs a roster, and source {self.source!r} has none;"
                           " use groups (hub groups), or LTI NRPS by naming the course's LMS context in lti_contexts")
+        else:
+            from f2git.roster import check_hub_username  # the roster's own table of user fields
+
+            errors += check_hub_username(self)
         check = getattr(self.options, "validate", None)
         if check:
             try:

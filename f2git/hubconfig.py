@@ -22,6 +22,7 @@ from pprint import pformat
 
 from . import __version__
 from .config import Config
+from .hubgroups import group_name, group_scopes
 
 # The scopes of JupyterHub's built-in `server` role: what $JUPYTERHUB_API_TOKEN has by default.
 SERVER_TOKEN_DEFAULT_SCOPES = ["users:activity!user", "access:servers!server"]
@@ -68,7 +69,7 @@ def service_entry(config: Config, *, external: bool = False) -> dict:
 
 # Runs inside the hub's config when it starts; `c` is the hub's config object.
 SETUP = r'''
-def _f2git_setup(c, service, access, service_role, secrets, trusted, secrets_file=None):
+def _f2git_setup(c, service, access, service_role, secrets, trusted, secrets_file=None, groups=()):
     import inspect
     import os
     missing = [name for name in secrets if name not in os.environ]
@@ -120,6 +121,13 @@ def _f2git_setup(c, service, access, service_role, secrets, trusted, secrets_fil
     if not any(role.get("name") == service_role["name"] for role in listed):
         roles.append(service_role)
 
+    # hub groups f2git keeps equal to LMS rosters (hub_group): the hub creates them; load_groups only adds
+    for group in groups:
+        known = c.JupyterHub.load_groups
+        present = known.to_dict().get("update", {}) if hasattr(known, "to_dict") else known
+        if group not in present:
+            known.update({group: {"users": []}})
+
     # pullhook sends a student's token only to an f2git the image trusts: this one
     environment = c.Spawner.environment
     listed = environment.get("F2GIT_PULLHOOK_TRUSTED", "") if isinstance(environment, dict) else ""
@@ -145,7 +153,9 @@ def render(config: Config, *, external: bool = False) -> str:
     name = config.server.service_name
     entry = pformat(service_entry(config, external=external), sort_dicts=False, width=96)
     secrets = [] if external else secret_variables(config)
-    service_role = {"name": f"{name}-service", "scopes": SERVICE_SCOPES, "services": [name]}
+    groups = [group_name(course) for course in config.courses.values() if course.hub_group]
+    service_role = {"name": f"{name}-service", "scopes": SERVICE_SCOPES + group_scopes(config.courses.values()),
+                    "services": [name]}
     lines = [
         f"# --- f2git {__version__}: paste at the END of jupyterhub_config.py; it adds to your settings ---",
         f"# f2git as a hub service{' the hub starts' if not external else ' you run yourself'}"
@@ -170,7 +180,8 @@ def render(config: Config, *, external: bool = False) -> str:
         f"             service_role={service_role!r},",
         f"             secrets={secrets!r},",
         f"             trusted={trusted_base(config)!r},",
-        f"             secrets_file={str(secrets_file(config))!r})",
+        f"             secrets_file={str(secrets_file(config))!r}"
+        + (f",\n             groups={groups!r})" if groups else ")"),
         "",
         "# --- in the single-user image (Dockerfile or environment) ---",
         "# pip install 'f2git[hub] @ git+<f2git's git URL>'   (or the wheel of `make dist`, with [hub])",

@@ -134,6 +134,18 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
 '''
 
 
+def service_toml(port: int, data_dir: Path, **hub: object) -> str:
+    """f2git's [server] as the hub's service on `port`, and its [hub] table (`hub` keys, pullhook on)."""
+    tables = {"server": {"host": "127.0.0.1", "port": port, "data_dir": str(data_dir), "refresh_ttl": 0,
+                         "auth": "jupyterhub"}, "hub": {"pullhook": True, **hub}}
+    return "".join(toml_table(name, table) for name, table in tables.items())
+
+
+def toml_table(name: str, table: dict) -> str:
+    """One TOML table of strings, numbers and booleans."""
+    return f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+
+
 class Hub:
     """A real JupyterHub with f2git as a managed service, configured by `f2git hub-config`.
 

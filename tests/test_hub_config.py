@@ -225,3 +225,23 @@ def test_a_real_hub_with_its_own_roles_and_scopes_starts_and_students_reach_f2gi
         me = hub.http.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=30).json()
         assert {"read:users:name!user=ana", "access:services!service=f2git"} <= set(me["scopes"])
         assert "multiply defined" not in hub.log()
+
+
+def test_a_course_with_a_hub_group_gets_that_group_created_and_only_its_scope(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("CANVAS_TOKEN", "x")
+    config = make_config({
+        "ml": {"source": "canvas", "url": "https://canvas.example.edu", "course_id": 7, "token_env": "CANVAS_TOKEN",
+               "members": "lms", "hub_group": "nbgrader-{course}"},
+        "cs": {"source": "local", "path": "/tmp"},
+    }, server={"auth": "jupyterhub", "service_name": "courses"}, env={"CANVAS_TOKEN": "x"})
+    hub = load_into_hub_config(render(config), tmp_path,
+                               existing='c.JupyterHub.load_groups = {"nbgrader-ml": {"users": ["tina"]}, "x": {}}\n')
+    roles = {r["name"]: r for r in resolved(hub.JupyterHub.load_roles)}
+    assert roles["courses-service"]["scopes"] == ["read:users:name", "read:users:groups", "groups!group=nbgrader-ml"]
+    assert hub.JupyterHub.load_groups == {"nbgrader-ml": {"users": ["tina"]}, "x": {}}  # an admin's own kept
+    (tmp_path / "fresh").mkdir()
+    fresh = load_into_hub_config(render(config), tmp_path / "fresh")  # no groups of the admin's: a lazy update
+    assert fresh.JupyterHub.load_groups.get_value({}) == {"nbgrader-ml": {"users": []}}
+    # without a hub_group nothing is added
+    plain = make_config({"cs": {"source": "local", "path": "/tmp"}}, server={"auth": "jupyterhub"})
+    assert "groups!group" not in render(plain) and "groups=[" not in render(plain)

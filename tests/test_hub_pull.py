@@ -14,7 +14,7 @@ import requests
 from f2git.config import load
 from f2git.hubconfig import render
 from f2git.links import repo_url
-from tests.hubhelpers import CHP, GitHost, Hub, browser_login, free_port, server_token
+from tests.hubhelpers import CHP, GitHost, Hub, browser_login, free_port, server_token, service_toml
 from tests.repohelpers import SourceFolder
 
 pytestmark = pytest.mark.slow
@@ -34,16 +34,7 @@ def hub(tmp_path_factory):
     source.write("week1/intro.ipynb", '{"cells": []}\n')
     f2git_port = free_port()
     config_path = work / "f2git.toml"
-    config_path.write_text(f'''
-[server]
-host = "127.0.0.1"
-port = {f2git_port}
-data_dir = "{work / 'data'}"
-refresh_ttl = 0
-auth = "jupyterhub"
-[hub]
-pullhook = true
-instructors_group = "teachers"
+    config_path.write_text(service_toml(f2git_port, work / "data", instructors_group="teachers") + f'''
 [courses.{COURSE}]
 source = "local"
 path = "{source.path}"

@@ -96,8 +96,19 @@ class BaseHandler(tornado.web.RequestHandler):
             raise Refusal(403, f"{self.identity.name} may not read course {course.name!r}")
 
     async def admit(self, course: "CourseConfig") -> None:
-        """May this person have the course's files? Refusal(403, why in words) if not."""
-        self.require_fetch(course)
+        """May the asker fetch `course`? A refusal by the LMS roster first re-reads it (single-flight,
+        waiting at most `refresh_wait`), so a student enrolled a minute ago gets in; then
+        Refusal(403) with the reason in words about them."""
+        keeper = self.settings.get("f2git_rosters")
+        if self.auth.may_fetch(self.identity, course):
+            if keeper is not None:
+                keeper.refresh_if_due(course)  # a stale roster is read again in the background
+            return
+        if keeper is not None and course.members == "lms" and self.identity.kind == "user":
+            await keeper.recheck(course, self.config.server.refresh_wait)
+            if self.auth.may_fetch(self.identity, course):
+                return
+        raise Refusal(403, self.auth.refusal(self.identity, course))
 
     def require_manage(self, course: "CourseConfig | None") -> None:
         if not self.auth.may_manage(self.identity, course):

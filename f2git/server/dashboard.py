@@ -20,7 +20,7 @@ import tornado.iostream
 import tornado.web
 
 import connectors
-from f2git import explain, filetree, status, words
+from f2git import explain, filetree, roster, status, words
 from f2git.config import CourseConfig
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link, door_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
@@ -339,7 +339,17 @@ class CoursePage(DashboardHandler):
         view = self.course_view(course, time.time())
         files = filetree.snapshot_files(repo, view["record"].commit)
         return {**view, "tree": filetree.tree(files), "paths": filetree.paths(files),
-                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS))}
+                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS)), "members": self.members_view(course)}
+
+    def members_view(self, course: CourseConfig) -> dict[str, Any] | None:
+        """The roster panel of a course whose members come from the LMS (f2git/roster.py)."""
+        keeper = self.settings.get("f2git_rosters")
+        if keeper is None or not roster.uses_roster(course):
+            return None
+        view = roster.summary(course, *(keeper.store.entry(course.name) or (None, None)))
+        for key in ("read_at", "error_since"):
+            view[key] = Moment(view[key]) if view.get(key) else None
+        return view
 
 
 class RefreshAction(DashboardHandler):

@@ -273,6 +273,7 @@ def check_request(body: bytes) -> set[str]:
 @tornado.web.stream_request_body
 class GitHandler(BaseHandler):
     _client_gone = False
+    refused = ""  # why the asker may not fetch (members = "lms"): answered in git's words
     _body: bytearray | None = None
     _body_too_large = False
 
@@ -291,7 +292,13 @@ class GitHandler(BaseHandler):
             raise Refusal(403, "this repository is read-only: f2git does not accept pushes")
         await super().prepare()
         self.course = self.resolve_course(self.path_kwargs["repo"])
-        self.require_fetch(self.course)
+        try:
+            await self.admit(self.course)
+        except Refusal as refusal:
+            if refusal.status_code != 403 or self.course.members != "lms":
+                raise
+            # git shows no answer to info/refs; the fetch that follows carries the reason (see refused_answer)
+            self.refused = refusal.message
         if action == "info/refs":
             if self.request.method != "GET":
                 raise Refusal(405, "info/refs answers GET only")
@@ -320,6 +327,9 @@ class GitHandler(BaseHandler):
             self._body += chunk
 
     async def get(self, repo: str, action: str) -> None:
+        if self.refused:
+            self.refused_answer()
+            return
         await self.refresher.on_click(self.course, self.click_client())
         if not await self.refresher.has_snapshot(self.course.name):
             self.answer_no_snapshot()
@@ -331,6 +341,9 @@ class GitHandler(BaseHandler):
             raise Refusal(413, f"the git request is larger than {MAX_REQUEST_BODY // 1024} KiB")
         body = decode_body(bytes(self._body or b""), self.request.headers.get("Content-Encoding", ""))
         self._body = None
+        if self.refused:
+            self.refused_answer()
+            return
         wants = check_request(body)
         if not body.startswith(LS_REFS):  # a fetch: the last git request of a click
             self.refresher.click_fetched(self.course.name, self.click_client())
@@ -350,6 +363,11 @@ class GitHandler(BaseHandler):
                 return
         await self.answer(body, commit)
 
+    def refused_answer(self) -> None:
+        """A refused student's click: info/refs names the placeholder (nbgitpuller's ls-remote hides
+        errors), the fetch fails with the reason, which nbgitpuller streams to the student's page."""
+        self.answer_placeholder(f"course {self.course.name}: {self.refused}")
+
     def answer_no_snapshot(self) -> None:
         last = self.refresher.last_error(self.course.name)
         if self.refresher.is_running(self.course.name):
@@ -360,6 +378,9 @@ class GitHandler(BaseHandler):
             reason = last or "no sync has run yet"
         message = f"course {self.course.name} has no snapshot yet: {reason}"
         log.info("%s (answered to %s)", message, self.request.remote_ip)
+        self.answer_placeholder(message)
+
+    def answer_placeholder(self, message: str) -> None:
         # Status 200: git reads the body only then. info/refs names a placeholder, so that
         # ls-remote succeeds; the fetch's POST gets the reason, which git prints to the student.
         self.set_header("Cache-Control", "no-cache")
