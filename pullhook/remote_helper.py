@@ -100,6 +100,8 @@ def server_says(error: urllib.error.HTTPError) -> str:
 def refusal(target: Target, code: int, detail: str) -> str:
     """What a student reads when f2git refuses their click: what happened and what to do."""
     course = target.course
+    if code == 403 and detail:  # f2git's own words, about this student (not enrolled, invitation, …)
+        return f"{detail} [f2git at {target.base}: HTTP 403]"
     reason = {
         401: f"you are not logged in to f2git for course {course!r}: your hub login was not accepted."
              " Log out of JupyterHub, log in again and click the link again. If that does not help,"

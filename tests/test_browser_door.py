@@ -115,7 +115,7 @@ def test_a_student_outside_the_course_reads_why_on_f2gits_page(browser, hub, loc
     page.goto(f"{SERVICE}/open/cs101")
     heading = {"en": "You are not in this course", "de": "Sie sind nicht in diesem Kurs"}[lang]
     expect(page.get_by_role("heading", level=1)).to_have_text(heading)
-    expect(page.locator(".reason")).to_contain_text("bob may not read course 'cs101'")
+    expect(page.locator(".reason")).to_contain_text("you (bob) are not in course 'cs101'")
     expect(page.locator("#continue")).to_have_count(0)
     shot(page, f"door-refused-{lang}")
     assert not (hub.work / "home" / "bob" / "cs101").exists()

@@ -112,7 +112,7 @@ def test_a_student_reads_why_a_click_failed_on_nbgitpullers_page(hub):
     # not in the course's groups
     events = hub.click("bob", hub.tokens["bob"], repo_url(hub.f2git, COURSE))
     assert events[-1]["phase"] == "error"
-    assert "you are not in course 'cs101'" in shown(events), events
+    assert "you (bob) are not in course 'cs101'" in shown(events), events
     assert "Remote content unavailable" not in shown(events)
     # no such course (a wrong link)
     events = hub.click("ana", hub.tokens["ana"], repo_url(hub.f2git, "cs-101"))

@@ -90,7 +90,8 @@ class Auth:
 
     def refusal(self, identity: Identity, course: "CourseConfig") -> str:
         """Why `identity` may not fetch `course`, in words for them."""
-        return f"{identity.name} may not read course {course.name!r}"
+        return (f"you ({identity.name}) are not in course {course.name!r}: f2git gives its files to the"
+                " course's members only; if you should be one, ask your instructor to add you")
 
     def extra_handlers(self, prefix: str | None = None) -> list[tuple]:
         """Routes the policy needs in the app (the OAuth callback for `jupyterhub`)."""

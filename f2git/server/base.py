@@ -93,7 +93,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def require_fetch(self, course: "CourseConfig") -> None:
         if not self.auth.may_fetch(self.identity, course):
-            raise Refusal(403, f"{self.identity.name} may not read course {course.name!r}")
+            raise Refusal(403, self.auth.refusal(self.identity, course))
 
     async def admit(self, course: "CourseConfig") -> None:
         """May the asker fetch `course`? A refusal by the LMS roster first re-reads it (single-flight,
