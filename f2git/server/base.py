@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 import tornado.web
 
-from .auth import HubUnreachable, Identity
+from .auth import HubUnreachable, Identity, request_token
+from .connections import claim, holder_of
 from .refresh import click_client
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class BaseHandler(tornado.web.RequestHandler):
         if identity is None:
             raise Refusal(401, "authentication required")
         self.identity = identity
+        # From here the connection counts against this identity, not the shared address.
+        refusal = claim(self.request, holder_of(identity.kind, identity.name, request_token(self)))
+        if refusal:
+            raise Refusal(503, refusal)
 
     def click_client(self) -> str:
         """Who clicks: one click's git requests (and pullhook's /remote) share its refresh."""
