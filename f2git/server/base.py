@@ -79,7 +79,10 @@ class BaseHandler(tornado.web.RequestHandler):
         if identity is None:
             raise Refusal(401, "authentication required")
         self.identity = identity
-        # From here the connection counts against this identity, not the shared address.
+        self.count_against(identity)
+
+    def count_against(self, identity: Identity) -> None:
+        """From here the request's connection counts against `identity`, not the shared address."""
         refusal = claim(self.request, holder_of(identity.kind, identity.name, request_token(self)))
         if refusal:
             raise Refusal(503, refusal)

@@ -347,7 +347,7 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         for stream, since in self.unclaimed.get(client, {}).items():
             if time.monotonic() - since < EVICT_AFTER:
                 return False
-            self.said.warning(f"address {client}", "%d unauthenticated connections open from %s"
+            self.said.warning(f"evict {client}", "%d unauthenticated connections open from %s"
                               " (max_connections_per_address): closing the one that waited longest",
                               self.per_address[client], client)
             self._forget(stream)
