@@ -25,9 +25,10 @@ def git_env(token: str, base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def request_head(course: str, token: str | None, length: int) -> bytes:
-    """The headers of a protocol v2 upload-pack POST whose body is `length` bytes long."""
-    lines = [f"POST /git/{course}/git-upload-pack HTTP/1.1", "Host: 127.0.0.1", "Git-Protocol: version=2",
+def request_head(course: str, token: str | None, length: int, prefix: str = "") -> bytes:
+    """The headers of a protocol v2 upload-pack POST whose body is `length` bytes long; `prefix`
+    is the path f2git is served under (a hub's /services/f2git)."""
+    lines = [f"POST {prefix}/git/{course}/git-upload-pack HTTP/1.1", "Host: 127.0.0.1", "Git-Protocol: version=2",
              "Content-Type: application/x-git-upload-pack-request", f"Content-Length: {length}", "Connection: close"]
     if token is not None:
         lines.append(f"Authorization: Bearer {token}")
@@ -35,12 +36,12 @@ def request_head(course: str, token: str | None, length: int) -> bytes:
 
 
 def hold_requests(port: int, token: str | None, count: int, *, course: str = "course", body: int | bytes = 1000,
-                  sent: int | None = None, source: str = "127.0.0.1") -> list[socket.socket]:
+                  sent: int | None = None, source: str = "127.0.0.1", prefix: str = "") -> list[socket.socket]:
     """`count` upload-pack POSTs from `source`, each with a complete head announcing `body`
     bytes (a length, or the body itself) and `sent` of them sent (default: all but one)."""
     content = body if isinstance(body, bytes) else b"0" * min(body, MIB)
     length = len(body) if isinstance(body, bytes) else body
-    return hold(port, request_head(course, token, length), content, count,
+    return hold(port, request_head(course, token, length, prefix), content, count,
                 sent=length - 1 if sent is None else sent, source=source)
 
 
