@@ -9,7 +9,7 @@ import time
 import pytest
 
 from f2git.config import ConfigError, parse
-from f2git.server.connections import BodyBudget, holder_of
+from f2git.server.budgets import BodyBudget, holder_of
 from f2git.server.connections import EVICT_AFTER
 from tests.heldrequests import MIB, answered, answers, git_env, hold, hold_requests, release, still_open
 from tests.repohelpers import SourceFolder, git, git_environ, machine_git_config_ignored  # noqa: F401 (autouse)

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from .auth import HubUnreachable, Identity, request_token
-from .connections import claim, holder_of
+from .budgets import holder_of
+from .connections import claim
 from .refresh import click_client
 
 if TYPE_CHECKING:

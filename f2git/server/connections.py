@@ -12,11 +12,9 @@
   `max_connections_per_address` caps only what is not yet authenticated (waiting for
   headers, idle, anonymous); a newcomer over it replaces the address's own connection that
   waited longest (EVICT_AFTER at least), else gets a short 503.
-- Unfinished request bodies held at once: `max_request_bodies` bytes in total, a sixteenth
-  of that per holder (its identity once known, else the credential it sent, else its
-  address). Over its share a holder's newest request is refused (503); when the total is
-  full the biggest holder's oldest request makes room, so the cost falls on whoever holds
-  the most, never on a student sending a small body.
+- Unfinished request bodies held at once: `max_request_bodies` bytes (budgets.BodyBudget),
+  paid for by the request's identity once known, else the credential it sent, else its
+  address; a refused request gets a 503 saying why and is closed.
 - Running out of file descriptors anyway (the limit shrank, syncs took more): for a minute
   the server holds fewer connections, closing idle ones, so git and syncs get descriptors
   again; one log line a minute, instead of tornado's accept loop logging every failed
@@ -26,11 +24,9 @@ from __future__ import annotations
 
 import collections
 import errno
-import hashlib
 import logging
 import math
 import resource
-import secrets
 import socket
 import time
 from typing import Any, Iterable
@@ -39,6 +35,8 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.web
 from tornado.ioloop import IOLoop
+
+from .budgets import BodyBudget, digest
 
 log = logging.getLogger("f2git.connections")
 
@@ -54,27 +52,6 @@ OUT_OF_FILES_PAUSE = 0.5  # s accepting rests when out of file descriptors with 
 LOWERED_FOR = 60.0  # s the server holds fewer connections after running out of file descriptors
 ACCEPT_BATCH = 128  # connections accepted per wake-up, so requests in flight are not starved
 OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-SHARES = 16  # one holder may hold this fraction of max_request_bodies
-# Digests name credentials in memory and logs; salted per process, so a log line says nothing
-# about a token beyond "the same one as before".
-_SALT = secrets.token_bytes(16)
-
-
-def digest(credential: str) -> str:
-    return hashlib.sha256(_SALT + credential.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-
-
-def holder_of(kind: str, name: str, credential: str) -> str | None:
-    """The budget an authenticated identity draws on: a hub user or service by name (all their
-    tokens together), a static token by its digest; None for anonymous requests, which stay
-    on their address's."""
-    if kind in ("user", "service"):
-        return f"hub {kind} {name}"
-    if kind == "token" and credential:
-        return f"token #{digest(credential)}"
-    return None
-
-
 def claim(request: tornado.httputil.HTTPServerRequest, holder: str | None) -> str | None:
     """Count `request`'s connection against `holder` (see holder_of) until the request ends;
     None when it fits, else why it was refused (the holder has max_connections_per_identity
@@ -83,66 +60,6 @@ def claim(request: tornado.httputil.HTTPServerRequest, holder: str | None) -> st
     if ticket is None or holder is None:
         return None
     return ticket.server.claim(ticket, holder)
-
-
-def _mib(size: int) -> str:
-    return f"{size / 1024 / 1024:.3g} MiB"
-
-
-class BodyBudget:
-    """Bytes of unfinished request bodies, in total and per holder (see the module's doc)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.share = max(limit // SHARES, 1)
-        self.total = 0
-        self.sums: collections.Counter[str] = collections.Counter()
-        self.held: dict[str, dict["_Busy", int]] = {}  # holder → its requests' bytes, oldest first
-
-    def charge(self, request: "_Busy", size: int) -> str | None:
-        """Count `size` more bytes of `request`'s body; None when they fit (perhaps after
-        evicting the biggest holder's oldest request), else why `request` is refused."""
-        holder = request.payer
-        mine = self.sums[holder] + size
-        if mine > self.share:
-            return (f"f2git holds at most {_mib(self.share)} of unfinished request bodies per client"
-                    f" ({holder}); finish or close your other requests first")
-        while self.total + size > self.limit:
-            biggest = max(self.sums, key=self.sums.__getitem__)
-            if self.sums[biggest] <= mine:  # the newcomer would be the biggest: it pays
-                return (f"f2git is holding {_mib(self.limit)} of unfinished request bodies, yours among"
-                        " the largest; try again in a moment")
-            victim = next(iter(self.held[biggest]))
-            victim.refuse(f"f2git is holding {_mib(self.limit)} of unfinished request bodies and"
-                          f" {biggest} holds the most: this one was dropped; try again in a moment")
-            if victim in self.held.get(biggest, {}):  # refuse() releases; never loop on a stale entry
-                self.release(victim)
-        self.held.setdefault(holder, {})
-        self.held[holder][request] = self.held[holder].get(request, 0) + size
-        self.sums[holder] += size
-        self.total += size
-        return None
-
-    def release(self, request: "_Busy") -> None:
-        requests = self.held.get(request.payer)
-        size = requests.pop(request, 0) if requests is not None else 0
-        if not size:
-            return
-        self.total -= size
-        self.sums[request.payer] -= size
-        if not requests:
-            del self.held[request.payer]
-            del self.sums[request.payer]
-
-    def move(self, request: "_Busy", holder: str) -> None:
-        """`request` is paid for by `holder` from now on, with what it holds already."""
-        size = self.held.get(request.payer, {}).get(request, 0)
-        self.release(request)
-        request.payer = holder
-        if size:
-            self.held.setdefault(holder, {})[request] = size
-            self.sums[holder] += size
-            self.total += size
 
 
 def keep_alive_hint(seconds: float) -> type[tornado.web.OutputTransform]:
