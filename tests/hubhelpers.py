@@ -16,9 +16,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import requests
+import tornado.web
 
 from tests.gitcgi import GitCgiHandler, GitCgiServer
 from tests.serveprocess import free_port  # noqa: F401 (re-exported for the hub tests)
@@ -278,3 +281,20 @@ def browser_login(hub: Hub, user: str) -> requests.Session:
                           data={"username": user, "password": "any", "_xsrf": browser.cookies.get("_xsrf", "")})
     assert answer.status_code == 200, answer.text[:500]
     return browser
+
+
+@contextmanager
+def hub_oauth_in_process() -> Iterator[None]:
+    """For an f2git with `auth = "jupyterhub"` inside the test process: jupyterhub's HubOAuth
+    patches tornado's RequestHandler for the whole process (its own XSRF token, which needs a
+    cookie secret) the first time it reads a cookie. Undone on leaving, so later tests' servers
+    get tornado's own."""
+    cls = tornado.web.RequestHandler
+    saved = {name: cls.__dict__[name] for name in ("xsrf_token", "check_xsrf_cookie")}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(cls, name, value)
+        if "_xsrf_token_id" in cls.__dict__:
+            delattr(cls, "_xsrf_token_id")

@@ -20,7 +20,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from f2git.config import Config
 from f2git.metrics import Metrics
 
-from . import api, dashboard, git, prometheus, pull
+from f2git.opens import OpenCounts
+
+from . import api, dashboard, door, git, prometheus, pull
 from .auth import Auth, TokenAuth, make_auth
 from .base import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
@@ -50,9 +52,11 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     backends = Backends(config.server.max_git_processes) if backends is None else backends
     pack_cache = git.make_pack_cache(config, backends, refresher)
     metrics.watch_pack_cache(pack_cache)
+    opens = OpenCounts()
+    metrics.watch_opens(opens)
     return tornado.web.Application(
         auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
-                                                 + dashboard.routes(refresher)) + auth.extra_handlers(),
+                                                 + door.ROUTES + dashboard.routes(refresher)) + auth.extra_handlers(),
         transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
         f2git_config=config,
@@ -61,6 +65,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_metrics=metrics,
         f2git_backends=backends,
         f2git_packcache=pack_cache,
+        f2git_opens=opens,
         f2git_next_refresh=next_refresh,
         log_function=log_request,
     )

@@ -54,6 +54,8 @@ class Identity:
     service_access: bool = True
     # The hub token holds read:metrics, the scope JupyterHub's own /hub/metrics asks for.
     read_metrics: bool = False
+    # An LMS instructor's LTI session: the courses it may manage, and no others (whatever the policy)
+    lti_manages: frozenset[str] = field(default_factory=frozenset)
 
 
 ANONYMOUS = Identity("anonymous")

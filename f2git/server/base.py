@@ -104,6 +104,10 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self.auth.may_fetch(self.identity, course):
             raise Refusal(403, f"{self.identity.name} may not read course {course.name!r}")
 
+    async def admit(self, course: "CourseConfig") -> None:
+        """May this person have the course's files? Refusal(403, why in words) if not."""
+        self.require_fetch(course)
+
     def require_manage(self, course: "CourseConfig | None") -> None:
         if not self.auth.may_manage(self.identity, course):
             what = f"course {course.name!r}" if course else "f2git"

@@ -12,6 +12,7 @@ run, and a client that reads slowly holds a connection, never a backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,7 +21,7 @@ import signal
 import time
 import zlib
 from datetime import timedelta
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import tornado.gen
 import tornado.iostream
@@ -116,10 +117,28 @@ class Backends:
         self._slots = asyncio.Semaphore(self.limit)
         self.stall_timeout = stall_timeout  # s a client may read nothing before it is dropped
         self.spawned = 0
+        self.queued = 0  # runs waiting for a slot
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def __len__(self) -> int:
         return len(self._running)
+
+    def overloaded(self) -> bool:
+        """Every slot busy and a full round of runs queued behind them."""
+        return self.queued >= self.limit
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of the `limit` slots, waited for in turn (counted in `queued` meanwhile)."""
+        self.queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.queued -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
@@ -127,7 +146,7 @@ class Backends:
     async def run(self, env: dict[str, str], body: bytes, write: Callable[[bytes], None]) -> str | None:
         """Run one backend in a slot with `body` as input; its output goes to `write`.
         None when it succeeded, else why not."""
-        async with self._slots:
+        async with self.slot():
             # Its own process group: git runs http-backend, which runs upload-pack and
             # pack-objects; killing the group ends them all, not just the first.
             process = await asyncio.create_subprocess_exec(
