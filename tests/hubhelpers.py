@@ -134,10 +134,11 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
 '''
 
 
-def service_toml(port: int, data_dir: Path, **hub: object) -> str:
-    """f2git's [server] as the hub's service on `port`, and its [hub] table (`hub` keys, pullhook on)."""
+def service_toml(port: int, data_dir: Path, server: dict | None = None, **hub: object) -> str:
+    """f2git's [server] as the hub's service on `port` (more keys in `server`), and its [hub] table
+    (`hub` keys, pullhook on)."""
     tables = {"server": {"host": "127.0.0.1", "port": port, "data_dir": str(data_dir), "refresh_ttl": 0,
-                         "auth": "jupyterhub"}, "hub": {"pullhook": True, **hub}}
+                         "auth": "jupyterhub", **(server or {})}, "hub": {"pullhook": True, **hub}}
     return "".join(toml_table(name, table) for name, table in tables.items())
 
 

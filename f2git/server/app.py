@@ -198,7 +198,9 @@ class Server:
         self.http = GuardedHTTPServer(
             self.app, body_timeout=self.body_timeout, idle_connection_timeout=server.header_timeout,
             max_connections=connection_budget(server.max_connections, self.backends.limit),
-            max_connections_per_address=server.max_connections_per_address)
+            max_connections_per_address=server.max_connections_per_address,
+            max_connections_per_identity=server.max_connections_per_identity,
+            max_request_bodies=server.max_request_bodies)
         if sockets is None:
             self.http.listen(server.port, server.host, backlog=LISTEN_BACKLOG)
         else:

@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 import tornado.web
 
-from .auth import HubUnreachable, Identity
+from .auth import HubUnreachable, Identity, request_token
+from .budgets import holder_of
+from .connections import claim
 from .refresh import click_client
 
 if TYPE_CHECKING:
@@ -78,6 +80,13 @@ class BaseHandler(tornado.web.RequestHandler):
         if identity is None:
             raise Refusal(401, "authentication required")
         self.identity = identity
+        self.count_against(identity)
+
+    def count_against(self, identity: Identity) -> None:
+        """From here the request's connection counts against `identity`, not the shared address."""
+        refusal = claim(self.request, holder_of(identity.kind, identity.name, request_token(self)))
+        if refusal:
+            raise Refusal(503, refusal)
 
     def click_client(self) -> str:
         """Who clicks: one click's git requests (and pullhook's /remote) share its refresh."""

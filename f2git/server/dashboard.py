@@ -246,6 +246,7 @@ class DashboardHandler(BaseHandler):
                 return
             raise Refusal(401, "Please log in to see the f2git dashboard.")
         self.identity = identity
+        self.count_against(identity)
         if self.request.method == "POST":
             self.check_xsrf_cookie()
 

@@ -337,6 +337,8 @@ class GitHandler(BaseHandler):
         await self.answer(b"")
 
     async def post(self, repo: str, action: str) -> None:
+        if self._client_gone:  # gone (or refused) before its body was read: nothing to answer
+            return
         if self._body_too_large:
             raise Refusal(413, f"the git request is larger than {MAX_REQUEST_BODY // 1024} KiB")
         body = decode_body(bytes(self._body or b""), self.request.headers.get("Content-Encoding", ""))
@@ -510,8 +512,10 @@ class GitHandler(BaseHandler):
 
     def on_connection_close(self) -> None:
         # The answer is computed (and stored) for the others who ask the same; only this
-        # client's relay ends.
+        # client's relay ends. A body still arriving is dropped now (connections.py tells
+        # a request it refused this way, before its connection is closed).
         self._client_gone = True
+        self._body = None
         super().on_connection_close()
 
 
