@@ -48,3 +48,33 @@ def hub_name(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text.lower() or None
+
+
+# A roster longer than this is no course's: an endless or hostile answer, refused whole.
+MAX_ENROLMENTS = 50_000
+
+
+class RosterCollector:
+    """Collects a reader's enrolments, refusing (SourceError) past MAX_ENROLMENTS and
+    telling afterwards whether the hub-name field was in any user record at all."""
+
+    def __init__(self, label: str, limit: int | None = None):
+        self.label = label
+        self.limit = limit or MAX_ENROLMENTS
+        self.enrolments: list[Enrolment] = []
+        self.records = 0  # user records seen
+        self.with_field = 0  # … that carried the hub-name field (even empty)
+
+    def add(self, enrolment: Enrolment, *, field_present: bool = True) -> None:
+        from .base import SourceError
+
+        if len(self.enrolments) >= self.limit:
+            raise SourceError(f"{self.label}: the roster has more than {self.limit} enrolments;"
+                              " refused as no course's roster")
+        self.enrolments.append(enrolment)
+        self.records += 1
+        self.with_field += field_present
+
+    def field_hidden(self) -> bool:
+        """True when the LMS left the field out of every user record (a permission it withholds)."""
+        return self.records > 0 and self.with_field == 0

@@ -71,6 +71,8 @@ class ServerConfig:
     header_timeout: float = 10.0  # s a connection may take to send a request's headers (also idle keep-alive)
     max_connections: int = 4000  # open client connections; lowered to what the open-files limit allows
     max_connections_per_address: int = 1000  # from one client address (a hub proxy is one); 0 = no own cap
+    max_connections_per_identity: int = 1000  # authenticated requests of one hub user or token at once; 0 = no own cap
+    max_request_bodies: int = 64 * 1024 * 1024  # bytes of unfinished request bodies held at once; 1/16 per client
     backup_dir: Path | None = None  # a git bundle per course after each snapshot (outside data_dir)
 
     def validate(self) -> list[str]:
@@ -80,10 +82,10 @@ class ServerConfig:
         if not 0 < self.port < 65536:
             errors.append(f"key 'port': {self.port} is not a TCP port")
         for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes", "max_connections_per_address",
-                    "pack_cache_size"):
+                    "pack_cache_size", "max_connections_per_identity"):
             if getattr(self, key) < 0:
                 errors.append(f"key '{key}': must not be negative")
-        for key in ("header_timeout", "max_connections"):
+        for key in ("header_timeout", "max_connections", "max_request_bodies"):
             if not 0 < getattr(self, key) < float("inf"):  # NaN too
                 errors.append(f"key '{key}': must be a positive number")
         if self.backup_dir is not None and (self.backup_dir == self.data_dir or self.data_dir in self.backup_dir.parents):
@@ -224,6 +226,10 @@ class CourseConfig:
         elif self.members == "lms" and self.source not in ROSTER_SOURCES and not self.lti_contexts:
             errors.append(f"key 'members': \"lms\" needs a roster, and source {self.source!r} has none;"
                           " use groups (hub groups), or LTI NRPS by naming the course's LMS context in lti_contexts")
+        else:
+            from f2git.roster import check_hub_username  # the roster's own table of user fields
+
+            errors += check_hub_username(self)
         check = getattr(self.options, "validate", None)
         if check:
             try:
