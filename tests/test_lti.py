@@ -293,3 +293,14 @@ def test_check_tries_each_platforms_key_set(tmp_path, platform):
     assert done.returncode == 1
     platform.jwks_mode = "junk"
     assert "lti platform lms: FAILED: the key set at" in f2git(config, "check").stdout
+
+
+def test_the_handoffs_own_pages_show_inside_the_lms_frame(tmp_path, source, platform):
+    courses = {"cs101": {"source": "local", "path": str(tmp_path / "missing"), "schedule": 0,
+                         "lti_contexts": ["ctx-cs101"]}}
+    with RunningServer(make_config(tmp_path, source, platform, courses=courses)) as server:
+        platform.connect(server.url)
+        page = Browser().launch(platform, platform.add(Message("s", LEARNER, custom={"f2git_course": "cs101"})))
+        assert page.status_code == 503 and "Location" not in page.headers  # no files yet: the handoff's page
+        assert page.headers["Content-Security-Policy"].endswith(f"frame-ancestors {platform.url}")
+        assert "X-Frame-Options" not in page.headers

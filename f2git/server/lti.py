@@ -125,13 +125,17 @@ class LtiPage(BaseHandler):
         log.warning("LTI %s refused (%d): %s", self.request.path, status, message)
         raise Refusal(status, message)
 
+    def allow_frames(self) -> None:
+        """This answer may show inside the LMS's frame (and only there)."""
+        self.set_header("Content-Security-Policy",
+                        "default-src 'self'; style-src 'self'; script-src 'self'; base-uri 'none';"
+                        " frame-ancestors " + (" ".join(self.frame_origins) or "'none'"))
+
     def page(self, template: str, **values: Any) -> None:
         from .dashboard import STATIC_VERSION
 
         self.set_header("Cache-Control", "no-store")
-        self.set_header("Content-Security-Policy",
-                        "default-src 'self'; style-src 'self'; script-src 'self'; base-uri 'none';"
-                        " frame-ancestors " + (" ".join(self.frame_origins) or "'none'"))
+        self.allow_frames()
         self.render(template, root=self.root, static_version=STATIC_VERSION, identity=None, **values)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -323,6 +327,7 @@ class LaunchHandler(LtiPage):
             self.page("lti_message.html", status=200, message=f"{course.name}: {path or 'the course folder'}"
                       f" opens in {APPS[app][0]} in a new tab.", link=link)
             return
+        self.allow_frames()  # the handoff's own pages (source failing, held, busy) show in the LMS's frame too
         await hand_off(self, course, path or None, app)
 
     def open_dashboard(self, launch: Launch, courses: list["CourseConfig"]) -> None:
