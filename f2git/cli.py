@@ -156,6 +156,12 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     if not problems:
         count = len(config.courses)
         say(f"{config.path}: configuration is valid ({count} course{'' if count == 1 else 's'})")
+    if config.lti is not None:
+        from .lti.check import check as check_lti
+
+        for ok, line in check_lti(config.lti):
+            failed |= not ok
+            say(line)
     for name in _names(config, args.courses):
         if name in config.broken:
             continue

@@ -123,6 +123,11 @@ class PlatformConfig:
     key_set_url: str
     auth_token_url: str = ""  # the platform's OAuth 2 token endpoint (NRPS rosters); empty: none
     deployment_ids: list[str] = field(default_factory=list)  # accepted deployment ids; empty: any
+    # the source of a course an instructor's launch creates (provision): "canvas", "moodle" or "" (a local
+    # upload folder), its site and the variable holding its token: the admin's, never the launch's
+    provision_source: str = ""
+    provision_url: str = ""
+    provision_token_env: str = ""
 
     def validate(self) -> list[str]:
         errors = []
@@ -134,6 +139,11 @@ class PlatformConfig:
                 errors.append(f"key '{key}': {shown(value)!r} is not an absolute http(s) URL")
         if not self.client_id:
             errors.append("key 'client_id': must not be empty")
+        if self.provision_source not in ("", "canvas", "moodle"):
+            errors.append(f"key 'provision_source': must be \"canvas\", \"moodle\" or \"\" (a local upload folder),"
+                          f" not {shown(self.provision_source)!r}")
+        elif self.provision_source and not is_http_url(self.provision_url):
+            errors.append("key 'provision_url': the site of provision_source, an absolute http(s) URL")
         return errors
 
 
@@ -412,6 +422,10 @@ def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str], *, strict
         errors += [f"{path}: [{name}] {error}" for error in found]
         sections[name] = section
     lti = parse_lti(tables["lti"], base_dir, env, errors, path) if "lti" in data else None
+    if lti is not None:  # courses that LTI launches created, one file each beside the config
+        from .lti.provision import stored_courses
+
+        tables["courses"] = {**stored_courses(base_dir), **tables["courses"]}
     courses, broken = {}, {}
     for name, table in tables["courses"].items():
         course, found = parse_course(name, table, base_dir, env)

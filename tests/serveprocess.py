@@ -43,9 +43,17 @@ def toml_value(value: Any) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def write_config(path: Path, server: dict, courses: dict[str, dict]) -> Path:
+def write_config(path: Path, server: dict, courses: dict[str, dict], tables: dict[str, dict] | None = None) -> Path:
+    """`tables`: other top-level tables ([hub], [lti]); a list of tables in one is an array of tables."""
     server = {"click_window": 0, **server}  # as in serverhelpers.config_factory: each click its own
     lines = ["[server]"] + [f"{key} = {toml_value(value)}" for key, value in server.items()]
+    for name, table in (tables or {}).items():
+        arrays = {key: value for key, value in table.items() if isinstance(value, list) and value
+                  and all(isinstance(item, dict) for item in value)}
+        lines += ["", f"[{name}]"] + [f"{key} = {toml_value(value)}" for key, value in table.items() if key not in arrays]
+        for key, items in arrays.items():
+            for item in items:
+                lines += ["", f"[[{name}.{key}]]"] + [f"{k} = {toml_value(v)}" for k, v in item.items()]
     for name, table in courses.items():
         lines += ["", f"[courses.{name}]"] + [f"{key} = {toml_value(value)}" for key, value in table.items()]
     path.write_text("\n".join(lines) + "\n")
@@ -98,7 +106,9 @@ class ServeProcess:
         base = Path(config_path).resolve().parent
         if "data_dir" in data["server"]:  # the copy lives next to the original: relative paths still hold
             data["server"]["data_dir"] = str((base / data["server"]["data_dir"]).resolve())
-        self.config_path = write_config(base / f".serve-{self.port}.toml", data["server"], data.get("courses", {}))
+        others = {name: table for name, table in data.items() if name not in ("server", "courses")}
+        self.config_path = write_config(base / f".serve-{self.port}.toml", data["server"], data.get("courses", {}),
+                                        others)
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
         self.log_path = base / f".serve-{self.port}.log"

@@ -7,13 +7,13 @@ launch, so the launch records it here and the roster reader finds it later. One 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .files import write_private
 
 if TYPE_CHECKING:
     from f2git.config import Config
@@ -84,11 +84,4 @@ class ContextStore:
 
     def _write(self, data: dict) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, scratch = tempfile.mkstemp(prefix=".contexts.", dir=self.path.parent)  # 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=1)
-            os.replace(scratch, self.path)
-        except BaseException:
-            os.unlink(scratch)
-            raise
+        write_private(self.path, json.dumps(data, indent=1))

@@ -23,7 +23,7 @@ from f2git.metrics import Metrics
 from f2git.opens import OpenCounts
 from f2git.roster import RosterKeeper, uses_roster
 
-from . import api, dashboard, door, git, members, prometheus, pull
+from . import api, dashboard, door, git, lti, members, prometheus, pull
 from .auth import Auth, HubAuth, TokenAuth, make_auth
 from .base import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
@@ -62,9 +62,11 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     rosters = RosterKeeper(config) if rosters is None else rosters
     read_rosters_with_syncs(config, refresher, rosters)
     keep_groups(config, rosters, auth)
+    tool = lti.Tool(config) if config.lti is not None else None  # creates the tool key on first start
     return tornado.web.Application(
         auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + members.ROUTES
-                                                 + prometheus.ROUTES + door.ROUTES + dashboard.routes(refresher))
+                                                 + prometheus.ROUTES + door.ROUTES + dashboard.routes(refresher)
+                                                 + lti.routes(tool))
         + auth.extra_handlers(),
         transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
@@ -77,6 +79,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_rosters=rosters,
         f2git_opens=opens,
         f2git_next_refresh=next_refresh,
+        f2git_lti=tool,
         log_function=log_request,
     )
 

@@ -10,6 +10,7 @@ import tornado.web
 from .auth import HubUnreachable, Identity, request_token
 from .budgets import holder_of
 from .connections import claim
+from .ltisession import LtiScoped, session_identity
 from .refresh import click_client
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class SecurityHeaders(tornado.web.OutputTransform):
         for name, value in SECURITY_HEADERS.items():
             if name not in headers:
                 headers[name] = value
+        if "frame-ancestors 'none'" not in headers.get("Content-Security-Policy", ""):
+            headers.pop("X-Frame-Options", None)  # a page framed by the LMS lists its origins in the CSP
         return status_code, headers, chunk
 
 
@@ -58,7 +61,14 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def auth(self) -> "Auth":
-        return self.settings["f2git_auth"]
+        auth = self.settings["f2git_auth"]
+        identity = getattr(self, "identity", None)
+        # an LTI instructor's session manages its courses only, whatever the policy grants
+        return LtiScoped(auth) if identity is not None and identity.kind == "lti" else auth
+
+    async def identify(self) -> Identity | None:
+        """The LTI session's instructor when the browser holds one, else whom the policy names."""
+        return session_identity(self) or await self.auth.identify(self)
 
     @property
     def refresher(self) -> "Refresher":
@@ -76,7 +86,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise Refusal(403, "cross-site request refused")
 
     async def prepare(self) -> None:
-        identity = await self.auth.identify(self)
+        identity = await self.identify()
         if identity is None:
             raise Refusal(401, "authentication required")
         self.identity = identity

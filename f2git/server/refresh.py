@@ -96,6 +96,11 @@ class Refresher:
         self._disk_checked = float("-inf")
         self._disk_probe: asyncio.Future | None = None
 
+    def add_course(self, name: str) -> None:
+        """Serve a course created while running (an LTI launch's): a fresh state, no status yet."""
+        if name not in self._courses:
+            self._courses[name] = CourseState(name, status.read_file(self.config, name), checked=0.0, failed=None)
+
     def on_result(self, listener: Callable[[SyncResult], None]) -> None:
         """Call `listener(result)` in the event loop after every sync."""
         self._result_listeners.append(listener)

@@ -1,0 +1,143 @@
+"""A course connects itself: an instructor's launch from an LMS course no f2git course claims
+(`[lti] provision` off, ask, auto), the course store beside the config, sources from the admin's
+platform defaults, never from the launch."""
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+import requests
+
+from f2git.config import parse
+from f2git.lti import provision
+from f2git.lti.launch import LTI, Launch
+from tests.ltiplatform import INSTRUCTOR, LEARNER, Browser, LtiPlatform, Message
+from tests.serverhelpers import RunningServer
+from tests.test_lti import make_config, refusal, source  # noqa: F401  (fixture)
+
+NEW = dict(context_id="ctx-new", context_title="Data Science 1")
+
+
+@pytest.fixture
+def platform():
+    with LtiPlatform() as running:
+        yield running
+
+
+def serve(tmp_path, source, platform, mode):
+    server = RunningServer(make_config(tmp_path, source, platform, lti={"provision": mode}))
+    platform.connect(server.url)
+    return server
+
+
+def test_auto_creates_the_course_at_once_and_keeps_it_across_restarts(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "auto") as tool:
+        learner = Browser().launch(platform, platform.add(Message("s", LEARNER, **NEW)))
+        assert learner.status_code == 404 and not (tmp_path / "lti-courses").exists()  # learners create nothing
+        teacher = Browser()
+        answer = teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        assert answer.status_code == 303 and answer.headers["Location"] == tool.url + "/courses/data-science-1"
+        stored = tomllib.loads((tmp_path / "lti-courses" / "data-science-1.toml").read_text())
+        table = stored["courses"]["data-science-1"]
+        assert table == {"source": "local", "path": str(tmp_path / "data" / "uploads" / "data-science-1"),
+                         "lti_contexts": ["ctx-new"]}
+        upload = tmp_path / "data" / "uploads" / "data-science-1"
+        (upload / "notes.md").write_text("# week 1\n")
+        assert teacher.session.get(answer.headers["Location"]).status_code == 200
+        # served without a restart: a student's launch refreshes it and hands off
+        launch = Browser().launch(platform, platform.add(Message("s", LEARNER, **NEW)))
+        assert launch.status_code == 303 and "repo=" in launch.headers["Location"]
+        assert requests.get(tool.url + "/api/courses/data-science-1").status_code == 200
+    with RunningServer(make_config(tmp_path, source, platform, lti={"provision": "auto"})) as again:
+        platform.connect(again.url)
+        assert "data-science-1" in again.config.courses
+        assert Browser().launch(platform, platform.add(Message("s", LEARNER, **NEW))).status_code == 303
+        assert not (tmp_path / "lti-courses" / "data-science-1-2.toml").exists()
+
+
+def test_ask_files_a_request_a_manager_approves(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "ask") as tool:
+        teacher = Browser()
+        hint = platform.add(Message("t", INSTRUCTOR, name="Grace Hopper", **NEW))
+        filed = teacher.launch(platform, hint)
+        assert filed.status_code == 202 and "request is filed" in filed.text
+        assert Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW))).status_code == 202
+        assert not (tmp_path / "lti-courses").exists()
+        manager = requests.Session()
+        page = manager.get(tool.url + "/lti/requests")
+        assert page.status_code == 200 and page.text.count('name="request"') == 1  # one per context
+        assert "Data Science 1" in page.text and "ctx-new" in page.text and "a local upload folder" in page.text
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        unchecked = manager.post(tool.url + "/lti/requests", data={"request": "lms/ctx-new"})
+        assert unchecked.status_code == 403  # no XSRF token: refused
+        approved = manager.post(tool.url + "/lti/requests", data={"request": "lms/ctx-new", "_xsrf": xsrf},
+                                allow_redirects=False)
+        assert approved.status_code == 303 and approved.headers["Location"].endswith("courses/data-science-1")
+        assert (tmp_path / "lti-courses" / "data-science-1.toml").exists()
+        again = teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        assert again.status_code == 303 and again.headers["Location"] == tool.url + "/courses/data-science-1"
+
+
+def test_an_lti_instructor_cannot_approve_requests(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "ask") as tool:
+        teacher = Browser()
+        assert teacher.launch(platform, platform.add(Message("t", INSTRUCTOR))).status_code == 303  # cs101's
+        assert teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW))).status_code == 202
+        assert teacher.session.get(tool.url + "/lti/requests").status_code == 403
+
+
+def test_off_tells_the_instructor_what_to_give_the_admin(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "off"):
+        answer = Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        assert answer.status_code == 404 and 'lti_contexts = ["ctx-new"]' in refusal(answer)
+
+
+def launch_of(platform_config, context_id, custom):
+    return Launch(platform_config, {LTI + "context": {"id": context_id, "title": "Algebra"}, LTI + "custom": custom,
+                                    "sub": "t"})
+
+
+def test_the_source_comes_from_the_admins_platform_defaults_never_from_the_launch(tmp_path):
+    base = {"name": "lms", "issuer": "https://lms.example.edu", "client_id": "c",
+            "auth_login_url": "https://lms.example.edu/auth", "key_set_url": "https://lms.example.edu/jwks"}
+    config = parse({"server": {"data_dir": str(tmp_path / "data")},
+                    "lti": {"platforms": [{**base, "provision_source": "canvas",
+                                           "provision_url": "https://canvas.example.edu",
+                                           "provision_token_env": "CANVAS_TOKEN"}]}, "courses": {}},
+                   tmp_path / "f2git.toml", {"CANVAS_TOKEN": "secret"})
+    platform = config.lti.platforms[0]
+    launch = launch_of(platform, "ctx-9", {"canvas_course_id": "4242", "token_env": "EVIL", "url": "https://evil"})
+    request = provision.request_for(config, launch, "t")
+    assert request.table == {"source": "canvas", "url": "https://canvas.example.edu", "course_id": 4242,
+                             "token_env": "CANVAS_TOKEN", "lti_contexts": ["ctx-9"]}
+    # Moodle: the context id is the course id
+    platform.provision_source, platform.provision_url = "moodle", "https://moodle.example.edu"
+    assert provision.request_for(config, launch_of(platform, "17", {}), "t").table["course_id"] == 17
+    # no course id the source can use: a local upload folder
+    assert provision.request_for(config, launch_of(platform, "ctx-x", {}), "t").table["source"] == "local"
+    with pytest.raises(Exception) as error:
+        parse({"server": {}, "lti": {"platforms": [{**base, "provision_source": "dropbox"}]}},
+              tmp_path / "f.toml", {})
+    assert "provision_source" in str(error.value)
+
+
+def test_course_names_are_readable_and_never_taken():
+    assert provision.course_name("Intro to CS (Fall 2026)", "c", set()) == "intro-to-cs-fall-2026"
+    assert provision.course_name("CS 101", "c", {"cs-101"}) == "cs-101-2"
+    assert provision.course_name("日本語", "ctx", set()).startswith("lti-")
+
+
+def test_an_lms_course_title_cannot_write_toml_into_the_store(tmp_path, source, platform):
+    hostile = Message("t\n[courses.root]\nsource = \"local\"", INSTRUCTOR, context_id="ctx-evil",
+                      context_title='Evil\n[courses.root]\nsource = "local"\npath = "/etc"')
+    with serve(tmp_path, source, platform, "auto") as tool:
+        newline_id = Message("t", INSTRUCTOR, context_id='ctx\npath = "/"', context_title="x")
+        refused = Browser().launch(platform, platform.add(newline_id))
+        assert refused.status_code == 409 and not (tmp_path / "lti-courses").exists()
+        assert Browser().launch(platform, platform.add(hostile)).status_code == 303
+        (stored,) = (tmp_path / "lti-courses").glob("*.toml")
+        courses = tomllib.loads(stored.read_text())["courses"]
+        assert list(courses) == ["evil-courses-root-source-local-path-etc"]
+        assert courses["evil-courses-root-source-local-path-etc"]["path"].startswith(str(tmp_path / "data" / "uploads"))
+        assert "root" not in tool.config.courses
