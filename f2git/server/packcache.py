@@ -100,8 +100,12 @@ class Entry:
 
     @property
     def cost(self) -> int:
-        """What it takes from `pack_cache_size`: its file's blocks and its bookkeeping."""
-        return -(-(_header_size(self.size) + self.size) // BLOCK) * BLOCK + ENTRY_OVERHEAD
+        return entry_cost(self.size)
+
+
+def entry_cost(size: int) -> int:
+    """What an answer of `size` bytes takes from `pack_cache_size`: its file's blocks and its bookkeeping."""
+    return -(-(_header_size(size) + size) // BLOCK) * BLOCK + ENTRY_OVERHEAD
 
 
 class Torn(Exception):
@@ -323,6 +327,8 @@ class PackCache:
         for _, entry in sorted(found, key=lambda item: item[0]):
             self._add(entry)
         self._evict()
+        for course in self.templates.courses() - courses:
+            self.templates.drop(course)
 
     def _remove_stale_temp(self) -> None:
         """Unfinished answers of servers that stopped: their folder's lock is free. Servers
@@ -335,10 +341,12 @@ class PackCache:
                 lock = os.open(folder / "lock", os.O_RDWR)
             except FileNotFoundError:
                 lock = None  # never locked: its server died at once
+            except OSError:
+                continue  # not ours to judge
             try:
                 if lock is not None:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            except OSError:  # held: that server is running
                 continue
             finally:
                 if lock is not None:
@@ -453,7 +461,7 @@ class PackCache:
         request = computation.request
         return computation.on_disk and len(request.body) <= MAX_STORED_BODY \
             and computation.generation == self._generations.get(request.course, 0) \
-            and Entry("", "", "", Path(), computation.written).cost <= self.limit \
+            and entry_cost(computation.written) <= self.limit \
             and self.head(request.course) == request.commit and _succeeded(computation.fd)
 
     def _store(self, computation: Computation) -> None:

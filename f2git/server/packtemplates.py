@@ -226,6 +226,9 @@ class TemplateBook:
         while len(learnt) > MAX_TEMPLATES:
             del learnt[min(learnt, key=lambda template: learnt[template].rank())]
 
+    def courses(self) -> set[str]:
+        return set(self._courses)
+
     def ranked(self, course: str) -> list[Template]:
         """A course's templates, the one most worth building first."""
         learnt = self._courses.get(course, {})
