@@ -304,7 +304,9 @@ class PackCache:
             (self.root / TEMP).mkdir(mode=0o700, exist_ok=True)
             self._remove_stale_temp()
             self._temp.mkdir(mode=0o700)
-            self._lock = os.open(self._temp / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            # Read-only: flock needs no more, and a file open for writing would keep the
+            # data dir's disk from being remounted read-only.
+            self._lock = os.open(self._temp / "lock", os.O_RDONLY | os.O_CREAT, 0o600)
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             log.warning("pack cache %s is not writable (%s): answers are computed, not stored", self.root, error)
@@ -338,7 +340,7 @@ class PackCache:
                 folder.unlink(missing_ok=True)  # f2git before issue 18 wrote here directly
                 continue
             try:
-                lock = os.open(folder / "lock", os.O_RDWR)
+                lock = os.open(folder / "lock", os.O_RDONLY)
             except FileNotFoundError:
                 lock = None  # never locked: its server died at once
             except OSError:
