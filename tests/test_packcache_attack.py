@@ -205,9 +205,9 @@ def test_learning_templates_never_stalls_the_server(tmp_path, source):
 
 @pytest.mark.parametrize("junk_from", ["127.0.0.2", "127.0.0.1"])
 def test_junk_requests_do_not_decide_what_is_built_ahead(tmp_path, source, junk_from):
-    """A student clones; one client sends 32 junk requests (from another address, with the
-    shape of a clone too; or from the student's own address, as behind one proxy); after the
-    release a real clone runs git 0 times."""
+    """A student clones; one client sends 32 junk requests (from another address, each with the
+    exact shape of a depth-1 clone; or ls-refs and fetches from the student's own address, as
+    behind one proxy); after the release a real clone runs git 0 times."""
     make = config_factory(tmp_path, {COURSE: {"source": "local", "path": str(source.path), "schedule": 0}},
                           refresh_ttl=0)
     with RunningServer(make) as server:
@@ -215,10 +215,10 @@ def test_junk_requests_do_not_decide_what_is_built_ahead(tmp_path, source, junk_
         clone(server.git_url(COURSE), tmp_path / "first")
         head = CourseRepo.for_course(server.config, COURSE).head()
         for number in range(32):
-            if number % 2:
-                body = flood_body(number, size=300 + number)
-            elif junk_from != "127.0.0.1":
+            if junk_from != "127.0.0.1":  # all with the shape of the clone: only its count of clients tells
                 body = junk_clone_body(number, head)
+            elif number % 2:
+                body = flood_body(number, size=300 + number)
             else:
                 body = junk_fetch_body(number, head)
             assert post_git(server.git_url(COURSE), body, source=junk_from) == 200
