@@ -8,7 +8,7 @@ CHP    := .cache/chp/node_modules/.bin/configurable-http-proxy
 PORT ?=
 JUPYTER_PORT ?= 8888
 
-.PHONY: run test bench system-deps test-system-deps test-deps dist clean
+.PHONY: run test bench docs system-deps test-system-deps test-deps dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(BIN)/python:
 # Installed again when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[demo]'
+	touch $@
+
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[docs]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
@@ -47,8 +51,14 @@ dist: | $(BIN)/python
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 
+# The documentation site in docs/_build/html; warnings (a broken link between pages, a page in
+# no table of contents) are errors.
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 bench: test-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .cache var dist build
+	rm -rf $(VENV) .cache var dist build docs/_build

@@ -14,6 +14,11 @@ same clones without the attack (issue 9).
     templates and /healthz latency, beside the figures before issue 18 (cacheflood.py).
 Everything on loopback (the attackers from 127.0.0.2, the student from 127.0.0.1); each attack
 ends with its case.
+
+With `auth = "token"`, attacker and students on one address (127.0.0.1, as behind a hub's proxy
+or a NAT), server RSS before and during each attack (issue 18):
+(d) one token holds 1000 requests, each body one byte short of 2 MiB;
+(e) one token holds 1000 requests with complete headers and trickling bodies.
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.serveprocess import ServeProcess, write_config
+from tests.heldrequests import MIB, git_env, hold_requests, release, still_open
+from tests.serveprocess import ServeProcess, rss, write_config
 
 from . import cacheflood
 from .common import generate_course, percentile, table
@@ -37,6 +43,11 @@ from .load import CLIENT_ENV, MARKER
 
 COURSE = "course"
 TRICKLING = 4
+HELD = 1000
+ATTACKER, STUDENT = "attacker-token", "student-token"
+# Measured with the code before budgets per identity (main at 566bd4f, 2 cores, --quick), for comparison.
+BEFORE = {"(d)": "before budgets: RSS 38 -> 2239 MiB, 1000 held, clones failed 5 of 5 (503)",
+          "(e)": "before budgets: 1000 held, clones failed 5 of 5 (503)"}
 
 
 class Trickle(BaseHTTPRequestHandler):
@@ -87,9 +98,10 @@ class Case:
     name: str
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    note: str = ""
 
 
-def clones(server: ServeProcess, count: int, work: Path, name: str) -> Case:
+def clones(server: ServeProcess, count: int, work: Path, name: str, env: dict[str, str] = CLIENT_ENV) -> Case:
     """`count` clones by one student, one after another."""
     case = Case(name)
     for i in range(count):
@@ -97,7 +109,7 @@ def clones(server: ServeProcess, count: int, work: Path, name: str) -> Case:
         started = time.perf_counter()
         try:
             done = subprocess.run(["git", "clone", "-q", "--depth", "1", server.git_url(COURSE), str(target)],
-                                  capture_output=True, text=True, env=CLIENT_ENV, timeout=300)
+                                  capture_output=True, text=True, env=env, timeout=300)
             problem = None if done.returncode == 0 and (target / MARKER).is_file() else \
                 (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         except subprocess.TimeoutExpired:
@@ -184,7 +196,33 @@ def measure(work: Path, count: int, mib: int) -> list[Case]:
             time.sleep(2)  # the four syncs are under way
             cases.append(clones(server, count, work, f"(c) {TRICKLING} sources trickling 1 byte/s"))
             stop.set()
+        cases += held_requests(work, source, count)
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return cases
+
+
+def held_requests(work: Path, source: Path, count: int) -> list[Case]:
+    """(d) and (e): one token's held requests, the student's clones from the same address."""
+    config = write_config(work / "tokens.toml", {"data_dir": "data-tokens", "auth": "token",
+                                                 "tokens_env": "BENCH_TOKENS"},
+                          {COURSE: {"source": "local", "path": str(source), "schedule": 0}})
+    cases = []
+    env = git_env(STUDENT, CLIENT_ENV)
+    with ServeProcess(config, env={"BENCH_TOKENS": f"{ATTACKER},{STUDENT}"}) as server:
+        subprocess.run(["git", "ls-remote", server.git_url(COURSE)], check=True, capture_output=True, env=env)
+        for name, body, sent in ((f"(d) one token: {HELD} bodies of 2 MiB - 1 byte", 2 * MIB, 2 * MIB - 1),
+                                 (f"(e) one token: {HELD} trickling bodies, same address", 1000, 10)):
+            before = rss(server.pid)
+            held = hold_requests(server.port, ATTACKER, HELD, course=COURSE, body=body, sent=sent)
+            time.sleep(1)  # the server reads what was sent
+            during = rss(server.pid)
+            case = clones(server, count, work, name, env)
+            during = max(during, rss(server.pid))
+            case.note = (f"server RSS {before / MIB:.0f} -> {during / MIB:.0f} MiB, {still_open(held)} of {HELD} held;"
+                         f" {BEFORE[name[:3]]}")
+            cases.append(case)
+            release(held)
+            time.sleep(1)
     return cases
 
 
@@ -195,7 +233,7 @@ def report(cases: list[Case], count: int, mib: int) -> None:
         p50, p99 = percentile(case.latencies, 0.5), percentile(case.latencies, 0.99)
         ratio = "" if case is base else (f"   ×{p50 / percentile(base.latencies, 0.5):.1f} p50 of no attack")
         rows.append((case.name, f"clone p50 {p50:6.2f} s  p99 {p99:6.2f} s  failed {len(case.failures)} of {count}"
-                     + ratio))
+                     + ratio + (f"  ({case.note})" if case.note else "")))
     table(f"Under attack: one student's git clone --depth 1 of a {mib} MiB course (127.0.0.1, "
           f"{os.cpu_count()} cores)", rows)
     failures = [f"{case.name}: {failure}" for case in cases for failure in case.failures]

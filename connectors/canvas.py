@@ -19,11 +19,25 @@ import requests
 from ._http import SessionConnector, SourceSession, bearer, where
 from ._lms import FolderTree, Release, api_shape, credentials_hint, utc_now, window
 from ._time import iso_time
-from .base import Connector, Entry, Listing, in_words
+from .base import Connector, Entry, Listing, SourceError, in_words
+from .roster import (ACTIVE, COMPLETED, DELETED, INACTIVE, INSTRUCTOR, INVITED, LEARNER, OBSERVER, OTHER, TA,
+                     Enrolment, RosterCollector, hub_name)
 
 # Canvas's leaky bucket starts at 700 units; below this we slow down before it throttles.
 RATE_LIMIT_LOW = 100.0
 RATE_LIMIT_PAUSE = 2.0  # s
+
+# Rosters (the enrollments API): an enrolment's base `type` decides (custom roles keep theirs).
+ROSTER_ROLES = {"StudentEnrollment": LEARNER, "TeacherEnrollment": INSTRUCTOR, "DesignerEnrollment": INSTRUCTOR,
+                "TaEnrollment": TA, "ObserverEnrollment": OBSERVER, "StudentViewEnrollment": OTHER}
+ROSTER_STATES = {"active": ACTIVE, "invited": INVITED, "creation_pending": INVITED, "inactive": INACTIVE,
+                 "completed": COMPLETED, "deleted": DELETED, "rejected": DELETED}
+# Canvas's default listing mixes states; these are asked for by name, and only "active" counts.
+ROSTER_ASKED_STATES = ("active", "invited", "inactive", "completed")
+HUB_USERNAME_FIELDS = ("login_id", "email", "sis_user_id", "id")
+# The account permission without which Canvas leaves a field out of every user record.
+FIELD_PERMISSIONS = {"login_id": "Users - view login IDs", "sis_user_id": "SIS Data - read",
+                     "email": "Users - view primary email address"}
 
 
 @dataclass
@@ -150,6 +164,33 @@ class CanvasConnector(SessionConnector, Connector):
             if lock_at is not None:
                 closes.append(lock_at)
         return window(opens, closes, now)
+
+    def read_roster(self, hub_username: str = "") -> list[Enrolment]:
+        """The course's enrolments (`GET /api/v1/courses/:id/enrollments`, Link pages), named by
+        the user field `hub_username` (default login_id)."""
+        field = hub_username or "login_id"
+        if field not in HUB_USERNAME_FIELDS:
+            raise SourceError(f"Canvas: hub_username {field!r} is not one of {', '.join(HUB_USERNAME_FIELDS)}")
+        course = str(self.options.course_id).strip()
+        params: list[tuple[str, Any]] = [("per_page", 100)] + [("state[]", state) for state in ROSTER_ASKED_STATES]
+        if field == "email":
+            params.append(("include[]", "email"))
+        collected = RosterCollector(self.label)
+        with self._token_hint(), api_shape(self.label):
+            for page in self.session.link_pages(self.api(f"courses/{course}/enrollments"), params=params):
+                if not isinstance(page, list):
+                    raise self.session.fail(f"expected a list of enrollments, got {type(page).__name__}")
+                for item in page:
+                    user = item.get("user") or {}
+                    collected.add(Enrolment(str(item["user_id"]), hub_name(user.get(field)),
+                                            ROSTER_ROLES.get(item.get("type"), OTHER),
+                                            ROSTER_STATES.get(item.get("enrollment_state"), INACTIVE)),
+                                  field_present=field in user)
+        if field in FIELD_PERMISSIONS and collected.field_hidden():
+            raise SourceError(f"Canvas: the token may not see users' {field} (hub_username): give the token's"
+                              f" account the permission \"{FIELD_PERMISSIONS[field]}\" in the course's account,"
+                              " or pick another hub_username")
+        return collected.enrolments
 
     def open(self, entry: Entry) -> BinaryIO:
         # The URL redirects to a files host; the token stays on the Canvas host (HostBoundAuth).

@@ -30,6 +30,7 @@ from urllib.parse import urljoin
 from ._http import BodyStream, SessionConnector, SourceSession, origin, where
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now
 from .base import AuthError, Connector, Entry, Listing, SourceError
+from .roster import ACTIVE, INSTRUCTOR, LEARNER, OBSERVER, OTHER, TA, Enrolment, RosterCollector, hub_name
 
 SERVER = "webservice/rest/server.php"
 # The web service functions a token's service must include.
@@ -37,6 +38,17 @@ FUNCTIONS = ("core_course_get_contents", "mod_assign_get_assignments")
 STATE_FUNCTION = "core_courseformat_get_state"  # recommended for a teacher's token
 REDIRECTS = (301, 302, 303, 307, 308)
 FILE_MODULES = {"resource", "folder", "assign"}
+
+# Rosters: core_enrol_get_enrolled_users (enrol/externallib.php), active enrolments only.
+ROSTER_FUNCTION = "core_enrol_get_enrolled_users"
+ROSTER_ROLES = {"student": LEARNER, "editingteacher": INSTRUCTOR, "manager": INSTRUCTOR, "teacher": TA,
+                "guest": OBSERVER}
+HUB_USERNAME_FIELDS = ("username", "email", "idnumber", "id")
+# What the token's user needs before Moodle puts a field in other users' records (user/lib.php,
+# user_get_user_details).
+FIELD_CAPABILITIES = {"username": "moodle/user:viewalldetails",
+                      "email": "moodle/course:useremail (or the users' e-mail display setting)",
+                      "idnumber": "moodle/site:viewuseridentity with idnumber in the site's showuseridentity"}
 
 # Reasons for Listing.withheld, as the dashboard shows them.
 SECTION_RESTRICTED = "section restriction (teacher token)"
@@ -276,6 +288,35 @@ class MoodleConnector(SessionConnector, Connector):
             error = self.session.fail(f"the web service answered with an error ({code}: {said})")
         error.errorcode = code
         return error
+
+    # -- the roster -----------------------------------------------------------------------------
+
+    def read_roster(self, hub_username: str = "") -> list[Enrolment]:
+        """The course's active enrolments, named by the user field `hub_username` (default username)."""
+        field = hub_username or "username"
+        if field not in HUB_USERNAME_FIELDS:
+            raise SourceError(f"Moodle: hub_username {field!r} is not one of {', '.join(HUB_USERNAME_FIELDS)}")
+        try:
+            users = self.call(ROSTER_FUNCTION, {"courseid": self.options.course_id,
+                                                "options[0][name]": "onlyactive", "options[0][value]": 1})
+        except SourceError as error:
+            if getattr(error, "errorcode", "") == "accessexception":
+                raise AuthError(f"Moodle refused {ROSTER_FUNCTION}: add it to the token's web service, and give"
+                                " the token's user moodle/course:viewparticipants in the course") from None
+            raise
+        if not isinstance(users, list):
+            raise self.session.fail(f"{ROSTER_FUNCTION} did not answer with a list of users")
+        collected = RosterCollector(self.label)
+        with api_shape(self.label):
+            for user in users:
+                roles = [ROSTER_ROLES.get(role.get("shortname"), OTHER) for role in user.get("roles") or ()] or [OTHER]
+                for role in dict.fromkeys(roles):
+                    collected.add(Enrolment(str(user["id"]), hub_name(user.get(field)), role, ACTIVE),
+                                  field_present=field in user)
+        if field in FIELD_CAPABILITIES and collected.field_hidden():
+            raise SourceError(f"Moodle: the token's user may not see users' {field} (hub_username): it needs"
+                              f" {FIELD_CAPABILITIES[field]} in the course, or pick another hub_username")
+        return collected.enrolments
 
     # -- the listing ----------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from urllib.parse import urljoin
 
 from ._http import SessionConnector, SourceSession, basic_auth, origin, where
 from ._lms import FolderTree, Release, api_shape, credentials_hint, utc_now, window
-from .base import Connector, Entry, Listing, in_words
+from .base import Connector, Entry, Listing, SourceError, in_words
+from .roster import ACTIVE, INSTRUCTOR, LEARNER, OTHER, TA, Enrolment, RosterCollector, hub_name
 
 PAGE_LIMIT = 100
 
@@ -31,6 +32,11 @@ CONFIGURED_PERMISSIONS = {"PermissionEnabledFolder", "TimedFolder"}
 # and folders only one group of students may see.
 EXCLUDED_TYPES = {"HomeworkFolder", "HiddenFolder", "CourseGroupFolder"}
 VISIBLE, READABLE = 1, 4
+
+# Rosters: a course's memberships (`courses/{id}/memberships`, resources of type course-memberships)
+# with their users included; the membership's `permission` is the role in the course.
+ROSTER_ROLES = {"user": LEARNER, "autor": LEARNER, "tutor": TA, "dozent": INSTRUCTOR}
+HUB_USERNAME_FIELDS = ("username", "email", "id")
 
 
 @dataclass
@@ -93,10 +99,13 @@ class StudipConnector(SessionConnector, Connector):
     def _credentials_hint(self):
         return credentials_hint(f"check the account in ${self.options.username_env} and ${self.options.password_env}")
 
-    def pages(self, route: str) -> Iterator[dict]:
-        """Every resource of a JSON:API collection, page by page (`page[offset]`, `page[limit]`)."""
+    def pages(self, route: str, query: Mapping[str, str] | None = None,
+              included: dict[tuple[str, str], dict] | None = None) -> Iterator[dict]:
+        """Every resource of a JSON:API collection, page by page (`page[offset]`, `page[limit]`);
+        `query` goes with every page, and `included` collects the documents' included resources."""
         url = f"{self.api_url}/{route}"
-        params: dict[str, Any] | None = {"page[offset]": 0, "page[limit]": PAGE_LIMIT}
+        query = dict(query or {})
+        params: dict[str, Any] | None = {**query, "page[offset]": 0, "page[limit]": PAGE_LIMIT}
         total: int | None = None
         received = 0
         seen = {url}
@@ -106,6 +115,10 @@ class StudipConnector(SessionConnector, Connector):
                 data = document.get("data") if isinstance(document, dict) else None
                 if not isinstance(data, list):
                     raise self.session.fail(f"expected a JSON:API collection from /{route}")
+                if included is not None:
+                    for item in document.get("included") or ():
+                        if isinstance(item, dict):
+                            included[(str(item.get("type")), str(item.get("id")))] = item
                 yield from data
                 received += len(data)
                 page = (document.get("meta") or {}).get("page") or {}
@@ -116,7 +129,7 @@ class StudipConnector(SessionConnector, Connector):
                     total = int(page["total"])
                     offset = int(page.get("offset", 0)) + int(page.get("limit") or len(data))
                     more = offset < total and bool(data)
-                    params = {"page[offset]": offset, "page[limit]": PAGE_LIMIT} if more else None
+                    params = {**query, "page[offset]": offset, "page[limit]": PAGE_LIMIT} if more else None
                     url = url if more else ""
                 else:
                     # No page meta: follow links.next, but only on this server (it carries our password).
@@ -130,6 +143,27 @@ class StudipConnector(SessionConnector, Connector):
                     url, params = following, None
         if total is not None and received != total:
             raise self.session.fail(f"/{route} sent {received} of {total} items; try again")
+
+    def read_roster(self, hub_username: str = "") -> list[Enrolment]:
+        """The course's members, named by the user field `hub_username` (default username)."""
+        field = hub_username or "username"
+        if field not in HUB_USERNAME_FIELDS:
+            raise SourceError(f"Stud.IP: hub_username {field!r} is not one of {', '.join(HUB_USERNAME_FIELDS)}")
+        users: dict[tuple[str, str], dict] = {}
+        collected = RosterCollector(self.label)
+        with api_shape(self.label):
+            for membership in self.pages(f"courses/{self.options.course_id}/memberships", {"include": "user"}, users):
+                attributes = membership.get("attributes") or {}
+                user_ref = ((membership.get("relationships") or {}).get("user") or {}).get("data") or {}
+                user_id = str(user_ref["id"])
+                user = users.get(("users", user_id), {}).get("attributes") or {}
+                value = user_id if field == "id" else user.get(field)
+                collected.add(Enrolment(user_id, hub_name(value), ROSTER_ROLES.get(attributes.get("permission"), OTHER),
+                                        ACTIVE), field_present=field == "id" or field in user)
+        if field != "id" and collected.field_hidden():
+            raise SourceError(f"Stud.IP: the account may not see users' {field} (hub_username):"
+                              " use a lecturer's account of the course, or pick another hub_username")
+        return collected.enrolments
 
     def list(self, state: Mapping[str, Any]) -> Listing:
         with api_shape(self.label):

@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 
-from . import __version__, explain, hubconfig, status
+from . import __version__, envfile, explain, hubconfig, status
 from .config import Config, ConfigError, load
 from .links import course_link, git_url, link_in_course
 
@@ -89,13 +89,17 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         say(f"warning: {unrecorded}; recent outcomes may be missing below (the server's dashboard,"
             " API and /healthz have them)", file=sys.stderr)
     failing = bool(unrecorded)
+    unsaved = status.backup_unwritable(config)
+    if unsaved:
+        say(f"warning: backup_dir: {unsaved}; no course's history is backed up", file=sys.stderr)
+        failing = True
     for name in _names(config, args.courses):
         record = status.read(config, name)
         broken = config.broken.get(name)
-        failing |= record.failing or broken is not None
+        failing |= record.failing or broken is not None or record.backup_error is not None
         source = config.courses[name].source if name in config.courses else None
         if args.json:
-            extra = {"config_error": broken} if broken else {}
+            extra = ({"config_error": broken} if broken else {}) | ({"backup_dir_error": unsaved} if unsaved else {})
             print(json.dumps(record.to_json() | {"source": source, "status_error": unrecorded} | extra), flush=True)
             continue
         say(f"{name} ({source or 'configuration broken'})")
@@ -107,6 +111,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         if record.last_error:
             say(f"  last error:  {record.last_error} ({_when(record.last_error_at)});"
                 f" {explain.what_students_get(record.commit, record.last_change)}")
+        if record.backup_error:
+            say(f"  backup:      FAILED: {record.backup_error}")
         for line in explain.skipped_lines(record.skipped, record.skipped_total):
             say(f"  skipped:     {line}")
     return EXIT_FAILED if failing else EXIT_OK
@@ -114,7 +120,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_link(config: Config, args: argparse.Namespace) -> int:
     _names(config, [args.course])  # a course whose secrets are missing here still has a link
-    print(link_in_course(config, args.course, args.path, args.hub))
+    if args.door and args.hub:  # the door of a hub service is reached through that hub
+        config.hub.url = args.hub.rstrip("/")
+    print(link_in_course(config, args.course, args.path, args.hub, door=args.door))
     return EXIT_OK
 
 
@@ -142,6 +150,9 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         say("note: no [server] backup_dir: if data_dir is lost, a course without a mirror starts a new"
             " history and students' next click fails; see the README's Operations section")
     failed = bool(problems)
+    if unsaved := status.backup_unwritable(config):
+        failed = True
+        say(f"backup_dir: FAILED: {unsaved}; every backup would fail")
     if not problems:
         count = len(config.courses)
         say(f"{config.path}: configuration is valid ({count} course{'' if count == 1 else 's'})")
@@ -241,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
         options = argparse.ArgumentParser(add_help=False)
         options.add_argument("--config", default=None if default else argparse.SUPPRESS,
                              help="config file (default: $F2GIT_CONFIG, else config/f2git.toml)")
+        options.add_argument("--env-file", default=None if default else argparse.SUPPRESS,
+                             help="read the secrets the config names from this file (mode 0600, NAME=value"
+                                  f" lines; default: ${envfile.VARIABLE}); the environment wins")
         options.add_argument("-v", "--verbose", action="store_true",
                              default=False if default else argparse.SUPPRESS, help="log more")
         return options
@@ -275,6 +289,9 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("course", metavar="COURSE")
     link.add_argument("--path", help="a file in the course to open after the pull")
     link.add_argument("--hub", help="JupyterHub URL (default: [hub] url)")
+    link.add_argument("--door", action="store_true",
+                      help="print f2git's front-door link (/open/…), which tells students in words what is wrong"
+                           " before it hands them to the hub, instead of the plain nbgitpuller link")
 
     hub = command("hub-config", cmd_hub_config)
     hub.add_argument("--external", action="store_true",
@@ -295,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run is noise
     try:
+        envfile.apply(args.env_file or os.environ.get(envfile.VARIABLE), os.environ)
         config = load(args.config, strict=False)  # a broken course fails alone
         return args.run(config, args)
     except ConfigError as error:

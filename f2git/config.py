@@ -2,7 +2,8 @@
 
 The rules, in one place:
 
-- `[server]` takes the fields of `ServerConfig`, `[hub]` those of `HubConfig`.
+- `[server]` takes the fields of `ServerConfig`, `[hub]` those of `HubConfig`, `[lti]` those of
+  `LtiConfig` and each `[[lti.platforms]]` those of `PlatformConfig`.
 - `[courses.<name>]` takes two kinds of keys. The fields of `CourseConfig` belong to every
   course (`source`, `schedule`, `include`, `exclude`, `mirror`, …). Every other key belongs
   to the source that `source` names: the fields of its connector's `Options` dataclass
@@ -34,6 +35,10 @@ import connectors
 
 COURSE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 AUTH_MODES = ("none", "token", "jupyterhub")
+MEMBERS_MODES = ("hub", "lms", "any")
+PROVISION_MODES = ("ask", "auto", "off")
+# Sources whose own API has the course's roster (the connector's `read_roster`).
+ROSTER_SOURCES = ("canvas", "moodle", "studip")
 DEFAULT_CONFIG = Path("config/f2git.toml")
 EXAMPLE_CONFIG = Path("config/f2git.example.toml")
 # What Jupyter, Python and file managers leave behind; excluded unless `exclude_debris = false`.
@@ -66,6 +71,8 @@ class ServerConfig:
     header_timeout: float = 10.0  # s a connection may take to send a request's headers (also idle keep-alive)
     max_connections: int = 4000  # open client connections; lowered to what the open-files limit allows
     max_connections_per_address: int = 1000  # from one client address (a hub proxy is one); 0 = no own cap
+    max_connections_per_identity: int = 1000  # authenticated requests of one hub user or token at once; 0 = no own cap
+    max_request_bodies: int = 64 * 1024 * 1024  # bytes of unfinished request bodies held at once; 1/16 per client
     backup_dir: Path | None = None  # a git bundle per course after each snapshot (outside data_dir)
 
     def validate(self) -> list[str]:
@@ -75,10 +82,10 @@ class ServerConfig:
         if not 0 < self.port < 65536:
             errors.append(f"key 'port': {self.port} is not a TCP port")
         for key in ("refresh_ttl", "refresh_wait", "click_window", "max_git_processes", "max_connections_per_address",
-                    "pack_cache_size"):
+                    "pack_cache_size", "max_connections_per_identity"):
             if getattr(self, key) < 0:
                 errors.append(f"key '{key}': must not be negative")
-        for key in ("header_timeout", "max_connections"):
+        for key in ("header_timeout", "max_connections", "max_request_bodies"):
             if not 0 < getattr(self, key) < float("inf"):  # NaN too
                 errors.append(f"key '{key}': must be a positive number")
         if self.backup_dir is not None and (self.backup_dir == self.data_dir or self.data_dir in self.backup_dir.parents):
@@ -106,6 +113,72 @@ class HubConfig:
 
 
 @dataclass
+class PlatformConfig:
+    """One LMS registration of f2git as an LTI 1.3 tool: issuer + client_id."""
+
+    name: str
+    issuer: str
+    client_id: str
+    auth_login_url: str
+    key_set_url: str
+    auth_token_url: str = ""  # the platform's OAuth 2 token endpoint (NRPS rosters); empty: none
+    deployment_ids: list[str] = field(default_factory=list)  # accepted deployment ids; empty: any
+
+    def validate(self) -> list[str]:
+        errors = []
+        if not PLATFORM_NAME.match(self.name):
+            errors.append(f"key 'name': {shown(self.name)!r} must match [a-z0-9][a-z0-9._-]*")
+        for key in ("issuer", "auth_login_url", "key_set_url", "auth_token_url"):
+            value = getattr(self, key)
+            if value and not is_http_url(value):
+                errors.append(f"key '{key}': {shown(value)!r} is not an absolute http(s) URL")
+        if not self.client_id:
+            errors.append("key 'client_id': must not be empty")
+        return errors
+
+
+@dataclass
+class LtiConfig:
+    """`[lti]`: f2git as an LTI 1.3 tool. Present only when the file has an `[lti]` table."""
+
+    key_file: Path = Path("lti-key.pem")  # the tool's RSA private key (PEM); created (0600) when missing
+    # keys published in the JWKS but not used to sign: the next key before a rotation, the last one after
+    extra_key_files: list[Path] = field(default_factory=list)
+    username_claim: str = "sub"  # the id_token claim that names the hub user (as ltiauthenticator's username_key)
+    provision: str = "ask"  # an instructor's launch from a context no course claims: ask | auto | off
+    platforms: list[PlatformConfig] = field(default_factory=list, metadata={"internal": True})
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.provision not in PROVISION_MODES:
+            errors.append(f"key 'provision': must be one of {', '.join(PROVISION_MODES)}, not {shown(self.provision)!r}")
+        if not self.username_claim:
+            errors.append("key 'username_claim': must not be empty")
+        return errors
+
+    def platform(self, name: str) -> PlatformConfig | None:
+        return next((p for p in self.platforms if p.name == name), None)
+
+    def context_key(self, platform: PlatformConfig, context_id: str) -> str:
+        """How `lti_contexts` names a context: the id alone with one platform, else "<platform>/<id>"."""
+        return context_id if len(self.platforms) == 1 else f"{platform.name}/{context_id}"
+
+
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host: what links and redirects can be built on."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass
 class CourseConfig:
     """The keys every course takes; the source's own keys live in `options`."""
 
@@ -119,6 +192,11 @@ class CourseConfig:
     groups: list[str] = field(default_factory=list)
     mirror: str = ""
     mirror_token_env: str = ""
+    members: str = "hub"  # who may fetch: hub (`groups`), lms (the LMS's roster), any (every hub user)
+    hub_username: str = ""  # the LMS user field that is the hub name; empty: the source's default
+    lti_contexts: list[str] = field(default_factory=list)  # LMS contexts this course serves (LTI)
+    roster_ttl: float = 900.0  # s: the roster is read at most this often (and with each sync)
+    hub_group: str = ""  # keep this hub group equal to the roster ("{course}" is the course name)
     sync_timeout: float = 3600.0  # s one sync may spend reading its source; 0 = no limit
     min_read_speed: int = 1024  # bytes/s every download must average (over 30 s); 0 = no floor
     name: str = field(default="", metadata={"internal": True})
@@ -130,9 +208,18 @@ class CourseConfig:
             errors.append("key 'schedule': must not be negative")
         if self.max_file_size <= 0:
             errors.append("key 'max_file_size': must be positive")
-        for key in ("sync_timeout", "min_read_speed"):
+        for key in ("sync_timeout", "min_read_speed", "roster_ttl"):
             if getattr(self, key) < 0:
                 errors.append(f"key '{key}': must not be negative")
+        if self.members not in MEMBERS_MODES:
+            errors.append(f"key 'members': must be one of {', '.join(MEMBERS_MODES)}, not {shown(self.members)!r}")
+        elif self.members == "lms" and self.source not in ROSTER_SOURCES and not self.lti_contexts:
+            errors.append(f"key 'members': \"lms\" needs a roster, and source {self.source!r} has none;"
+                          " use groups (hub groups), or LTI NRPS by naming the course's LMS context in lti_contexts")
+        else:
+            from f2git.roster import check_hub_username  # the roster's own table of user fields
+
+            errors += check_hub_username(self)
         check = getattr(self.options, "validate", None)
         if check:
             try:
@@ -155,6 +242,7 @@ class Config:
     server: ServerConfig
     hub: HubConfig
     courses: dict[str, CourseConfig]  # the courses that work
+    lti: LtiConfig | None = None  # None: no [lti] table, f2git is no LTI tool
     broken: dict[str, str] = field(default_factory=dict)  # course name -> its errors, one line
     env_names: list[str] = field(default_factory=list)  # every variable an `_env` key names
 
@@ -302,13 +390,14 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
 def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str], *, strict: bool = True) -> Config:
     base_dir = path.resolve().parent
     errors: list[str] = []
-    unknown = set(data) - {"server", "hub", "courses"}
+    known = ["server", "hub", "lti", "courses"]
+    unknown = set(data) - set(known)
     for name in sorted(unknown):
-        close = difflib.get_close_matches(name, ["server", "hub", "courses"], n=1)
+        close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean [{close[0]}]? " if close else ""
-        errors.append(f"{path}: unknown table [{shown(name)}] ({hint}known: server, hub, courses)")
+        errors.append(f"{path}: unknown table [{shown(name)}] ({hint}known: {', '.join(known)})")
     tables = {}
-    for name in ("server", "hub", "courses"):
+    for name in known:
         table = data.get(name, {})
         if not isinstance(table, dict):
             errors.append(f"{path}: '{name}' must be a table")
@@ -322,9 +411,12 @@ def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str], *, strict
             found += section.validate()
         errors += [f"{path}: [{name}] {error}" for error in found]
         sections[name] = section
+    lti = parse_lti(tables["lti"], base_dir, env, errors, path) if "lti" in data else None
     courses, broken = {}, {}
     for name, table in tables["courses"].items():
         course, found = parse_course(name, table, base_dir, env)
+        if course is not None:
+            found += check_lti_contexts(course, lti)
         where = f"{path}: [courses.{shown(name)}]"
         if found:
             broken[name] = "; ".join(f"{where} {error}" for error in found)
@@ -333,7 +425,7 @@ def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str], *, strict
     if errors or (strict and broken):
         raise ConfigError(*errors, *broken.values())
     config = Config(path=path, server=sections["server"], hub=sections["hub"], courses=courses,
-                    broken=broken, env_names=_env_names(tables))
+                    broken=broken, env_names=_env_names(tables), lti=lti)
     normalise(config)
     return config
 
@@ -344,6 +436,58 @@ def normalise(config: Config) -> None:
     config.hub.normalise()
     for course in config.courses.values():
         course.normalise()
+
+
+def parse_lti(table: Mapping[str, Any], base_dir: Path, env: Mapping[str, str], errors: list[str],
+              path: Path) -> LtiConfig | None:
+    """`[lti]` and its `[[lti.platforms]]`; problems go to `errors`, each naming table and key."""
+    table = dict(table)
+    platforms = table.pop("platforms", [])
+    found: list[str] = []
+    lti = build(LtiConfig, table, base_dir, env, found)
+    if lti is not None:
+        lti.extra_key_files = [(base_dir / extra).resolve() for extra in lti.extra_key_files]
+        found += lti.validate()
+    errors += [f"{path}: [lti] {error}" for error in found]
+    if not isinstance(platforms, list) or not all(isinstance(p, dict) for p in platforms):
+        errors.append(f"{path}: [lti] 'platforms' must be an array of tables ([[lti.platforms]])")
+        platforms = []
+    seen: set[tuple[str, str]] = set()
+    names: set[str] = set()
+    for index, item in enumerate(platforms):
+        found = []
+        platform = build(PlatformConfig, item, base_dir, env, found)
+        if platform is not None:
+            found += platform.validate()
+            if (platform.issuer, platform.client_id) in seen:
+                found.append(f"issuer {platform.issuer!r} with client_id {platform.client_id!r} is registered twice")
+            if platform.name in names:
+                found.append(f"key 'name': {platform.name!r} names another platform too")
+            seen.add((platform.issuer, platform.client_id))
+            names.add(platform.name)
+            if lti is not None and not found:
+                lti.platforms.append(platform)
+        label = f"[[lti.platforms]] #{index + 1}" + (f" ({shown(item['name'])})" if isinstance(item.get("name"), str) else "")
+        errors += [f"{path}: {label} {error}" for error in found]
+    return lti
+
+
+def check_lti_contexts(course: CourseConfig, lti: LtiConfig | None) -> list[str]:
+    """`lti_contexts` name contexts of configured platforms ("<platform>/<id>" with several)."""
+    if not course.lti_contexts:
+        return []
+    if lti is None:
+        return ["key 'lti_contexts': needs an [lti] table with the platform(s) (see the LTI section of the docs)"]
+    errors = []
+    for context in course.lti_contexts:
+        if not context or not context.isprintable():
+            errors.append(f"key 'lti_contexts': {shown(context)!r} is not a context id")
+        elif len(lti.platforms) > 1:
+            platform, _, context_id = context.partition("/")
+            if not context_id or lti.platform(platform) is None:
+                errors.append(f"key 'lti_contexts': {shown(context)!r} must be \"<platform name>/<context id>\""
+                              f" with several platforms ({', '.join(p.name for p in lti.platforms)})")
+    return errors
 
 
 def parse_course(name: str, table: Any, base_dir: Path, env: Mapping[str, str]) -> tuple[CourseConfig | None, list[str]]:

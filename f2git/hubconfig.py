@@ -10,7 +10,8 @@ a `user` role that `load_roles` defines gets the scope appended (JupyterHub igno
 `extra_user_scopes` then), else `extra_user_scopes` carries it; scope lists and services
 are appended to, never replaced. A secret missing from the hub's environment stops the hub
 with a message naming it (an ordinary exception would only be logged by traitlets, and the
-hub would start without f2git).
+hub would start without f2git). Secrets reach the managed service through a 0600 file whose
+path is all its `environment` holds: the hub stores that `environment` in its database.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ import shutil
 import sys
 from pathlib import Path
 from pprint import pformat
-from urllib.parse import urlsplit
 
 from . import __version__
 from .config import Config
+from .hubgroups import group_name, group_scopes
 
 # The scopes of JupyterHub's built-in `server` role: what $JUPYTERHUB_API_TOKEN has by default.
 SERVER_TOKEN_DEFAULT_SCOPES = ["users:activity!user", "access:servers!server"]
@@ -67,8 +68,8 @@ def service_entry(config: Config, *, external: bool = False) -> dict:
 
 
 # Runs inside the hub's config when it starts; `c` is the hub's config object.
-SETUP = '''
-def _f2git_setup(c, service, access, service_role, secrets, trusted):
+SETUP = r'''
+def _f2git_setup(c, service, access, service_role, secrets, trusted, secrets_file=None, groups=()):
     import inspect
     import os
     missing = [name for name in secrets if name not in os.environ]
@@ -76,8 +77,28 @@ def _f2git_setup(c, service, access, service_role, secrets, trusted):
         raise SystemExit("jupyterhub_config.py (f2git): " + ", ".join(missing) + " not set in the hub's"
                          " environment; f2git's config names them. Set them where the hub starts"
                          " (e.g. Environment= in its systemd unit), then start the hub again.")
-    if "command" in service:
-        service["environment"] = {name: os.environ[name] for name in secrets}
+    if "api_token" in service and not service["api_token"]:
+        raise SystemExit("jupyterhub_config.py (f2git): F2GIT_HUB_TOKEN not set in the hub's environment: the"
+                         " token f2git (running on its own) uses with the hub. Make one (openssl rand -hex 32),"
+                         " set it as F2GIT_HUB_TOKEN where the hub starts and as JUPYTERHUB_API_TOKEN for"
+                         " f2git, then start the hub again.")
+    if "command" in service and secrets:
+        # the hub stores a service's `environment` in its database: pass a 0600 file's path instead
+        import tempfile
+        folder = os.path.dirname(secrets_file)
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd, scratch = tempfile.mkstemp(prefix=".hub-secrets.", dir=folder)  # mode 0600
+            with os.fdopen(fd, "w") as written:
+                for name in secrets:
+                    value = os.environ[name].replace("\\", "\\\\").replace("'", "\\'")
+                    written.write(name + "='" + value + "'\n")
+            os.replace(scratch, secrets_file)
+        except OSError as error:
+            raise SystemExit("jupyterhub_config.py (f2git): cannot write " + secrets_file + " (" + str(error.strerror)
+                             + "): the hub passes f2git its secrets there; f2git's data_dir must be writable"
+                             " by the hub's user.")
+        service["environment"] = {"F2GIT_ENV_FILE": secrets_file}
     c.JupyterHub.services.append(service)
 
     # every user may use the service: the `user` role that load_roles defines, else the default one
@@ -100,6 +121,13 @@ def _f2git_setup(c, service, access, service_role, secrets, trusted):
     if not any(role.get("name") == service_role["name"] for role in listed):
         roles.append(service_role)
 
+    # hub groups f2git keeps equal to LMS rosters (hub_group): the hub creates them; load_groups only adds
+    for group in groups:
+        known = c.JupyterHub.load_groups
+        present = known.to_dict().get("update", {}) if hasattr(known, "to_dict") else known
+        if group not in present:
+            known.update({group: {"users": []}})
+
     # pullhook sends a student's token only to an f2git the image trusts: this one
     environment = c.Spawner.environment
     listed = environment.get("F2GIT_PULLHOOK_TRUSTED", "") if isinstance(environment, dict) else ""
@@ -117,8 +145,7 @@ def _f2git_setup(c, service, access, service_role, secrets, trusted):
     else:
         chosen = scopes.get_value([]) if hasattr(scopes, "get_value") else list(scopes)
         if access not in chosen:
-            c.Spawner.server_token_scopes = [*(chosen or DEFAULT_SERVER_SCOPES), access]
-'''
+            c.Spawner.server_token_scopes = [*(chosen or DEFAULT_SERVER_SCOPES), access]'''
 
 
 def render(config: Config, *, external: bool = False) -> str:
@@ -126,18 +153,22 @@ def render(config: Config, *, external: bool = False) -> str:
     name = config.server.service_name
     entry = pformat(service_entry(config, external=external), sort_dicts=False, width=96)
     secrets = [] if external else secret_variables(config)
-    service_role = {"name": f"{name}-service", "scopes": SERVICE_SCOPES, "services": [name]}
+    groups = [group_name(course) for course in config.courses.values() if course.hub_group]
+    service_role = {"name": f"{name}-service", "scopes": SERVICE_SCOPES + group_scopes(config.courses.values()),
+                    "services": [name]}
     lines = [
         f"# --- f2git {__version__}: paste at the END of jupyterhub_config.py; it adds to your settings ---",
         f"# f2git as a hub service{' the hub starts' if not external else ' you run yourself'}"
         " (its config: [server] auth = \"jupyterhub\")",
     ]
     if external:
-        entry = entry.replace(repr("<F2GIT_HUB_TOKEN>"), "os.environ['F2GIT_HUB_TOKEN']")
+        entry = entry.replace(repr("<F2GIT_HUB_TOKEN>"), "os.environ.get('F2GIT_HUB_TOKEN', '')")
         lines += [
             "# The hub needs $F2GIT_HUB_TOKEN (e.g. `openssl rand -hex 32`). f2git's own environment needs:",
             *(f"#   {variable}={value}" for variable, value in external_environment(config).items()),
             *(f"#   {variable}=<the secret>   (named in f2git's config)" for variable in secret_variables(config)),
+            *(["#   (the secrets may instead sit in a mode-0600 NAME=value file named by F2GIT_ENV_FILE)"]
+              if secret_variables(config) else []),
             "import os",
         ]
     lines += [
@@ -148,7 +179,9 @@ def render(config: Config, *, external: bool = False) -> str:
         f"             access={access_scope(config)!r},",
         f"             service_role={service_role!r},",
         f"             secrets={secrets!r},",
-        f"             trusted={trusted_origin(config)!r})",
+        f"             trusted={trusted_base(config)!r},",
+        f"             secrets_file={str(secrets_file(config))!r}"
+        + (f",\n             groups={groups!r})" if groups else ")"),
         "",
         "# --- in the single-user image (Dockerfile or environment) ---",
         "# pip install 'f2git[hub] @ git+<f2git's git URL>'   (or the wheel of `make dist`, with [hub])",
@@ -163,10 +196,15 @@ def render(config: Config, *, external: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def trusted_origin(config: Config) -> str:
-    """f2git's origin as students' git reaches it: what pullhook may send hub tokens to."""
-    parts = urlsplit(config.server.public_url)
-    return f"{parts.scheme}://{parts.netloc}"
+def trusted_base(config: Config) -> str:
+    """f2git's exact base URL as students' git reaches it: the only place pullhook may send hub
+    tokens to (its path too: the hub's origin also serves every user's own server)."""
+    return config.server.public_url.rstrip("/")
+
+
+def secrets_file(config: Config) -> Path:
+    """Where the hub writes the secrets for the service it starts (mode 0600; see envfile.py)."""
+    return config.server.data_dir.resolve() / "hub-secrets.env"
 
 
 def external_environment(config: Config) -> dict[str, str]:

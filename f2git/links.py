@@ -77,9 +77,27 @@ def course_link(config: Config, course: str, path: str | None = None, hub_url: s
     return nbgitpuller_link(hub_url or config.hub.url, repo_url(config, course), course, path, app=app)
 
 
+def door_base(config: Config) -> str:
+    """Where students' browsers reach f2git: through the hub's service route when f2git runs as a
+    hub service (its public_url may be an address only the hub's network knows)."""
+    if config.server.auth == "jupyterhub":
+        return f"{config.hub.url}/services/{quote(config.server.service_name, safe='')}"
+    return config.server.public_url
+
+
+def door_link(config: Config, course: str, path: str | None = None, app: str = "lab") -> str:
+    """`<f2git>/open/<course>[/<path>]?app=…`: f2git's front door, which speaks to the student
+    before it hands them to the hub's nbgitpuller link."""
+    if app not in APPS:
+        raise BadLinkPath(f"app {app!r} is not one of {', '.join(APPS)}")
+    tail = "/" + quote(_clean(path), safe="/") if path and path.strip("/") else ""
+    return f"{door_base(config)}/open/{quote(course, safe='')}{tail}?{urlencode({'app': app})}"
+
+
 def link_in_course(config: Config, course: str, path: str | None = None, hub_url: str | None = None,
-                   app: str = "lab") -> str:
-    """course_link, refusing a `path` that is not in the course's current snapshot (`f2git link`)."""
+                   app: str = "lab", door: bool = False) -> str:
+    """course_link (or door_link), refusing a `path` that is not in the course's current snapshot
+    (`f2git link`)."""
     from .store import CourseRepo
 
     if path and path.strip("/"):
@@ -90,7 +108,7 @@ def link_in_course(config: Config, course: str, path: str | None = None, hub_url
             raise BadLinkPath(f"course {course} has no snapshot yet, so {path!r} is not in it:"
                               " run `f2git sync` first, or link the course folder")
         check_in_course(path, repo.files(head))
-    return course_link(config, course, path, hub_url, app)
+    return door_link(config, course, path, app) if door else course_link(config, course, path, hub_url, app)
 
 
 def snippets(link: str, title: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from . import status
 
 if TYPE_CHECKING:
     from .config import Config
+    from .opens import OpenCounts
     from .server.packcache import PackCache
     from .server.refresh import Refresher
     from .snapshot import SyncResult
@@ -28,6 +29,7 @@ WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class Metrics:
     def __init__(self, config: "Config | None" = None):
         self.registry = CollectorRegistry(auto_describe=True)
+        self._courses: list[str] = list(config.courses) if config is not None else []
         r = self.registry
         self.syncs = Counter("f2git_syncs", "Syncs by course and outcome (changed, unchanged, failed)",
                              ["course", "outcome"], registry=r)
@@ -55,6 +57,8 @@ class Metrics:
                                ["course"], registry=r)
         self.has_snapshot = Gauge("f2git_course_has_snapshot", "1 when students can fetch a snapshot, else 0",
                                   ["course"], registry=r)
+        self.backup_ok = Gauge("f2git_course_backup_ok", "0 when the course's last backup (or restore) to"
+                               " backup_dir failed, else 1", ["course"], registry=r)
         if config is not None:  # standalone: from the status files (a server's come from `watch`)
             for name in config.courses:
                 record = status.read_file(config, name)
@@ -62,6 +66,7 @@ class Metrics:
 
     def watch(self, refresher: "Refresher") -> None:
         """Follow the server's refresher; per-course gauges start from what it knows (no git)."""
+        self._courses = list(refresher.config.courses)
         refresher.on_result(self.sync_finished)
         refresher.on_click_served(self.click_served)
         for name in refresher.config.courses:
@@ -72,10 +77,15 @@ class Metrics:
         """The pack cache's figures, read from it at each scrape."""
         self.registry.register(_PackCacheCollector(cache))
 
+    def watch_opens(self, opens: "OpenCounts") -> None:
+        """The front door's counts, read at each scrape: opens, and distinct students this week."""
+        self.registry.register(_OpensCollector(opens, self._courses))
+
     def restore(self, record: "status.CourseStatus", has_snapshot: bool | None = None) -> None:
         """Per-course gauges as the status files left them (after a restart)."""
         self.last_success.labels(record.course).set(record.last_success or 0)
         self.course_ok.labels(record.course).set(0 if record.failing else 1)
+        self.backup_ok.labels(record.course).set(0 if record.backup_error else 1)
         if has_snapshot is not None:
             self.has_snapshot.labels(record.course).set(1 if has_snapshot else 0)
 
@@ -94,6 +104,7 @@ class Metrics:
         for change in ("added", "modified", "deleted"):
             self.files.labels(course, change).inc(getattr(result, change))
         self.course_ok.labels(course).set(1)
+        self.backup_ok.labels(course).set(0 if result.backup_error else 1)
         self.last_success.labels(course).set(time.time() - result.duration)  # when it started, as in status
         self.has_snapshot.labels(course).set(1 if result.commit else 0)
 
@@ -135,3 +146,23 @@ class _PackCacheCollector:
                                 value=stats["bytes"])
         yield GaugeMetricFamily("f2git_pack_cache_entries", "Stored answers", value=stats["entries"])
         yield GaugeMetricFamily("f2git_pack_cache_running", "git runs the cache is waiting for", value=stats["running"])
+
+
+class _OpensCollector:
+    """Per course: how often the front door was opened, and by how many students this week
+    (f2git.opens keeps no names, only this week's keyed digests)."""
+
+    def __init__(self, opens: "OpenCounts", courses: list[str]):
+        self.opens = opens
+        self.courses = courses
+
+    def collect(self):
+        total = CounterMetricFamily("f2git_door_opens", "Opens of the front door (/open/<course>…), by course",
+                                    labels=["course"])
+        students = GaugeMetricFamily("f2git_door_students_this_week", "Distinct students who opened the course"
+                                     " through the front door this week (UTC, from Monday)", labels=["course"])
+        for course in self.courses:
+            total.add_metric([course], self.opens.opens[course])
+            students.add_metric([course], self.opens.students(course))
+        yield total
+        yield students

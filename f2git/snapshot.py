@@ -68,6 +68,7 @@ class SyncResult:
     duration: float = 0.0
     dry_run: bool = False
     mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
+    backup_error: str | None = None  # the snapshot is fine; saving it to `backup_dir` failed (retried next sync)
     source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
     status_error: str | None = None  # why this outcome could not be written to the status file
     listing: str = ""  # how the source was listed: "whole", or "changes" only (Connector.list_changes)
@@ -85,6 +86,8 @@ class SyncResult:
             data["skipped_total"] = self.skipped_total
         if self.mirror_error:
             data["mirror_error"] = self.mirror_error
+        if self.backup_error:
+            data["backup_error"] = self.backup_error
         if self.status_error:
             data["status_error"] = self.status_error
         if self.withheld:
@@ -172,14 +175,15 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed))
     try:
         with course_lock(config, course.name):
-            if not dry_run:
-                backup.restore(config, course)  # a lost repo continues the history students have
+            restored = None if dry_run else backup.restore(config, course)  # a lost repo continues students' history
             run = SyncRun(config, course, result, report, dry_run=dry_run,
                           allow_mass_delete=allow_mass_delete or course.allow_mass_delete, remember=remember)
             run.run(connector or course.connector())
             result.ok = True
             if not dry_run:
                 run.after_publish()
+            if restored is not None and restored.refused:  # shown with the course's health, like a failed backup
+                result.backup_error = "; ".join(filter(None, [restored.refused, result.backup_error]))
     except AuthError as error:
         result.error, result.auth_failed = str(error), True
     except SyncRefused as error:
@@ -507,7 +511,7 @@ class SyncRun:
                 log.warning("%s: repack failed: %s", self.course.name, error)
         if self.course.mirror and self.result.commit:
             self.result.mirror_error = mirror.push_course(self.config, self.course, self.repo.path)
-        backup.save(self.config, self.course.name, self.result.commit)
+        self.result.backup_error = backup.save(self.config, self.course.name, self.result.commit)
 
     def _count(self, paths: dict[str, list[str]]) -> None:
         self.result.paths = {kind: items[:LISTED_PATHS] for kind, items in paths.items()}

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class CourseStatus:
     auth_failed: bool = False
     next_release: str | None = None
     mirror_error: str | None = None  # why the last push to the course's mirror failed
+    backup_error: str | None = None  # why the last backup (or a restore) of the course failed
     skipped: list[dict] = field(default_factory=list)
     withheld: dict[str, int] = field(default_factory=dict)  # reason → count of items f2git could not decide
     skipped_total: int = 0  # skipped files, also those the list leaves out
@@ -102,6 +104,7 @@ def applied(current: CourseStatus, result: "SyncResult", started: float) -> Cour
         current.last_error = current.last_error_at = None
         current.auth_failed = False
         current.mirror_error = result.mirror_error
+        current.backup_error = result.backup_error
         current.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
         current.withheld = dict(result.withheld)
         current.skipped_total = result.skipped_total
@@ -143,9 +146,20 @@ def record(config: "Config", result: "SyncResult", started: float) -> str | None
 
 
 def unwritable(config: "Config") -> str | None:
-    """None when a status file can be written now, else why not (a full or read-only disk).
-    Writes and removes one small probe file: access() does not see a full disk."""
-    folder = _folder(config)
+    """None when a status file can be written now, else why not (a full or read-only disk)."""
+    return folder_unwritable(_folder(config))
+
+
+def backup_unwritable(config: "Config") -> str | None:
+    """None when `[server] backup_dir` is unset or can be written now, else why not."""
+    backup_dir = config.server.backup_dir
+    return None if backup_dir is None else folder_unwritable(backup_dir)
+
+
+def folder_unwritable(folder: "os.PathLike[str]") -> str | None:
+    """None when a file can be written in `folder` (or where it would be made), else why not.
+    Writes and removes one small probe file: access() does not see a full disk, nor root's limits."""
+    folder = Path(folder)
     where = folder
     while not where.exists() and where != where.parent:  # not made yet: where it would be made
         where = where.parent

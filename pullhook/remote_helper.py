@@ -9,12 +9,12 @@ git runs this for URLs `f2git://host[:port]/prefix/git/<course>` (fetched over h
 course name is the URL's last segment, so nbgitpuller names the student's folder after it.
 
 A link is a URL anyone can write, so the student's hub token ($JUPYTERHUB_API_TOKEN) is
-sent only to an f2git the image trusts: the hub's own origins, as the single-user server
-knows them from its JUPYTERHUB_* environment, and the origins the image admin lists in
-$F2GIT_PULLHOOK_TRUSTED (`f2git hub-config` sets it to f2git's public URL). For any other
-address nothing is sent and the student reads why. It travels as an `Authorization` header
-set through GIT_CONFIG_COUNT/KEY/VALUE in the environment of the exec'd transport: never in
-a URL, `.git/config`, argv or output, and never to a mirror.
+sent only to an f2git base URL the image trusts exactly (scheme, host, port and path prefix;
+`pullhook/trust.py`): the hub's own origins also serve every user's server under `/user/`.
+For any other address nothing is sent and the student reads why. It travels as an
+`Authorization` header set through GIT_CONFIG_COUNT/KEY/VALUE in the environment of the
+exec'd transport, scoped to f2git's git URL: never in a URL, `.git/config`, argv or output,
+and never to a mirror.
 
 When f2git refuses (not logged in, not in the course, no such course, unreachable), the
 reason must reach the student's nbgitpuller page. nbgitpuller discards the stderr of its
@@ -35,13 +35,11 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from . import trust
+
 PLACEHOLDER = "0" * 39 + "1"  # names no object: a fetch of it could only fail
 GIT_URL = re.compile(r"^(?P<base>https?://[^/?#]+(?:/[^?#]*?)?)/git/(?P<course>[a-z0-9][a-z0-9._-]*?)(?:\.git)?/?$")
 TOKEN_VARIABLE = "JUPYTERHUB_API_TOKEN"
-TRUSTED_VARIABLE = "F2GIT_PULLHOOK_TRUSTED"  # origins (or URLs) separated by spaces or commas
-# What a single-user server knows of its hub: the API (often an in-cluster address) and,
-# where the hub sets them, its public URLs.
-HUB_URL_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_PUBLIC_URL", "JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_HOST")
 DEFAULT_TIMEOUT = 60.0  # s; the server bounds its own wait by refresh_wait
 
 
@@ -67,26 +65,9 @@ def parse_address(address: str) -> Target:
     return Target(base=base, course=course, git_url=f"{base}/git/{course}")
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
-def trusted_origins(env: Mapping[str, str]) -> set[tuple[str, str, int | None]]:
-    """The origins this image may send a student's hub token to."""
-    urls = [env.get(name, "") for name in HUB_URL_VARIABLES]
-    urls += re.split(r"[\s,]+", env.get(TRUSTED_VARIABLE, ""))
-    return {origin(url) for url in urls if urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname}
-
-
 def untrusted(target: Target, env: Mapping[str, str]) -> str | None:
-    """Why the token must not go to `target`, or None when it may."""
-    if origin(target.base) in trusted_origins(env):
-        return None
-    return (f"this link points to f2git at {target.base}, which this JupyterHub does not trust with your"
-            " login, so nothing was sent there. Use the course link your instructor gave you; if this is"
-            f" it, tell them (a hub admin can trust that address in {TRUSTED_VARIABLE})")
+    """Why the token must not go to `target`, or None when it may (see pullhook/trust.py)."""
+    return trust.untrusted(target.base, env)
 
 
 def ask_remote(target: Target, token: str, timeout: float) -> dict:
@@ -119,6 +100,8 @@ def server_says(error: urllib.error.HTTPError) -> str:
 def refusal(target: Target, code: int, detail: str) -> str:
     """What a student reads when f2git refuses their click: what happened and what to do."""
     course = target.course
+    if code == 403 and detail:  # f2git's own words, about this student (not enrolled, invitation, …)
+        return f"{detail} [f2git at {target.base}: HTTP 403]"
     reason = {
         401: f"you are not logged in to f2git for course {course!r}: your hub login was not accepted."
              " Log out of JupyterHub, log in again and click the link again. If that does not help,"
@@ -156,13 +139,13 @@ def refuse(reason: str, stdin=None, stdout=None, stderr=None) -> int:
 def transport_env(env: Mapping[str, str], fetch_url: str, target: Target, token: str) -> dict[str, str]:
     """`env` plus the token as an extra header, scoped to f2git's URL, appended to GIT_CONFIG_*."""
     result = dict(env)
-    if not token or origin(fetch_url) != origin(target.base):
-        return result  # a mirror host never sees the hub token
+    if not token or fetch_url != target.git_url:
+        return result  # a mirror never sees the hub token, even one on f2git's host
     try:
         count = int(result.get("GIT_CONFIG_COUNT", "0"))
     except ValueError:
         count = 0
-    result[f"GIT_CONFIG_KEY_{count}"] = f"http.{target.base}/.extraHeader"
+    result[f"GIT_CONFIG_KEY_{count}"] = f"http.{target.git_url}.extraHeader"
     result[f"GIT_CONFIG_VALUE_{count}"] = f"Authorization: token {token}"
     result["GIT_CONFIG_COUNT"] = str(count + 1)
     return result

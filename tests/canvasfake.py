@@ -23,6 +23,7 @@ import pytest
 import responses
 
 from connectors.canvas import CanvasConnector, CanvasOptions
+from tests.fixtures.canvas.enrollments import CanvasEnrollment, CanvasUser, enrollment_json, listed
 from tests.fixtures.canvas.serializers import (TEACHER, Attachment, Folder, attachment_json, folder_json, listed_files,
                                                listed_folders)
 
@@ -55,7 +56,9 @@ class FakeCanvas:
         self.api_requests: list = []
         self.file_host_requests: list = []
         self.root = self._folder("", None)
-        api = re.compile(rf"{re.escape(BASE)}/api/v1/courses/{COURSE}/(files|folders)(\?.*)?$")
+        self.enrollments: list[CanvasEnrollment] = []  # the course's roster (enrollments API)
+        self.can_see_logins = True  # the token's account may see login IDs (and read SIS data)
+        api = re.compile(rf"{re.escape(BASE)}/api/v1/courses/{COURSE}/(files|folders|enrollments)(\?.*)?$")
         mock.add_callback(responses.GET, api, callback=self._api)
         mock.add_callback(responses.GET, re.compile(rf"{re.escape(BASE)}/files/\d+/download.*"),
                           callback=self._download)
@@ -105,6 +108,18 @@ class FakeCanvas:
                 del self.content[self.files.pop(path).id]
         for path, content in files.items():
             self.put(path, content)
+
+    def enrol(self, login_id: str | None, role: str = "StudentEnrollment", state: str = "active", *,
+              user_id: int | None = None, email: str | None = None, custom_role: str = "") -> CanvasEnrollment:
+        """Enrol a user (a new one, or `user_id`'s again in another role) as the teacher does."""
+        user = next((e.user for e in self.enrollments if e.user.id == user_id), None) if user_id else None
+        if user is None:
+            number = user_id or next(self.ids)
+            user = CanvasUser(number, f"User {number}", login_id, email or (f"{login_id}@example.edu" if login_id else None),
+                              f"SIS{number}")
+        enrollment = CanvasEnrollment(next(self.ids), user, role, custom_role, state)
+        self.enrollments.append(enrollment)
+        return enrollment
 
     # --- hooks of tests.lms_contract ---------------------------------------------------------
 
@@ -157,7 +172,12 @@ class FakeCanvas:
         canned = self.injected.get((kind, page_number))
         if canned:
             return canned.pop(0)
-        if kind == "files":
+        if kind == "enrollments":
+            email = "email" in query.get("include[]", [])
+            items = [enrollment_json(e, COURSE, can_see_logins=self.can_see_logins, can_read_sis=self.can_see_logins,
+                                     include_email=email)
+                     for e in listed(self.enrollments, query.get("state[]", []))]
+        elif kind == "files":
             items = [attachment_json(file, self.viewer, BASE, NOW)
                      for file in listed_files(list(self.files.values()), self.viewer, NOW)]
         else:
@@ -166,10 +186,13 @@ class FakeCanvas:
         page = items[offset:offset + self.page_size]
         headers = {"Content-Type": "application/json; charset=utf-8",
                    "X-Rate-Limit-Remaining": self.rate_limit_remaining, "X-Request-Cost": "0.9"}
-        links = [f'<{self._page_url(kind, offset)}>; rel="current"']
+        # Canvas's page links keep the request's other parameters (filters such as state[])
+        kept = "".join(f"&{key}={value}" for key, values in query.items() if key not in ("page", "per_page")
+                       for value in values)
+        links = [f'<{self._page_url(kind, offset)}{kept}>; rel="current"']
         if offset + self.page_size < len(items):
-            links.append(f'<{self._page_url(kind, offset + self.page_size)}>; rel="next"')
-        links.append(f'<{self._page_url(kind, 0)}>; rel="first"')
+            links.append(f'<{self._page_url(kind, offset + self.page_size)}{kept}>; rel="next"')
+        links.append(f'<{self._page_url(kind, 0)}{kept}>; rel="first"')
         headers["Link"] = ",".join(links)
         return 200, headers, json.dumps(page)
 

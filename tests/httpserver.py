@@ -14,6 +14,7 @@ body, then a TCP reset), `error` (500), `hang` (no answer until the server stops
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import struct
 import threading
@@ -133,12 +134,20 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _html(self, status: int, text: str) -> None:
-        body = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, status, text.encode(), "text/html; charset=utf-8")
+
+
+def send_body(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+    """A whole answer with its length, from any BaseHTTPRequestHandler of a test server."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, data: object) -> None:
+    send_body(handler, status, json.dumps(data).encode(), "application/json")
 
 
 class _Server(ThreadingHTTPServer):

@@ -16,9 +16,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import requests
+import tornado.web
 
 from tests.gitcgi import GitCgiHandler, GitCgiServer
 from tests.serveprocess import free_port  # noqa: F401 (re-exported for the hub tests)
@@ -129,6 +132,19 @@ c.JupyterHub.services = [{{"name": "tester", "api_token": {admin_token!r}}}]
 c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
     "scopes": ["admin:users", "admin:servers", "tokens", "admin:groups", "access:servers", "read:users"]}}]
 '''
+
+
+def service_toml(port: int, data_dir: Path, server: dict | None = None, **hub: object) -> str:
+    """f2git's [server] as the hub's service on `port` (more keys in `server`), and its [hub] table
+    (`hub` keys, pullhook on)."""
+    tables = {"server": {"host": "127.0.0.1", "port": port, "data_dir": str(data_dir), "refresh_ttl": 0,
+                         "auth": "jupyterhub", **(server or {})}, "hub": {"pullhook": True, **hub}}
+    return "".join(toml_table(name, table) for name, table in tables.items())
+
+
+def toml_table(name: str, table: dict) -> str:
+    """One TOML table of strings, numbers and booleans."""
+    return f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
 
 
 class Hub:
@@ -278,3 +294,20 @@ def browser_login(hub: Hub, user: str) -> requests.Session:
                           data={"username": user, "password": "any", "_xsrf": browser.cookies.get("_xsrf", "")})
     assert answer.status_code == 200, answer.text[:500]
     return browser
+
+
+@contextmanager
+def hub_oauth_in_process() -> Iterator[None]:
+    """For an f2git with `auth = "jupyterhub"` inside the test process: jupyterhub's HubOAuth
+    patches tornado's RequestHandler for the whole process (its own XSRF token, which needs a
+    cookie secret) the first time it reads a cookie. Undone on leaving, so later tests' servers
+    get tornado's own."""
+    cls = tornado.web.RequestHandler
+    saved = {name: cls.__dict__[name] for name in ("xsrf_token", "check_xsrf_cookie")}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(cls, name, value)
+        if "_xsrf_token_id" in cls.__dict__:
+            delattr(cls, "_xsrf_token_id")

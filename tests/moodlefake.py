@@ -51,6 +51,9 @@ class FakeMoodle:
         self.login_page = False
         self.state_function = True  # the token's service includes core_courseformat_get_state
         self.calls: list[str] = []  # wsfunctions called
+        # the course's participants: username -> (roles, active); the token's user sees usernames
+        self.participants: dict[str, tuple[list[str], bool]] = {}
+        self.can_view_details = True
         self.downloads: list[str] = []  # file paths downloaded
         self.forms: list[dict] = []  # every POST body
         self.section("")
@@ -213,6 +216,15 @@ class FakeMoodle:
             for section, settings in zip(sections, self.sections.values()):
                 section["hasrestrictions"] = bool(settings["restricted"] or settings["availabilityinfo"])
             return self._json(ws.course_state(COURSE, sections))
+        if function == "core_enrol_get_enrolled_users":
+            if form.get("courseid") != str(COURSE):
+                return self._json(ws.error("errorcoursecontextnotvalid"))
+            only_active = form.get("options[0][name]") == "onlyactive" and form.get("options[0][value]") == "1"
+            users = [ws.enrolled_user(number, username=name, email=f"{name}@example.edu", idnumber=f"M{number}",
+                                      roles=roles, can_view_details=self.can_view_details)
+                     for number, (name, (roles, active)) in enumerate(self.participants.items(), start=2)
+                     if active or not only_active]
+            return self._json(users)
         if function == "mod_assign_get_assignments":
             assert form.get("courseids[0]") == str(COURSE) and form.get("includenotenrolledcourses") == "1"
             return self._json(ws.assignments_answer(COURSE, self._assignments()))

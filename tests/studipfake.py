@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import responses
 
 from connectors.studip import StudipConnector, StudipOptions
-from tests.fixtures.studip.schemas import LECTURER, FileRef, Folder, file_ref_resource, folder_resource
+from tests.fixtures.studip.schemas import (LECTURER, FileRef, Folder, file_ref_resource, folder_resource,
+                                           membership_resource, user_resource)
 
 BASE = "https://studip.example.de"
 API = f"{BASE}/jsonapi.php/v1"
@@ -64,8 +65,10 @@ class FakeStudip:
         self.login_page = False
         self.requests: list = []
         self.link_host_requests: list = []
+        self.members: dict[str, str] = {}  # the course's members: username -> permission (user|autor|tutor|dozent)
         self._folder("", "RootFolder")
-        route = re.compile(rf"{re.escape(API)}/(courses/{COURSE}/folders|folders/\w+/file-refs)(\?.*)?$")
+        route = re.compile(rf"{re.escape(API)}/(courses/{COURSE}/folders|courses/{COURSE}/memberships"
+                           rf"|folders/\w+/file-refs)(\?.*)?$")
         mock.add_callback(responses.GET, route, callback=self._collection)
         mock.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/file-refs/\w+/content$"),
                           callback=self._content)
@@ -185,7 +188,14 @@ class FakeStudip:
         if canned:
             return canned.pop(0)
         owner = hex_id("user", USERNAME)
-        if route.startswith("courses/"):  # a student is listed the folders it can see
+        included = None
+        if route.endswith("/memberships"):
+            items = [membership_resource(COURSE, hex_id("user", name), permission, stamp(NOW))
+                     for name, permission in self.members.items()]
+            if "user" in query.get("include", [""])[0].split(","):
+                included = {hex_id("user", name): user_resource(hex_id("user", name), name, f"{name}@uni.example.de")
+                            for name in self.members}
+        elif route.startswith("courses/"):  # a student is listed the folders it can see
             items = [folder_resource(folder, self.viewer, owner, NOW) for folder in self.folders.values()
                      if folder.visible(self.viewer, NOW)]
         else:
@@ -203,6 +213,8 @@ class FakeStudip:
             links["next"] = link(offset + limit)
         document = {"meta": {"page": {"offset": offset, "limit": limit, "total": total}},
                     "links": links, "data": items[offset:offset + limit]}
+        if included is not None:  # the users of this page's memberships
+            document["included"] = [included[item["relationships"]["user"]["data"]["id"]] for item in document["data"]]
         return 200, {"Content-Type": "application/vnd.api+json"}, json.dumps(document)
 
     def _content(self, request):

@@ -158,7 +158,7 @@ def test_handlers_ask_the_policy(tmp_path, sources):
         status, _, answer = server.request("GET", "/api/courses", headers=student)
         assert [c["name"] for c in json.loads(answer)["courses"]] == ["cs101"]
         status, _, answer = server.request("GET", "/api/courses/cs102", headers=student)
-        assert status == 403 and json.loads(answer) == {"error": "student may not read course 'cs102'"}
+        assert status == 403 and json.loads(answer) == {"error": "you (student) are not in course 'cs102': f2git gives its files to the course's members only; if you should be one, ask your instructor to add you"}
         refs = "/git/{}/info/refs?service=git-upload-pack"
         assert server.request("GET", refs.format("cs102"), headers=student)[0] == 403
         assert server.request("GET", refs.format("cs101"), headers=student)[0] == 200
@@ -169,7 +169,7 @@ def test_handlers_ask_the_policy(tmp_path, sources):
                                            headers={**student, "Content-Type": "application/json"})
         assert status == 403 and json.loads(answer) == {"error": "student may not manage course 'cs101'"}
         status, _, answer = server.request("POST", "/api/courses/cs102/refresh", body=b"", headers=student)
-        assert status == 403 and json.loads(answer) == {"error": "student may not read course 'cs102'"}
+        assert status == 403 and json.loads(answer) == {"error": "you (student) are not in course 'cs102': f2git gives its files to the course's members only; if you should be one, ask your instructor to add you"}
         status, _, answer = server.request("POST", "/api/courses/cs102/refresh", body=b"", headers=teacher)
         assert status == 200 and json.loads(answer)["ok"] is True
 

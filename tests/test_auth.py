@@ -200,6 +200,8 @@ class FakeHubApi:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+        from tests.httpserver import send_json
+
         owner = self
         self.failing = True
         self.lookups = 0
@@ -221,12 +223,7 @@ class FakeHubApi:
                     self.answer(403, {"message": "no"})
 
             def answer(self, status, data):
-                body = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, status, data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hub/api"

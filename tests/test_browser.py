@@ -1,6 +1,6 @@
 """The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright.
 
-    python -m tests.test_browser docs/     # writes the README's screenshots instead
+    python -m tests.test_browser docs/     # writes the docs' dashboard screenshots instead
 
 The course list shows the demo course; "Refresh now" runs to "finished" and shows the new
 commit; "Preview release" lists a pending change without committing it; the link builder's
@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from f2git import status
 from f2git.store import CourseRepo
-from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS, DEMO
+from tests.browserhelpers import CHROMIUM, CHROMIUM_ARGS, DEMO, chromium
 from tests.repohelpers import SourceFolder, isolated_git
 from tests.serverhelpers import RunningServer, config_factory
 
@@ -30,10 +30,8 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -142,9 +140,11 @@ def test_link_builder_finds_a_file_in_the_tree_and_its_link_is_one_nbgitpuller_p
     page.get_by_label("Open in").select_option(label="Jupyter Notebook")
     expect(link_box).to_have_value(re.compile(re.escape("urlpath=tree%2Fdemo%2Fweek1%2F01-welcome.ipynb")))
     expect(page.locator("#try-link")).to_have_attribute("href", link_box.input_value())
+    door_box = page.get_by_label("Student link (through f2git's door)")
+    expect(door_box).to_have_value(f"{server.url}/open/demo/week1/01-welcome.ipynb?app=notebook")
     page.get_by_role("button", name="Copy Markdown").click()
     expect(page.locator(".copy-status")).to_have_text("Copied the Markdown.")
-    assert page.evaluate("navigator.clipboard.readText()") == f"[01-welcome.ipynb (demo)]({link_box.input_value()})"
+    assert page.evaluate("navigator.clipboard.readText()") == f"[01-welcome.ipynb (demo)]({door_box.input_value()})"
     page.get_by_label("Open in").select_option(label="JupyterLab")
     page.get_by_role("button", name="Copy link").click()
     expect(page.locator(".copy-status")).to_have_text("Copied the link.")
@@ -196,7 +196,7 @@ def test_pages_fit_a_phone_screen(browser: Browser, server, path):
     assert overflow <= 0
 
 
-# -- screenshots for the README -------------------------------------------------------------------
+# -- screenshots for the docs -----------------------------------------------------------------------
 
 def take_screenshots(folder: Path) -> None:
     """The dashboard of a demo with an up-to-date, a failing and a new course, desktop and phone."""

@@ -175,11 +175,15 @@ def test_link_builder_offers_the_snapshots_files_and_answers_links(server):
     assert "week1/intro.ipynb" in picks and "big.csv" not in picks  # skipped: students do not get it
     shown = re.search(r'id="link" [^>]*value="([^"]+)"', page).group(1).replace("&amp;", "&")
     assert parse_qs(urlsplit(shown).query)["urlpath"] == ["tree/demo/week1/intro.ipynb"]
+    door = re.search(r'id="door-link" [^>]*value="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert door == f"{server.url}/open/demo/week1/intro.ipynb?app=notebook"  # offered first
+    assert page.index('id="door-link"') < page.index('id="link"')
     markdown = re.search(r'id="link-markdown" [^>]*value="([^"]+)"', page).group(1).replace("&amp;", "&")
-    assert markdown == f"[intro.ipynb (demo)]({shown})"
+    assert markdown == f"[intro.ipynb (demo)]({door})"  # what instructors paste goes through the door
     assert re.search(r'id="try-link" [^>]*href="([^"]+)"', page).group(1).replace("&amp;", "&") == shown
 
     answer = requests.get(server.url + "/courses/demo/link", params={"path": HOSTILE}).json()
+    assert answer["door"].startswith(f"{server.url}/open/demo/") and answer["door"] in answer["markdown"]
     query = parse_qs(urlsplit(answer["link"]).query)
     assert query["repo"] == [f"{server.url}/git/demo"] and query["branch"] == ["main"]
     assert unquote(query["urlpath"][0]) == "lab/tree/demo/" + HOSTILE

@@ -9,6 +9,7 @@ from traitlets.config import Config as TraitletsConfig
 from traitlets.config.loader import LazyConfigValue, PyFileConfigLoader
 
 from f2git.cli import main
+from f2git import envfile
 from f2git.config import load
 from f2git.hubconfig import render
 from tests.hubhelpers import CHP, Hub, free_port, server_token
@@ -49,8 +50,12 @@ def test_rendered_config_loads_and_grants_service_access(make_config, tmp_path, 
     command = service["command"]
     assert Path(command[0]).is_absolute() and Path(command[0]).is_file(), "the hub's PATH may not have f2git"
     assert command[1:] == ["--config", str(config.path.resolve()), "serve"]
-    # the secrets the config names reach the service from the hub's environment, not the file
-    assert service["environment"] == {"MIRROR_TOKEN": "y", "CANVAS_TOKEN": "x"}
+    # the secrets the config names reach the service from the hub's environment through a 0600
+    # file, never through `environment` (the hub stores that in its database)
+    secrets_file = config.server.data_dir.resolve() / "hub-secrets.env"
+    assert service["environment"] == {"F2GIT_ENV_FILE": str(secrets_file)}
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    assert envfile.read(secrets_file) == {"MIRROR_TOKEN": "y", "CANVAS_TOKEN": "x"}
     roles = {r["name"]: r for r in resolved(hub.JupyterHub.load_roles)}
     assert "user" not in roles, "JupyterHub refuses a second `user` role"
     assert resolved(hub.JupyterHub.extra_user_scopes, set()) == {"access:services!service=courses"}
@@ -60,6 +65,17 @@ def test_rendered_config_loads_and_grants_service_access(make_config, tmp_path, 
                                                     "access:services!service=courses"}
 
 
+def test_the_image_trusts_f2gits_exact_base_url_path_included(make_config, tmp_path, monkeypatch):
+    config, env = courses_config(make_config)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config.server.public_url = "https://hub.example.edu/services/courses"
+    existing = 'c.Spawner.environment = {"F2GIT_PULLHOOK_TRUSTED": "http://f2git:8765"}\n'
+    hub = load_into_hub_config(render(config), tmp_path, existing=existing)
+    assert hub.Spawner.environment["F2GIT_PULLHOOK_TRUSTED"] == \
+        "http://f2git:8765 https://hub.example.edu/services/courses"
+
+
 def test_external_service_takes_its_token_from_the_environment(make_config, tmp_path, monkeypatch):
     config, _ = courses_config(make_config)
     text = render(config, external=True)
@@ -67,6 +83,44 @@ def test_external_service_takes_its_token_from_the_environment(make_config, tmp_
     service = resolved(load_into_hub_config(text, tmp_path).JupyterHub.services)[0]
     assert "command" not in service and "environment" not in service
     assert service["api_token"] == "hub-tok-distinctive"
+
+
+def test_external_without_its_token_stops_the_hub_with_one_line(make_config, tmp_path, monkeypatch):
+    config, _ = courses_config(make_config)
+    monkeypatch.delenv("F2GIT_HUB_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        load_into_hub_config(render(config, external=True), tmp_path)
+    message = str(stopped.value)
+    assert message.startswith("jupyterhub_config.py (f2git): F2GIT_HUB_TOKEN not set") and "\n" not in message
+
+
+HOSTILE_SECRETS = {"CANVAS_TOKEN": "a'b\\'c\"d $HOME `id` # not a comment\nsecond line \\n end\\",
+                   "MIRROR_TOKEN": "  spaced = value  "}
+
+
+def test_secrets_of_any_shape_reach_f2git_exactly_through_the_file(make_config, tmp_path, monkeypatch):
+    config, _ = courses_config(make_config)
+    for name, value in HOSTILE_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    service = resolved(load_into_hub_config(render(config), tmp_path).JupyterHub.services)[0]
+    for name in HOSTILE_SECRETS:
+        monkeypatch.delenv(name)
+    assert envfile.read(service["environment"]["F2GIT_ENV_FILE"]) == HOSTILE_SECRETS
+    assert not any(value in repr(service) for value in HOSTILE_SECRETS.values())
+
+
+def test_a_data_dir_the_hub_cannot_write_stops_it_with_one_line(make_config, tmp_path, monkeypatch):
+    config, env = courses_config(make_config)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    blocker = config.server.data_dir.resolve()
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where data_dir should be\n")
+    with pytest.raises(SystemExit) as stopped:
+        load_into_hub_config(render(config), tmp_path)
+    message = str(stopped.value)
+    assert message.startswith(f"jupyterhub_config.py (f2git): cannot write {blocker / 'hub-secrets.env'}")
+    assert "(File exists)" in message and "\n" not in message
 
 
 def test_cli_prints_it(tmp_path, capsys):
@@ -171,3 +225,23 @@ def test_a_real_hub_with_its_own_roles_and_scopes_starts_and_students_reach_f2gi
         me = hub.http.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=30).json()
         assert {"read:users:name!user=ana", "access:services!service=f2git"} <= set(me["scopes"])
         assert "multiply defined" not in hub.log()
+
+
+def test_a_course_with_a_hub_group_gets_that_group_created_and_only_its_scope(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("CANVAS_TOKEN", "x")
+    config = make_config({
+        "ml": {"source": "canvas", "url": "https://canvas.example.edu", "course_id": 7, "token_env": "CANVAS_TOKEN",
+               "members": "lms", "hub_group": "nbgrader-{course}"},
+        "cs": {"source": "local", "path": "/tmp"},
+    }, server={"auth": "jupyterhub", "service_name": "courses"}, env={"CANVAS_TOKEN": "x"})
+    hub = load_into_hub_config(render(config), tmp_path,
+                               existing='c.JupyterHub.load_groups = {"nbgrader-ml": {"users": ["tina"]}, "x": {}}\n')
+    roles = {r["name"]: r for r in resolved(hub.JupyterHub.load_roles)}
+    assert roles["courses-service"]["scopes"] == ["read:users:name", "read:users:groups", "groups!group=nbgrader-ml"]
+    assert hub.JupyterHub.load_groups == {"nbgrader-ml": {"users": ["tina"]}, "x": {}}  # an admin's own kept
+    (tmp_path / "fresh").mkdir()
+    fresh = load_into_hub_config(render(config), tmp_path / "fresh")  # no groups of the admin's: a lazy update
+    assert fresh.JupyterHub.load_groups.get_value({}) == {"nbgrader-ml": {"users": []}}
+    # without a hub_group nothing is added
+    plain = make_config({"cs": {"source": "local", "path": "/tmp"}}, server={"auth": "jupyterhub"})
+    assert "groups!group" not in render(plain) and "groups=[" not in render(plain)

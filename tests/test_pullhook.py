@@ -47,10 +47,11 @@ def test_token_goes_only_to_the_f2git_origin_and_keeps_existing_git_config():
     env = transport_env({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.askPass", "GIT_CONFIG_VALUE_0": ""},
                         target.git_url, target, STUDENT_TOKEN)
     assert env["GIT_CONFIG_COUNT"] == "2" and env["GIT_CONFIG_KEY_0"] == "core.askPass"
-    assert env["GIT_CONFIG_KEY_1"] == "http.https://hub.example.edu/services/f2git/.extraHeader"
+    assert env["GIT_CONFIG_KEY_1"] == "http.https://hub.example.edu/services/f2git/git/cs101.extraHeader"
     assert env["GIT_CONFIG_VALUE_1"] == f"Authorization: token {STUDENT_TOKEN}"
     for mirror in ("https://gitlab.example.edu/c/cs101.git", "http://hub.example.edu/services/f2git/git/cs101",
-                   "https://hub.example.edu:444/x"):
+                   "https://hub.example.edu:444/x", "https://hub.example.edu/user/mallory/x/git/cs101",
+                   "https://hub.example.edu/services/f2git/git/cs102"):
         assert STUDENT_TOKEN not in str(transport_env({}, mirror, target, STUDENT_TOKEN))
 
 
@@ -189,15 +190,36 @@ def test_pull_from_the_mirror_after_a_refresh_without_sending_the_hub_token_ther
 
 # -- a crafted link: the token goes only to an f2git the image trusts ----------------------
 
+HUB_ENV = {"JUPYTERHUB_API_URL": "http://hub:8081/hub/api", "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.edu/hub/",
+           "JUPYTERHUB_BASE_URL": "/"}
+
+
 @pytest.mark.parametrize("env, trusted, refused", [
-    ({"JUPYTERHUB_API_URL": "http://hub:8081/hub/api"}, "http://hub:8081/services/f2git", "http://hub:8082"),
-    ({"JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.edu/hub/"}, "https://hub.example.edu/services/f2git",
-     "https://hub.example.edu.evil.org"),
+    # the hub's own URLs: its f2git service only, never the users' servers on the same origin
+    (HUB_ENV, "https://hub.example.edu/services/f2git", "https://hub.example.edu/user/mallory/x"),
+    (HUB_ENV, "http://hub:8081/services/f2git", "https://hub.example.edu"),
+    (HUB_ENV, "https://hub.example.edu/services/f2git/", "https://hub.example.edu/services/f2git/../../user/mallory"),
+    (HUB_ENV, "https://HUB.example.edu:443/services/f2git", "https://hub.example.edu/services/f2git/x"),
+    (HUB_ENV, "https://hub.example.edu/services/f2git", "https://hub.example.edu.evil.org/services/f2git"),
+    (HUB_ENV, "https://hub.example.edu/services/f2git", "http://hub.example.edu/services/f2git"),
+    (HUB_ENV, "https://hub.example.edu/services/f2git", "https://mallory@hub.example.edu/services/f2git"),
+    ({**HUB_ENV, "JUPYTERHUB_BASE_URL": "/jhub/"}, "https://hub.example.edu/jhub/services/f2git",
+     "https://hub.example.edu/services/f2git"),
+    # exact base URLs listed by the image admin (what `hub-config` writes now)
+    ({"F2GIT_PULLHOOK_TRUSTED": "https://hub.example.edu/services/courses"},
+     "https://hub.example.edu/services/courses", "https://hub.example.edu/user/mallory/x"),
+    ({"F2GIT_PULLHOOK_TRUSTED": "https://hub.example.edu/services/courses/"},
+     "https://hub.example.edu/services/courses", "https://hub.example.edu/services/f2git"),
+    # origins, as earlier versions wrote: that root and its f2git service, nothing else there
     ({"F2GIT_PULLHOOK_TRUSTED": "http://f2git:8765, https://f2git.example.edu"}, "https://f2git.example.edu",
      "http://f2git:8766"),
+    ({"F2GIT_PULLHOOK_TRUSTED": "http://f2git:8765, https://f2git.example.edu"}, "http://f2git:8765",
+     "http://f2git:8765/user/mallory/x"),
+    ({"F2GIT_PULLHOOK_TRUSTED": "https://hub.example.edu"}, "https://hub.example.edu/services/f2git",
+     "https://hub.example.edu/user/mallory/x"),
     ({}, None, "https://hub.example.edu"),
 ])
-def test_the_hubs_own_origins_and_the_listed_ones_are_trusted_nothing_else(env, trusted, refused):
+def test_only_exact_f2git_base_urls_are_trusted_never_a_whole_origin(env, trusted, refused):
     from pullhook.remote_helper import untrusted
     if trusted:
         assert untrusted(parse_address(f"{trusted}/git/cs101"), env) is None

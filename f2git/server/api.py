@@ -9,7 +9,8 @@ import tornado.web
 
 from f2git.config import CourseConfig
 
-from .base import JsonHandler, Refusal
+from .auth import HubUnreachable
+from .base import BaseHandler, JsonHandler, Refusal
 
 # Every key a refresh request body may carry.
 REFRESH_OPTIONS = {"allow_mass_delete": bool}
@@ -93,19 +94,29 @@ class RefreshHandler(JsonHandler):
         return body
 
 
-class HealthHandler(tornado.web.RequestHandler):
-    """No authentication: load balancers and `make run` ask it. 200 "ok"; 503 "degraded: …"
-    naming the cause when the server cannot record what it does (data dir full or read-only)."""
+class HealthHandler(BaseHandler):
+    """No authentication needed: load balancers and `make run` ask it. 200 "ok"; 503 "degraded"
+    when the server cannot record what it does (data dir full or read-only) or a backup fails.
+    The causes name courses and paths, so only who may manage f2git reads them."""
+
+    async def prepare(self) -> None:
+        try:
+            self.identity = await self.auth.identify(self)
+        except HubUnreachable:
+            self.identity = None  # the hub being down is no reason to call f2git unhealthy
 
     async def get(self) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        problems = await self.settings["f2git_refresher"].problems()
-        if problems:
-            self.set_status(503)
+        problems = await self.refresher.problems()
+        if not problems:
+            self.finish("ok")
+            return
+        self.set_status(503)
+        if self.identity is not None and self.auth.may_manage(self.identity, None):
             self.finish("degraded: " + "; ".join(problems) + "\n")
         else:
-            self.finish("ok")
+            self.finish("degraded\n")
 
 
 ROUTES = [

@@ -18,10 +18,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from f2git.config import Config
+from f2git.hubgroups import keep_groups
 from f2git.metrics import Metrics
+from f2git.opens import OpenCounts
+from f2git.roster import RosterKeeper, uses_roster
 
-from . import api, dashboard, git, prometheus, pull
-from .auth import Auth, TokenAuth, make_auth
+from . import api, dashboard, door, git, members, prometheus, pull
+from .auth import Auth, HubAuth, TokenAuth, make_auth
 from .base import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
                           raise_open_files_limit)
@@ -38,21 +41,31 @@ BODY_TIMEOUT = 120.0
 
 def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher | None = None,
              backends: Backends | None = None,
-             next_refresh: Callable[[str], float | None] | None = None) -> tornado.web.Application:
+             next_refresh: Callable[[str], float | None] | None = None,
+             rosters: RosterKeeper | None = None) -> tornado.web.Application:
     """The application alone; `Server` adds the schedule and the lifecycle."""
     auth = make_auth(config) if auth is None else auth
     if isinstance(auth, TokenAuth) and not config.server.manage_tokens_env:
         log.warning("every token in $%s may manage f2git (refresh, dashboard, metrics): give students fetch-only"
                     " tokens by naming the managers' variable in [server] manage_tokens_env", config.server.tokens_env)
+    if not isinstance(auth, HubAuth) and any(course.members == "lms" for course in config.courses.values()):
+        log.warning("members = \"lms\" needs auth = \"jupyterhub\" (hub user names): with auth = %r the LMS"
+                    " roster decides nothing", config.server.auth)
     refresher = Refresher(config) if refresher is None else refresher
     metrics = Metrics(config)
     metrics.watch(refresher)
     backends = Backends(config.server.max_git_processes) if backends is None else backends
     pack_cache = git.make_pack_cache(config, backends, refresher)
     metrics.watch_pack_cache(pack_cache)
+    opens = OpenCounts()
+    metrics.watch_opens(opens)
+    rosters = RosterKeeper(config) if rosters is None else rosters
+    read_rosters_with_syncs(config, refresher, rosters)
+    keep_groups(config, rosters, auth)
     return tornado.web.Application(
-        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
-                                                 + dashboard.routes(refresher)) + auth.extra_handlers(),
+        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + members.ROUTES
+                                                 + prometheus.ROUTES + door.ROUTES + dashboard.routes(refresher))
+        + auth.extra_handlers(),
         transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
         f2git_config=config,
@@ -61,9 +74,21 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
         f2git_metrics=metrics,
         f2git_backends=backends,
         f2git_packcache=pack_cache,
+        f2git_rosters=rosters,
+        f2git_opens=opens,
         f2git_next_refresh=next_refresh,
         log_function=log_request,
     )
+
+
+def read_rosters_with_syncs(config: Config, refresher: Refresher, rosters: RosterKeeper) -> None:
+    """Each sync of a course with an LMS roster also reads the roster, at most every roster_ttl."""
+    def after_sync(result) -> None:
+        course = config.courses.get(result.course)
+        if course is not None and uses_roster(course):
+            rosters.refresh_if_due(course)
+
+    refresher.on_result(after_sync)
 
 
 access_log = logging.getLogger("tornado.access")
@@ -163,8 +188,9 @@ class Server:
         self.refresher = Refresher(config, clock=clock)
         self.backends = Backends(config.server.max_git_processes)
         self.schedule = Schedule(config, self.refresher)
+        self.rosters = RosterKeeper(config, clock=clock)
         self.app = make_app(config, auth=auth, refresher=self.refresher, backends=self.backends,
-                            next_refresh=self.schedule.next_run)
+                            next_refresh=self.schedule.next_run, rosters=self.rosters)
         self.http: tornado.httpserver.HTTPServer | None = None
 
     async def start(self, sockets: Iterable[socket.socket] | None = None) -> None:
@@ -172,12 +198,16 @@ class Server:
         self.http = GuardedHTTPServer(
             self.app, body_timeout=self.body_timeout, idle_connection_timeout=server.header_timeout,
             max_connections=connection_budget(server.max_connections, self.backends.limit),
-            max_connections_per_address=server.max_connections_per_address)
+            max_connections_per_address=server.max_connections_per_address,
+            max_connections_per_identity=server.max_connections_per_identity,
+            max_request_bodies=server.max_request_bodies)
         if sockets is None:
             self.http.listen(server.port, server.host, backlog=LISTEN_BACKLOG)
         else:
             self.http.add_sockets(sockets)
         self.schedule.start()
+        for course in self.config.courses.values():  # a roster never read (or stale) is read at start
+            self.rosters.refresh_if_due(course)
 
     async def stop(self) -> None:
         """Stop listening, end running fetches, let running syncs finish, stop the workers."""
@@ -187,6 +217,7 @@ class Server:
         await self.backends.close()
         if self.http is not None:
             await self.http.close_all_connections()
+        await self.rosters.close()
         await self.refresher.close()
 
 

@@ -13,7 +13,10 @@ course reads, `may_manage` for refreshes and the dashboard.
   (`Authorization: token …`, or as the Basic-auth password, which is what git sends), or
   the service's OAuth cookie (browsers). The hub checks the token (cached); per-course
   `groups` restrict fetching to members of those hub groups; hub admins and members of
-  `[hub] instructors_group` may manage.
+  `[hub] instructors_group` may manage. A course with `members = "lms"` follows its LMS roster
+  instead (f2git/roster.py): its active learners fetch, its instructors and TAs fetch and manage
+  it, `groups` add learners, `instructors_group` manages it no longer; hub admins keep every right.
+  `members = "any"`: every hub user fetches.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import tornado.web
 from tornado.httputil import url_concat
 
 from f2git.config import ConfigError
+from f2git.roster import Access, Membership, Roster, RosterStore, roster_source
 
 from .connections import OnceAMinute
 
@@ -54,6 +58,8 @@ class Identity:
     service_access: bool = True
     # The hub token holds read:metrics, the scope JupyterHub's own /hub/metrics asks for.
     read_metrics: bool = False
+    # An LMS instructor's LTI session: the courses it may manage, and no others (whatever the policy)
+    lti_manages: frozenset[str] = field(default_factory=frozenset)
 
 
 ANONYMOUS = Identity("anonymous")
@@ -81,6 +87,11 @@ class Auth:
 
     def may_read_metrics(self, identity: Identity) -> bool:
         return self.may_manage(identity, None)
+
+    def refusal(self, identity: Identity, course: "CourseConfig") -> str:
+        """Why `identity` may not fetch `course`, in words for them."""
+        return (f"you ({identity.name}) are not in course {course.name!r}: f2git gives its files to the"
+                " course's members only; if you should be one, ask your instructor to add you")
 
     def extra_handlers(self, prefix: str | None = None) -> list[tuple]:
         """Routes the policy needs in the app (the OAuth callback for `jupyterhub`)."""
@@ -231,10 +242,11 @@ class HubAuth(Auth):
 
     def __init__(self, service_name: str, api_url: str, api_token: str, *,
                  instructors_group: str = "", cache_max_age: int = 60,
-                 oauth_client_id: str = "", service_prefix: str = ""):
+                 oauth_client_id: str = "", service_prefix: str = "", rosters: RosterStore | None = None):
         from jupyterhub.services.auth import HubOAuth
 
         self.service_name = service_name
+        self.rosters = rosters
         self.instructors_group = instructors_group
         self.access_scope = f"access:services!service={service_name}"
         # tokens in URLs end up in access logs: only headers and the OAuth cookie count
@@ -275,6 +287,12 @@ class HubAuth(Auth):
     def may_fetch(self, identity, course):
         if not identity.service_access:
             return False
+        if course.members == "any":
+            return True
+        if course.members == "lms":
+            if identity.admin or (course.groups and identity.groups & set(course.groups)):
+                return True
+            return identity.kind == "user" and self.roster_access(identity, course).fetch
         if not course.groups:
             return True
         return identity.admin or bool(identity.groups & set(course.groups))
@@ -282,7 +300,22 @@ class HubAuth(Auth):
     def may_manage(self, identity, course):
         if not identity.service_access or identity.kind != "user":
             return False
-        return identity.admin or bool(self.instructors_group and self.instructors_group in identity.groups)
+        if identity.admin:
+            return True
+        if course is not None and course.members == "lms":  # the LMS's teachers, not instructors_group
+            return self.roster_access(identity, course).manage
+        return bool(self.instructors_group and self.instructors_group in identity.groups)
+
+    def roster_access(self, identity: Identity, course: "CourseConfig") -> Access:
+        membership = self.rosters.membership(course.name) if self.rosters else None
+        if membership is None:  # never read: nobody but hub admins
+            membership = Membership(Roster(course.name, roster_source(course)))
+        return membership.access(identity.name, course.name)
+
+    def refusal(self, identity, course):
+        if course.members == "lms" and identity.kind == "user" and identity.service_access:
+            return self.roster_access(identity, course).reason or super().refusal(identity, course)
+        return super().refusal(identity, course)
 
     def may_read_metrics(self, identity):
         # The Prometheus that scrapes the hub (a service with read:metrics) may scrape f2git too.
@@ -380,7 +413,8 @@ def make_auth(config: "Config", env: Mapping[str, str] | None = None) -> Auth:
                        env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"],
                        instructors_group=config.hub.instructors_group,
                        oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", ""),
-                       service_prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", ""))
+                       service_prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", ""),
+                       rosters=RosterStore(server.data_dir))
     raise ConfigError(f"{where} key 'auth': unknown mode {server.auth!r}")
 
 

@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 import tornado.web
 
-from .auth import HubUnreachable, Identity
+from .auth import HubUnreachable, Identity, request_token
+from .budgets import holder_of
+from .connections import claim
 from .refresh import click_client
 
 if TYPE_CHECKING:
@@ -78,6 +80,13 @@ class BaseHandler(tornado.web.RequestHandler):
         if identity is None:
             raise Refusal(401, "authentication required")
         self.identity = identity
+        self.count_against(identity)
+
+    def count_against(self, identity: Identity) -> None:
+        """From here the request's connection counts against `identity`, not the shared address."""
+        refusal = claim(self.request, holder_of(identity.kind, identity.name, request_token(self)))
+        if refusal:
+            raise Refusal(503, refusal)
 
     def click_client(self) -> str:
         """Who clicks: one click's git requests (and pullhook's /remote) share its refresh."""
@@ -93,7 +102,22 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def require_fetch(self, course: "CourseConfig") -> None:
         if not self.auth.may_fetch(self.identity, course):
-            raise Refusal(403, f"{self.identity.name} may not read course {course.name!r}")
+            raise Refusal(403, self.auth.refusal(self.identity, course))
+
+    async def admit(self, course: "CourseConfig") -> None:
+        """May the asker fetch `course`? A refusal by the LMS roster first re-reads it (single-flight,
+        waiting at most `refresh_wait`), so a student enrolled a minute ago gets in; then
+        Refusal(403) with the reason in words about them."""
+        keeper = self.settings.get("f2git_rosters")
+        if self.auth.may_fetch(self.identity, course):
+            if keeper is not None:
+                keeper.refresh_if_due(course)  # a stale roster is read again in the background
+            return
+        if keeper is not None and course.members == "lms" and self.identity.kind == "user":
+            await keeper.recheck(course, self.config.server.refresh_wait)
+            if self.auth.may_fetch(self.identity, course):
+                return
+        raise Refusal(403, self.auth.refusal(self.identity, course))
 
     def require_manage(self, course: "CourseConfig | None") -> None:
         if not self.auth.may_manage(self.identity, course):

@@ -6,7 +6,15 @@
   backends and syncs. When full, the connection that has waited longest for its headers
   (half-sent or idle, for EVICT_AFTER at least) is closed for the newcomer; if none may go
   yet, newcomers wait in the listen backlog.
-- At most `max_connections_per_address` from one client address; more get a short 503.
+- Budgets per identity, so no one uses up what others behind the same address need (a hub's
+  proxy, a NAT): once a request is authenticated (`claim`), its connection counts against
+  its identity (`max_connections_per_identity`: a hub user, a token) instead of its address.
+  `max_connections_per_address` caps only what is not yet authenticated (waiting for
+  headers, idle, anonymous); a newcomer over it replaces the address's own connection that
+  waited longest (EVICT_AFTER at least), else gets a short 503.
+- Unfinished request bodies held at once: `max_request_bodies` bytes (budgets.BodyBudget),
+  paid for by the request's identity once known, else the credential it sent, else its
+  address; a refused request gets a 503 saying why and is closed.
 - Running out of file descriptors anyway (the limit shrank, syncs took more): for a minute
   the server holds fewer connections, closing idle ones, so git and syncs get descriptors
   again; one log line a minute, instead of tornado's accept loop logging every failed
@@ -28,6 +36,8 @@ import tornado.httputil
 import tornado.web
 from tornado.ioloop import IOLoop
 
+from .budgets import BodyBudget, digest
+
 log = logging.getLogger("f2git.connections")
 
 # Connections the kernel queues before f2git accepts them: a class clicking at once
@@ -42,6 +52,14 @@ OUT_OF_FILES_PAUSE = 0.5  # s accepting rests when out of file descriptors with 
 LOWERED_FOR = 60.0  # s the server holds fewer connections after running out of file descriptors
 ACCEPT_BATCH = 128  # connections accepted per wake-up, so requests in flight are not starved
 OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+def claim(request: tornado.httputil.HTTPServerRequest, holder: str | None) -> str | None:
+    """Count `request`'s connection against `holder` (see holder_of) until the request ends;
+    None when it fits, else why it was refused (the holder has max_connections_per_identity
+    requests open). A server without budgets (tests' own HTTPServer) admits everything."""
+    ticket = getattr(request.connection, "f2git_request", None)
+    if ticket is None or holder is None:
+        return None
+    return ticket.server.claim(ticket, holder)
 
 
 def keep_alive_hint(seconds: float) -> type[tornado.web.OutputTransform]:
@@ -169,18 +187,24 @@ class _Listener:
 
 class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     """tornado's HTTPServer with the bounds above. Extra arguments: `max_connections`,
-    `max_connections_per_address` (0: none of its own); `idle_connection_timeout` is the
-    header timeout."""
+    `max_connections_per_address` and `max_connections_per_identity` (0: none of its own),
+    `max_request_bodies` (bytes; 0: no bound); `idle_connection_timeout` is the header timeout."""
 
     def initialize(self, request_callback: Any, *, max_connections: int, max_connections_per_address: int,
-                   **kwargs: Any) -> None:
+                   max_connections_per_identity: int = 0, max_request_bodies: int = 0, **kwargs: Any) -> None:
         super().initialize(request_callback, **kwargs)
         self.max_connections = self.configured_connections = max_connections
         self._restore: object | None = None
         self.max_per_address = max_connections_per_address
+        self.max_per_identity = max_connections_per_identity
+        self.bodies = BodyBudget(max_request_bodies) if max_request_bodies else None
         self.open: dict[Any, str] = {}  # stream → client address
-        self.per_address: collections.Counter[str] = collections.Counter()
+        self.per_address: collections.Counter[str] = collections.Counter()  # connections not claimed
+        self.claims: dict[Any, str] = {}  # stream → the identity its request is counted against
+        self.per_identity: collections.Counter[str] = collections.Counter()
         self.awaiting: dict[Any, float] = {}  # streams waiting for a request's headers, oldest first
+        # per address, its connections not yet authenticated (headers or body on the way), oldest first
+        self.unclaimed: dict[str, dict[Any, float]] = {}
         self.listeners: dict[int, _Listener] = {}
         self.said = OnceAMinute()
 
@@ -234,26 +258,96 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
             return 0.0
         return math.inf
 
+    def close_unclaimed(self, client: str) -> bool:
+        """Close the connection from `client` that has waited longest without being authenticated,
+        if it waited EVICT_AFTER; False when there is none."""
+        for stream, since in self.unclaimed.get(client, {}).items():
+            if time.monotonic() - since < EVICT_AFTER:
+                return False
+            self.said.warning(f"evict {client}", "%d unauthenticated connections open from %s"
+                              " (max_connections_per_address): closing the one that waited longest",
+                              self.per_address[client], client)
+            self._forget(stream)
+            stream.close()
+            return True
+        return False
+
     def handle_stream(self, stream: Any, address: Any) -> None:
         client = address[0] if isinstance(address, tuple) else str(address)
-        if self.max_per_address and self.per_address[client] >= self.max_per_address:
+        if self.max_per_address and self.per_address[client] >= self.max_per_address \
+                and not self.close_unclaimed(client):
             self.said.warning(f"address {client}", "%d connections open from %s"
                               " (max_connections_per_address): refusing more", self.per_address[client], client)
             _refuse(stream, f"too many connections from {client}; try again in a moment\n")
             return
         self.open[stream] = client
         self.per_address[client] += 1
-        self.awaiting[stream] = time.monotonic()
+        now = time.monotonic()
+        self.awaiting[stream] = now
+        self.unclaimed.setdefault(client, {})[stream] = now
         super().handle_stream(stream, address)
 
     # -- what each connection is doing --------------------------------------------------------
 
     def start_request(self, server_conn: Any, request_conn: Any) -> Any:
         stream = server_conn.stream
-        if stream in self.open:
+        client = self.open.get(stream)
+        if client is not None:
+            self._unclaim(stream, client)
+            now = time.monotonic()
             self.awaiting.pop(stream, None)  # to the end: oldest first
-            self.awaiting[stream] = time.monotonic()
-        return _Busy(super().start_request(server_conn, request_conn), self.awaiting, stream)
+            self.awaiting[stream] = now
+            waiting = self.unclaimed.setdefault(client, {})
+            waiting.pop(stream, None)
+            waiting[stream] = now
+        busy = _Busy(self, super().start_request(server_conn, request_conn), stream, client or "", request_conn)
+        request_conn.f2git_request = busy  # what claim() finds
+        return busy
+
+    def claim(self, busy: "_Busy", holder: str) -> str | None:
+        stream = busy.stream
+        client = self.open.get(stream)
+        if client is None or self.claims.get(stream) == holder:
+            return None
+        self._unclaim(stream, client)
+        if self.max_per_identity and self.per_identity[holder] >= self.max_per_identity:
+            self.said.warning(f"identity {holder}", "%s has %d requests open (max_connections_per_identity):"
+                              " refusing more", holder, self.per_identity[holder])
+            return (f"too many requests at once from {holder} (at most {self.max_per_identity});"
+                    " try again when your others are done")
+        self.per_address[client] -= 1
+        if self.per_address[client] <= 0:
+            del self.per_address[client]
+        self._not_waiting(stream, client)
+        self.claims[stream] = holder
+        self.per_identity[holder] += 1
+        if self.bodies is not None:
+            self.bodies.move(busy, holder)
+        return None
+
+    def body_done(self, busy: "_Busy") -> None:
+        """`busy`'s body is in (or never will be): it holds no body bytes and, being served
+        now, is no longer closed for newcomers from its address."""
+        if self.bodies is not None:
+            self.bodies.release(busy)
+        client = self.open.get(busy.stream)
+        if client is not None and busy.stream not in self.claims:
+            self._not_waiting(busy.stream, client)
+
+    def _unclaim(self, stream: Any, client: str) -> None:
+        holder = self.claims.pop(stream, None)
+        if holder is not None:
+            self.per_identity[holder] -= 1
+            if self.per_identity[holder] <= 0:
+                del self.per_identity[holder]
+            self.per_address[client] += 1
+
+    def _not_waiting(self, stream: Any, client: str) -> None:
+        waiting = self.unclaimed.get(client)
+        if waiting is not None:
+            waiting.pop(stream, None)
+            if not waiting:
+                del self.unclaimed[client]
 
     def on_close(self, server_conn: Any) -> None:
         super().on_close(server_conn)
@@ -265,31 +359,67 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         client = self.open.pop(stream, None)
         self.awaiting.pop(stream, None)
         if client is not None:
+            self._unclaim(stream, client)
+            self._not_waiting(stream, client)
             self.per_address[client] -= 1
             if self.per_address[client] <= 0:
                 del self.per_address[client]
 
 
 class _Busy(tornado.httputil.HTTPMessageDelegate):
-    """Passes a request through; once its headers are in, the connection is no longer idle."""
+    """Passes a request through, counting its body against its payer's budget; once its
+    headers are in, the connection is no longer idle."""
 
-    def __init__(self, delegate: Any, awaiting: dict, stream: Any):
+    def __init__(self, server: GuardedHTTPServer, delegate: Any, stream: Any, client: str, connection: Any):
+        self.server = server
         self.delegate = delegate
-        self.awaiting = awaiting
         self.stream = stream
+        self.connection = connection  # tornado's HTTP1Connection of this request
+        self.payer = client  # who pays for its body: see headers_received and claim()
+        self.refused = False
 
     def headers_received(self, start_line: Any, headers: Any) -> Any:
-        self.awaiting.pop(self.stream, None)
+        self.server.awaiting.pop(self.stream, None)
+        # Until authenticated, a body is paid for by the credential it carries (were it the
+        # address, one anonymous sender behind a proxy would refuse every other's small body).
+        credential = headers.get("Authorization") or headers.get("Cookie")
+        if credential:
+            self.payer = f"credential #{digest(credential)}"
         return self.delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:
+        if self.refused:
+            return None
+        bodies = self.server.bodies
+        if bodies is not None and not self._answered():
+            refusal = bodies.charge(self, len(chunk))
+            if refusal:
+                self.server.said.warning(f"bodies {self.payer}", "refused a request body: %s", refusal)
+                self.refuse(refusal)
+                return None
         return self.delegate.data_received(chunk)
 
+    def _answered(self) -> bool:
+        """The handler answered before the body was in (a refusal): the rest is read and dropped."""
+        return bool(getattr(self.connection, "_write_finished", False))
+
+    def refuse(self, message: str) -> None:
+        """Answer 503 with `message` and close, before the handler sees the body; the handler
+        is told at once, so what it holds of the body is freed now, not at the close."""
+        self.refused = True
+        self.server.body_done(self)
+        _refuse(self.stream, message + "\n")
+        self.delegate.on_connection_close()
+
     def finish(self) -> None:
-        self.delegate.finish()
+        self.server.body_done(self)
+        if not self.refused:
+            self.delegate.finish()
 
     def on_connection_close(self) -> None:
-        self.delegate.on_connection_close()
+        self.server.body_done(self)
+        if not self.refused:
+            self.delegate.on_connection_close()
 
 
 def _refuse(stream: Any, message: str) -> None:

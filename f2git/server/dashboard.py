@@ -20,9 +20,9 @@ import tornado.iostream
 import tornado.web
 
 import connectors
-from f2git import explain, filetree, status
+from f2git import explain, filetree, roster, status, words
 from f2git.config import CourseConfig
-from f2git.links import APPS, BadLinkPath, check_in_course, course_link, snippets
+from f2git.links import APPS, BadLinkPath, check_in_course, course_link, door_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
 from f2git.store import CourseRepo
 
@@ -105,6 +105,9 @@ def health(course: CourseConfig, record: status.CourseStatus, now: float) -> Hea
         return Health("stale", ["Not checked since ", Moment(record.last_check),
                                 f" although it should be every {_interval(course.schedule)}"], None)
     sentence: list[str | Moment] = ["Up to date: checked ", Moment(record.last_check)]
+    if record.backup_error:  # students are served; the history is not safe against losing data_dir
+        return Health("failing", [*sentence, " — but its backup failed: if data_dir is lost, students'"
+                                  " next click fails"], record.backup_error)
     return Health("ok", sentence, f"copying to the mirror failed: {record.mirror_error}" if record.mirror_error
                   else None)
 
@@ -243,6 +246,7 @@ class DashboardHandler(BaseHandler):
                 return
             raise Refusal(401, "Please log in to see the f2git dashboard.")
         self.identity = identity
+        self.count_against(identity)
         if self.request.method == "POST":
             self.check_xsrf_cookie()
 
@@ -325,16 +329,28 @@ class CoursePage(DashboardHandler):
         apps = self.config.hub.apps
         app = app if app in apps else apps[0]
         link = course_link(self.config, course.name, path or None, app=app)
-        self.render_page("course.html", **view, path=path, app=app, link=link,
+        door = door_link(self.config, course.name, path or None, app=app)
+        self.render_page("course.html", **view, path=path, app=app, link=link, door=door,
                          apps=[(name, APPS[name][0]) for name in apps],
-                         snippets=snippets(link, link_title(course.name, path)))
+                         snippets=snippets(door, link_title(course.name, path)),
+                         opened=self.settings["f2git_opens"].by_path(course.name), opened_by=opened_by)
 
     def course_page_view(self, course: CourseConfig) -> dict[str, Any]:
         repo = CourseRepo.for_course(self.config, course.name)
         view = self.course_view(course, time.time())
         files = filetree.snapshot_files(repo, view["record"].commit)
         return {**view, "tree": filetree.tree(files), "paths": filetree.paths(files),
-                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS))}
+                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS)), "members": self.members_view(course)}
+
+    def members_view(self, course: CourseConfig) -> dict[str, Any] | None:
+        """The roster panel of a course whose members come from the LMS (f2git/roster.py)."""
+        keeper = self.settings.get("f2git_rosters")
+        if keeper is None or not roster.uses_roster(course):
+            return None
+        view = roster.summary(course, *(keeper.store.entry(course.name) or (None, None)))
+        for key in ("read_at", "error_since"):
+            view[key] = Moment(view[key]) if view.get(key) else None
+        return view
 
 
 class RefreshAction(DashboardHandler):
@@ -451,12 +467,18 @@ class LinkAction(DashboardHandler):
         try:
             check_in_course(path, files)
             link = course_link(self.config, course.name, path or None, app=app)
+            door = door_link(self.config, course.name, path or None, app=app)
         except BadLinkPath as error:
             raise Refusal(400, str(error)) from None
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"link": link, "path": path, "app": app,
-                                **snippets(link, link_title(course.name, path))}))
+        self.finish(json.dumps({"door": door, "link": link, "path": path, "app": app,
+                                **snippets(door, link_title(course.name, path))}))
+
+
+def opened_by(count: int) -> str:
+    """The dashboard's line under a file the front door opened this week."""
+    return words.say("en", "opened_by", count=count, s="" if count == 1 else "s")
 
 
 def link_title(course: str, path: str) -> str:

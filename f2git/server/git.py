@@ -12,6 +12,7 @@ run, and a client that reads slowly holds a connection, never a backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,7 +21,7 @@ import signal
 import time
 import zlib
 from datetime import timedelta
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import tornado.gen
 import tornado.iostream
@@ -116,10 +117,28 @@ class Backends:
         self._slots = asyncio.Semaphore(self.limit)
         self.stall_timeout = stall_timeout  # s a client may read nothing before it is dropped
         self.spawned = 0
+        self.queued = 0  # runs waiting for a slot
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def __len__(self) -> int:
         return len(self._running)
+
+    def overloaded(self) -> bool:
+        """Every slot busy and a full round of runs queued behind them."""
+        return self.queued >= self.limit
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of the `limit` slots, waited for in turn (counted in `queued` meanwhile)."""
+        self.queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.queued -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
@@ -127,7 +146,7 @@ class Backends:
     async def run(self, env: dict[str, str], body: bytes, write: Callable[[bytes], None]) -> str | None:
         """Run one backend in a slot with `body` as input; its output goes to `write`.
         None when it succeeded, else why not."""
-        async with self._slots:
+        async with self.slot():
             # Its own process group: git runs http-backend, which runs upload-pack and
             # pack-objects; killing the group ends them all, not just the first.
             process = await asyncio.create_subprocess_exec(
@@ -254,6 +273,7 @@ def check_request(body: bytes) -> set[str]:
 @tornado.web.stream_request_body
 class GitHandler(BaseHandler):
     _client_gone = False
+    refused = ""  # why the asker may not fetch (members = "lms"): answered in git's words
     _body: bytearray | None = None
     _body_too_large = False
 
@@ -272,7 +292,13 @@ class GitHandler(BaseHandler):
             raise Refusal(403, "this repository is read-only: f2git does not accept pushes")
         await super().prepare()
         self.course = self.resolve_course(self.path_kwargs["repo"])
-        self.require_fetch(self.course)
+        try:
+            await self.admit(self.course)
+        except Refusal as refusal:
+            if refusal.status_code != 403 or self.course.members != "lms":
+                raise
+            # git shows no answer to info/refs; the fetch that follows carries the reason (see refused_answer)
+            self.refused = refusal.message
         if action == "info/refs":
             if self.request.method != "GET":
                 raise Refusal(405, "info/refs answers GET only")
@@ -301,6 +327,9 @@ class GitHandler(BaseHandler):
             self._body += chunk
 
     async def get(self, repo: str, action: str) -> None:
+        if self.refused:
+            self.refused_answer()
+            return
         await self.refresher.on_click(self.course, self.click_client())
         if not await self.refresher.has_snapshot(self.course.name):
             self.answer_no_snapshot()
@@ -308,10 +337,15 @@ class GitHandler(BaseHandler):
         await self.answer(b"")
 
     async def post(self, repo: str, action: str) -> None:
+        if self._client_gone:  # gone (or refused) before its body was read: nothing to answer
+            return
         if self._body_too_large:
             raise Refusal(413, f"the git request is larger than {MAX_REQUEST_BODY // 1024} KiB")
         body = decode_body(bytes(self._body or b""), self.request.headers.get("Content-Encoding", ""))
         self._body = None
+        if self.refused:
+            self.refused_answer()
+            return
         wants = check_request(body)
         if not body.startswith(LS_REFS):  # a fetch: the last git request of a click
             self.refresher.click_fetched(self.course.name, self.click_client())
@@ -331,6 +365,11 @@ class GitHandler(BaseHandler):
                 return
         await self.answer(body, commit)
 
+    def refused_answer(self) -> None:
+        """A refused student's click: info/refs names the placeholder (nbgitpuller's ls-remote hides
+        errors), the fetch fails with the reason, which nbgitpuller streams to the student's page."""
+        self.answer_placeholder(f"course {self.course.name}: {self.refused}")
+
     def answer_no_snapshot(self) -> None:
         last = self.refresher.last_error(self.course.name)
         if self.refresher.is_running(self.course.name):
@@ -341,6 +380,9 @@ class GitHandler(BaseHandler):
             reason = last or "no sync has run yet"
         message = f"course {self.course.name} has no snapshot yet: {reason}"
         log.info("%s (answered to %s)", message, self.request.remote_ip)
+        self.answer_placeholder(message)
+
+    def answer_placeholder(self, message: str) -> None:
         # Status 200: git reads the body only then. info/refs names a placeholder, so that
         # ls-remote succeeds; the fetch's POST gets the reason, which git prints to the student.
         self.set_header("Cache-Control", "no-cache")
@@ -475,8 +517,10 @@ class GitHandler(BaseHandler):
 
     def on_connection_close(self) -> None:
         # The answer is computed (and stored) for the others who ask the same; only this
-        # client's relay ends.
+        # client's relay ends. A body still arriving is dropped now (connections.py tells
+        # a request it refused this way, before its connection is closed).
         self._client_gone = True
+        self._body = None
         super().on_connection_close()
 
 

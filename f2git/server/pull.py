@@ -26,7 +26,7 @@ class RemoteHandler(JsonHandler):
 
     async def get(self, name: str) -> None:
         course = self.find_course(name)
-        self.require_fetch(course)
+        await self.admit(course)
         record = await self.refresher.course_status(name)
         mirror = self.mirror_for_students(course.mirror, record.mirror_error)
         if mirror:

@@ -59,6 +59,14 @@ class CourseState:
         return self.head_known and self.record.commit is not None
 
 
+def _disk_problems(config: Config) -> list[str]:
+    """What the data dir and backup_dir refuse now (probe files; run in a thread)."""
+    problems = [f"data dir: {problem}"] if (problem := status.unwritable(config)) else []
+    if problem := status.backup_unwritable(config):
+        problems.append(f"backup_dir: {problem}; no course's history is backed up")
+    return problems
+
+
 def click_client(kind: str, name: str, address: str | None) -> str:
     """Who is clicking, to tie one click's requests together: the user or token, else the address."""
     return f"address:{address}" if kind == "anonymous" else f"{kind}:{name}"
@@ -84,7 +92,7 @@ class Refresher:
         self._result_listeners: list[Callable[[SyncResult], None]] = []
         self._progress_listeners: list[Callable[[Progress], None]] = []
         self._click_listeners: list[Callable[[str, str, float], None]] = []
-        self._disk_problem: str | None = None
+        self._disk_problem: list[str] = []
         self._disk_checked = float("-inf")
         self._disk_probe: asyncio.Future | None = None
 
@@ -171,12 +179,13 @@ class Refresher:
         return self._clock() - max(state.checked, state.failed or 0.0) >= self.config.server.refresh_ttl
 
     async def problems(self) -> list[str]:
-        """Why the server cannot keep its record: the data dir refuses writes, or a course's last
-        outcome could not be written. Empty when all is well (for /healthz)."""
+        """Why the server cannot keep its record: the data dir or backup_dir refuses writes, a
+        course's last outcome could not be written, or its backup failed. Empty when all is well
+        (for /healthz)."""
         now = time.monotonic()
         if now - self._disk_checked >= DISK_CHECK_EVERY:
             if self._disk_probe is None:  # one probe at a time, however many ask
-                self._disk_probe = asyncio.ensure_future(asyncio.to_thread(status.unwritable, self.config))
+                self._disk_probe = asyncio.ensure_future(asyncio.to_thread(_disk_problems, self.config))
             probe = self._disk_probe
             try:
                 self._disk_problem = await asyncio.shield(probe)
@@ -184,9 +193,11 @@ class Refresher:
             finally:
                 if self._disk_probe is probe:
                     self._disk_probe = None
-        found = [f"data dir: {self._disk_problem}"] if self._disk_problem else []
+        found = list(self._disk_problem)
         found += [f"course {state.name}: {state.status_error}" for state in self._courses.values()
                   if state.status_error]
+        found += [f"course {state.name}: {state.record.backup_error}" for state in self._courses.values()
+                  if state.record.backup_error]
         return found
 
     # -- syncs -------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ function linkBuilder(form) {
     if (!answer.ok) { say(status, body.error || `No link (${answer.status}).`, "failed"); return; }
     pathInput.value = path;
     target.textContent = path || "the course folder";
+    document.getElementById("door-link").value = body.door;
     document.getElementById("link").value = body.link;
     document.getElementById("link-markdown").value = body.markdown;
     document.getElementById("link-html").value = body.html;
@@ -178,7 +179,7 @@ async function copy(button) {
     input.select();
     document.execCommand("copy");
   }
-  say(status, what === "nbgitpuller" ? "Copied the link." : `Copied the ${what}.`, "done");
+  say(status, button.dataset.says || (what === "nbgitpuller" ? "Copied the link." : `Copied the ${what}.`), "done");
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -1,0 +1,145 @@
+"""The one handoff of a student's browser to the hub's nbgitpuller link, and the pages in words
+a student reads when f2git cannot hand them on.
+
+The front door (`/open/<course>/<path>`) and LTI resource-link launches both end here, after
+each has decided in its own way that the student may have the course: count the open (no
+names, see f2git.opens), check the course is not held or f2git overloaded, refresh like a click
+(bounded by `refresh_wait`), then `303` to `<hub>/hub/user-redirect/git-pull?…` — or a page
+saying why not (source failing: the snapshot's date and Continue; held: Continue; no files yet;
+overloaded: 503 with Retry-After).
+
+`student_page` renders any of those pages (LTI refusals too) in the browser's language, with
+every sentence from f2git.words.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tornado.template
+
+from f2git import words
+from f2git.links import BadLinkPath, course_link
+from f2git.opens import OpenCounts
+from f2git.store import CourseRepo
+
+from .refresh import click_client
+
+if TYPE_CHECKING:
+    import tornado.web
+
+    from f2git.config import CourseConfig
+    from f2git.status import CourseStatus
+
+    from .base import BaseHandler
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+LOADER = tornado.template.Loader(str(TEMPLATES))  # autoescaped: names come from links and rosters
+RETRY_AFTER = 60  # s a busy f2git or hub asks the browser to wait
+
+
+def student_page(handler: "tornado.web.RequestHandler", topic: str, status: int, *, reason: str | None = None,
+                 continue_url: str | None = None, retry_after: int | None = None, **values: Any) -> None:
+    """Finish the request with the page `topic` (`<topic>.title/.text/.todo` in f2git.words), in
+    the language the browser asks for. `reason`: a sentence from elsewhere (a roster), shown as is."""
+    lang = words.language(handler.request.headers.get("Accept-Language"))
+    handler.clear_header("Location")
+    handler.set_status(status)
+    handler.set_header("Content-Type", "text/html; charset=utf-8")
+    handler.set_header("Content-Language", lang)
+    handler.set_header("Vary", "Accept-Language")
+    handler.set_header("Cache-Control", "no-store")
+    if retry_after:
+        handler.set_header("Retry-After", str(retry_after))
+    todo = f"{topic}.todo"
+    page = LOADER.load("student.html").generate(
+        lang=lang, base=app_base(handler), brand=words.say(lang, "brand"),
+        title=words.say(lang, f"{topic}.title", **values), text=words.say(lang, f"{topic}.text", **values),
+        todo=words.say(lang, todo, **values) if todo in words.WORDS else words.say(lang, "busy.todo"),
+        reason=reason, reason_label=words.say(lang, "reason"),
+        continue_url=continue_url, continue_label=words.say(lang, "continue"),
+        retry=bool(retry_after) or continue_url is None, retry_label=words.say(lang, "try_again"))
+    handler.finish(page)
+
+
+def app_base(handler: "tornado.web.RequestHandler") -> str:
+    """The path f2git's routes hang under for this request: the hub's service prefix, or ''."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/")
+    return prefix if prefix and handler.request.path.startswith(prefix + "/") else ""
+
+
+def opens(handler: "tornado.web.RequestHandler") -> OpenCounts:
+    return handler.settings["f2git_opens"]
+
+
+def student_key(handler: "BaseHandler") -> str:
+    """Who opens, as the click logic names them (a user, a token, else the address); only its
+    keyed digest is kept."""
+    identity = getattr(handler, "identity", None)
+    if identity is None:
+        return click_client("anonymous", "", handler.request.remote_ip)
+    return click_client(identity.kind, identity.name, handler.request.remote_ip)
+
+
+def held(record: "CourseStatus") -> tuple[bool, str | None]:
+    """Whether the instructor holds the course (after a rollback no sync publishes over it), and
+    their reason if the record has one. Read defensively: records before holds have no field."""
+    value = getattr(record, "held", None)
+    if not value:
+        return False, None
+    reason = value.get("reason") if isinstance(value, dict) else None
+    return True, reason if isinstance(reason, str) and reason else None
+
+
+def overloaded(handler: "tornado.web.RequestHandler") -> bool:
+    """Every git backend is busy and as many clones again are queued: a student sent on now would
+    wait minutes for their files."""
+    backends = handler.settings.get("f2git_backends")
+    return backends is not None and backends.overloaded()
+
+
+async def snapshot_moment(handler: "BaseHandler", record: "CourseStatus") -> float:
+    """When the snapshot students get was made: the last change, else the head commit's time."""
+    moment = record.last_change or record.last_success
+    if moment:
+        return moment
+    log = await asyncio.to_thread(CourseRepo.for_course(handler.config, record.course).log, 1)
+    return log[0]["time"] if log else 0.0
+
+
+async def hand_off(handler: "BaseHandler", course: "CourseConfig", path: str | None = None,
+                   app: str | None = None) -> None:
+    """Refresh `course` like a click, then send the browser to its nbgitpuller link; or answer
+    the page that says why not."""
+    app = app or handler.config.hub.apps[0]
+    try:
+        if app not in handler.config.hub.apps:
+            raise BadLinkPath(f"app {app!r} is not one of {', '.join(handler.config.hub.apps)}")
+        link = course_link(handler.config, course.name, path or None, app=app)
+    except BadLinkPath as error:
+        student_page(handler, "badlink", 400, course=course.name, detail=str(error))
+        return
+    opens(handler).opened(course.name, path or "", student_key(handler))
+    is_held, why = held(handler.refresher.status(course.name))
+    if is_held and await handler.refresher.has_snapshot(course.name):
+        record = await handler.refresher.course_status(course.name)
+        date = words.when(words.language(handler.request.headers.get("Accept-Language")),
+                          await snapshot_moment(handler, record))
+        student_page(handler, "held", 200, reason=why, continue_url=link, course=course.name, date=date)
+        return
+    if overloaded(handler):
+        student_page(handler, "busy", 503, retry_after=RETRY_AFTER)
+        return
+    await handler.refresher.on_click(course)
+    record = await handler.refresher.course_status(course.name)
+    if record.commit is None:
+        student_page(handler, "empty", 503, retry_after=RETRY_AFTER, course=course.name)
+        return
+    if record.last_error:
+        date = words.when(words.language(handler.request.headers.get("Accept-Language")),
+                          await snapshot_moment(handler, record))
+        student_page(handler, "failing", 200, continue_url=link, course=course.name, date=date)
+        return
+    handler.redirect(link, status=303)
