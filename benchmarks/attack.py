@@ -9,7 +9,9 @@ same clones without the attack (issue 9).
 (b) 1000 half-open connections (request headers never finished);
 (c) four courses whose HTTP source sends 1 byte per second, clicked while the student clones
     (the student's course has refresh_ttl = 0: each click asks its source, which needs a
-    sync worker).
+    sync worker);
+(d), (e) distinct 2 MiB ls-refs bodies against pack_cache_size = 1 MiB: RSS, disk, learnt
+    templates and /healthz latency, beside the figures before issue 18 (cacheflood.py).
 Everything on loopback (the attackers from 127.0.0.2, the student from 127.0.0.1); each attack
 ends with its case.
 
@@ -35,6 +37,7 @@ from pathlib import Path
 from tests.heldrequests import MIB, git_env, hold_requests, release, still_open
 from tests.serveprocess import ServeProcess, rss, write_config
 
+from . import cacheflood
 from .common import generate_course, percentile, table
 from .load import CLIENT_ENV, MARKER
 
@@ -246,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="f2git-attack-") as folder:
         cases = measure(Path(folder), count, mib)
     report(cases, count, mib)
+    cacheflood.main(["--quick"] if args.quick else [])  # (d), (e): what the pack cache keeps under a flood
 
 
 if __name__ == "__main__":

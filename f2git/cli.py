@@ -310,6 +310,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    os.umask(0o077)  # every file f2git or its git writes (repos, cache, state, backups) is the server user's alone
     quiet = logging.INFO if args.command == "serve" else logging.ERROR  # CLI results go to stdout
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

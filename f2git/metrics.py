@@ -141,7 +141,8 @@ class _PackCacheCollector:
         runs.add_metric(["click"], stats["computed"])
         runs.add_metric(["ahead"], stats["prebuilt"])
         yield runs
-        yield GaugeMetricFamily("f2git_pack_cache_bytes", "Bytes of stored answers (bounded by pack_cache_size)",
+        yield GaugeMetricFamily("f2git_pack_cache_bytes", "Bytes stored answers take on disk (whole blocks)"
+                                " and in bookkeeping, bounded by pack_cache_size",
                                 value=stats["bytes"])
         yield GaugeMetricFamily("f2git_pack_cache_entries", "Stored answers", value=stats["entries"])
         yield GaugeMetricFamily("f2git_pack_cache_running", "git runs the cache is waiting for", value=stats["running"])

@@ -405,7 +405,7 @@ class GitHandler(BaseHandler):
             query=f"service={UPLOAD_PACK}" if self.request.method == "GET" else "",
             content_type=self.request.headers.get("Content-Type", ""),
             protocol=protocol if _GIT_PROTOCOL.match(protocol) else "", body=body)
-        reader = self.cache.open(request)
+        reader = self.cache.open(request, self.click_client())
         try:
             await self.relay(reader)
         finally:
@@ -420,8 +420,8 @@ class GitHandler(BaseHandler):
                 raise Refusal(502, "git http-backend failed: " + (reader.failure or "its answer has no CGI head"))
             head += chunk
         self._apply_cgi_headers(head[:split])
-        if reader.entry is not None:  # a stored answer: its length is known, as a file's
-            self.set_header("Content-Length", str(reader.entry.size - split - 4))
+        if reader.size is not None:  # a stored answer: its length is known, from its own file
+            self.set_header("Content-Length", str(reader.size - split - 4))
         chunk = head[split + 4:]
         connection = self.request.connection
         try:
@@ -463,11 +463,16 @@ class GitHandler(BaseHandler):
                 try:
                     count = os.sendfile(socket.fileno(), reader.fd, reader.offset, reader.end - reader.offset)
                 except BlockingIOError:
-                    count = 0
+                    count = None
                 if count:
                     reader.offset += count
                     sent += count
                     continue
+                if count == 0:  # the file ends before its header said: end, never spin on it
+                    reader.cut_short()
+                    self._client_gone = True
+                    self.request.connection.close()
+                    return False
                 writable = loop.create_future()
                 loop.add_writer(socket.fileno(), lambda: writable.done() or writable.set_result(None))
                 try:

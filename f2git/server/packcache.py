@@ -9,23 +9,32 @@ soon as it is done, however slowly the clients read.
 
 The key is everything that changes the answer's bytes: course, the served `main` commit,
 method, action, query, content type, the Git-Protocol header and the decoded request body.
-An answer is stored only if git succeeded and `main` did not move while it ran; entries of
-commits no longer served are dropped. Files are written aside and renamed, and carry their
-length, so a half-written entry (crash, full disk) is never served. (Design after GitLab
+An answer is stored only if git succeeded, `main` did not move while it ran, and the request
+is worth it (a body of at most MAX_STORED_BODY: real clones and fetches; a huge body is one
+client's); entries of commits no longer served are dropped. An entry is one file named by the
+key's digest (no request body is kept, on disk or in memory), written aside in this process's
+own temp folder and renamed into place, its header carrying the answer's length: a reader takes
+the length from the file it opened, so another server sharing the data dir may replace it
+(two replicas, a rolling update), and a half-written or cut entry (crash, full disk) is never
+served. What an entry costs (its disk blocks and its bookkeeping) counts against
+`pack_cache_size`. Everything is private to the server's user (0700 folders, 0600 files).
+(Design after GitLab
 Gitaly's pack-objects cache and its streamcache: key by the exact input, one writer to a
 file, many readers following it; f2git caches the whole upload-pack answer instead of
 pack-objects' output, which leaves nothing for git to do on a hit.)
 
 Small answers (ref advertisements, ls-refs, negotiation rounds) are also kept in memory.
+Learnt request shapes, built ahead after each release: packtemplates.py.
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
-import json
 import logging
 import os
 import re
+import secrets
 import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,17 +43,23 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from f2git.store import git_command
 
+from .packtemplates import TemplateBook, fill, templates_of
+
 if TYPE_CHECKING:
     from .git import Backends
 
 log = logging.getLogger("f2git.packcache")
 
-MAGIC = b"f2git-answer 1 "  # file header: MAGIC, the answer's length, "\n"; then the answer
+MAGIC = b"f2git-answer 2 "  # file header: MAGIC, the answer's length, "\n"; then the answer
+MAX_HEADER = 64
 MEMORY_ENTRY = 64 * 1024  # answers up to this size are also kept in memory…
 MEMORY_BUDGET = 32 * 1024 * 1024  # …while all those together stay below this
 MAX_ENTRIES = 20_000
-MAX_TEMPLATES = 32  # per course
-TEMPLATES = ".templates.json"  # beside the course folders; no course name starts with a dot
+MAX_STORED_BODY = 16 * 1024  # bytes of request body an answer worth storing was asked with
+BLOCK = 4096  # a file takes whole blocks on disk
+ENTRY_OVERHEAD = 1024  # an entry's index in memory and its directory entry
+TEMPLATES = ".templates"  # beside the course folders; no course name starts with a dot
+TEMP = ".tmp"  # one folder per running server below it, locked while it runs
 CHUNK = 256 * 1024
 OID = re.compile(rb"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
@@ -74,12 +89,40 @@ class GitRequest:
 
 @dataclass
 class Entry:
-    """A stored answer: a file (and its bytes when small)."""
+    """A stored answer: a file (and its bytes when small). No request body: the key is its digest."""
 
-    request: GitRequest
+    key: str
+    course: str
+    commit: str
     path: Path
     size: int  # of the answer, without the file header
     data: bytes | None = None
+
+    @property
+    def cost(self) -> int:
+        return entry_cost(self.size)
+
+
+def entry_cost(size: int) -> int:
+    """What an answer of `size` bytes takes from `pack_cache_size`: its file's blocks and its bookkeeping."""
+    return -(-(_header_size(size) + size) // BLOCK) * BLOCK + ENTRY_OVERHEAD
+
+
+class Torn(Exception):
+    """A stored answer's file is not whole (cut short, not an answer)."""
+
+
+def read_header(fd: int) -> tuple[int, int]:
+    """(header size, answer size) of an opened entry file, checked against the file's size."""
+    head = os.pread(fd, MAX_HEADER, 0)
+    line, newline, _ = head.partition(b"\n")
+    digits = line[len(MAGIC):]
+    if not newline or not line.startswith(MAGIC) or not digits.isdigit() or len(digits) > 15:
+        raise Torn("no answer header")
+    size, header = int(digits), len(line) + 1
+    if os.fstat(fd).st_size != header + size:
+        raise Torn(f"{os.fstat(fd).st_size - header} bytes where the header says {size}")
+    return header, size
 
 
 def read_main(repo: Path) -> str | None:
@@ -106,13 +149,14 @@ class Computation:
     def __init__(self, request: GitRequest, temp: Path):
         self.request = request
         try:
-            self.fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self.fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             self.temp, self.on_disk = temp, True
         except OSError:
             # The data dir refuses writes (read-only, full): answer from memory, store nothing.
             self.fd = os.memfd_create("f2git-answer")
-            self.temp, self.on_disk = Path(f"/proc/self/fd/{self.fd}"), False
+            self.temp, self.on_disk = temp, False
         self.written = 0
+        self.generation = 0  # of its course when it started (PackCache.drop_course)
         self.done = False
         self.failed: str | None = None  # why, when git failed before its answer was complete
         self._grown = asyncio.Event()
@@ -128,9 +172,17 @@ class Computation:
 
     def finish(self, failed: str | None) -> None:
         self.done, self.failed = True, failed
-        os.close(self.fd)
         self._notify()
         self.ended.set()
+
+    def reader_fd(self) -> int:
+        """A descriptor of the answer for one reader: its own, valid after the temp file goes."""
+        return os.dup(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def _notify(self) -> None:
         grown, self._grown = self._grown, asyncio.Event()
@@ -148,13 +200,25 @@ class Reader:
         self.entry, self.computation = entry, computation
         self.offset = 0
         self.fd: int | None = None
+        self.truncated: str | None = None
         if entry is not None and entry.data is None:
-            self.fd = os.open(entry.path, os.O_RDONLY)
-            self.offset = _header_size(entry.size)
-            self.end = self.offset + entry.size
+            # The length is the one in the file opened here, whichever server wrote it.
+            self.fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                self.offset, size = read_header(self.fd)
+            except (Torn, OSError):
+                self.close()
+                raise
+            self.end, self.length = self.offset + size, size
+        elif entry is not None:
+            self.end = self.length = len(entry.data)
         elif computation is not None:
-            # Its own descriptor, opened now: the temp file is renamed or removed later.
-            self.fd = os.open(computation.temp, os.O_RDONLY)
+            self.fd = computation.reader_fd()
+
+    @property
+    def size(self) -> int | None:
+        """The answer's length when it is stored (known before it is sent), else None."""
+        return self.length if self.entry is not None else None
 
     @property
     def stored_file(self) -> bool:
@@ -163,7 +227,13 @@ class Reader:
 
     @property
     def failure(self) -> str | None:
-        return self.computation.failed if self.computation is not None else None
+        return self.computation.failed if self.computation is not None else self.truncated
+
+    def cut_short(self) -> None:
+        """The stored file ended before its header said (another hand cut it): the answer
+        ends here, as an error, instead of waiting for bytes that never come."""
+        self.truncated = f"the stored answer ends {self.end - self.offset} bytes early"
+        log.warning("pack cache: %s: %s", self.entry.path if self.entry else "?", self.truncated)
 
     async def read(self, size: int = CHUNK) -> bytes:
         """The next bytes of the answer; b"" at its end."""
@@ -171,6 +241,8 @@ class Reader:
             chunk = self.entry.data[self.offset:self.offset + size]
         elif self.entry is not None:
             chunk = os.pread(self.fd, min(size, self.end - self.offset), self.offset)
+            if not chunk and self.offset < self.end:
+                self.cut_short()
         else:
             computation = self.computation
             await computation.grown(self.offset)
@@ -197,8 +269,8 @@ Run = Callable[[GitRequest, Callable[[bytes], None]], Awaitable[str | None]]
 
 
 class PackCache:
-    """Every stored and running answer, bounded by `limit` bytes on disk (least recently used
-    go first), kept in `root` across restarts."""
+    """Every stored and running answer, bounded by `limit` bytes (what entries take on disk and
+    in bookkeeping; least recently used go first), kept in `root` across restarts."""
 
     def __init__(self, root: Path, repos_dir: Path, courses: list[str], limit: int, run: Run):
         """`run(request, write)` runs git for `request`, passes its output to `write` and
@@ -211,22 +283,31 @@ class PackCache:
         self._running: dict[str, Computation] = {}
         self._heads: dict[str, str] = {}
         self._history: dict[str, list[str]] = {}  # newest first: main and every snapshot before it
-        self._templates: dict[str, OrderedDict[tuple, None]] = {}  # per course, least recently seen first
         self._snapshots: dict[str, tuple[str, frozenset[str]]] = {}
+        self._generations: dict[str, int] = {}  # bumped by drop_course: older runs store nothing
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
-        self.size = self.memory = 0  # bytes stored on disk, and kept in memory too
+        self.size = self.memory = 0  # what entries cost (see Entry.cost), and bytes kept in memory too
         self.hits = self.misses = self.computed = self.prebuilt = 0
-        self._temp = self.root / ".tmp"
+        self._lock: int | None = None
+        self._temp = self.root / TEMP / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.templates = TemplateBook(self.root / TEMPLATES)
         self._load(set(courses))
 
     # -- start: reuse what a previous run stored --------------------------------------------
 
     def _load(self, courses: set[str]) -> None:
-        shutil.rmtree(self._temp, ignore_errors=True)  # unfinished answers of a crashed run
-        self._load_templates()
+        (self.root / ".templates.json").unlink(missing_ok=True)  # f2git before 0.x kept all courses' in one
         try:
-            self._temp.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)  # also when an older f2git made it readable to others
+            (self.root / TEMP).mkdir(mode=0o700, exist_ok=True)
+            self._remove_stale_temp()
+            self._temp.mkdir(mode=0o700)
+            # Read-only: flock needs no more, and a file open for writing would keep the
+            # data dir's disk from being remounted read-only.
+            self._lock = os.open(self._temp / "lock", os.O_RDONLY | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             log.warning("pack cache %s is not writable (%s): answers are computed, not stored", self.root, error)
             return
@@ -239,8 +320,8 @@ class PackCache:
                 if commit_dir.name != head:
                     shutil.rmtree(commit_dir, ignore_errors=True)
                     continue
-                for path in commit_dir.glob("*.json"):
-                    entry = self._read_entry(path)
+                for path in commit_dir.iterdir():
+                    entry = self._read_entry(course_dir.name, head, path)
                     if entry is not None:
                         found.append((path.stat().st_mtime, entry))
             if head is None:
@@ -248,30 +329,56 @@ class PackCache:
         for _, entry in sorted(found, key=lambda item: item[0]):
             self._add(entry)
         self._evict()
+        for course in self.templates.courses() - courses:
+            self.templates.drop(course)
 
-    def _read_entry(self, meta: Path) -> Entry | None:
-        """A stored entry, or None (and its files gone) when it is not whole."""
-        answer = meta.with_suffix("")
+    def _remove_stale_temp(self) -> None:
+        """Unfinished answers of servers that stopped: their folder's lock is free. Servers
+        still running on this data dir keep theirs."""
+        for folder in (self.root / TEMP).iterdir():
+            if not folder.is_dir() or folder.is_symlink():
+                folder.unlink(missing_ok=True)  # f2git before issue 18 wrote here directly
+                continue
+            try:
+                lock = os.open(folder / "lock", os.O_RDONLY)
+            except FileNotFoundError:
+                lock = None  # never locked: its server died at once
+            except OSError:
+                continue  # not ours to judge
+            try:
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: that server is running
+                continue
+            finally:
+                if lock is not None:
+                    os.close(lock)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _read_entry(self, course: str, commit: str, path: Path) -> Entry | None:
+        """A stored entry, or None (and its file gone) when it is not whole."""
         try:
-            info = json.loads(meta.read_text())
-            request = GitRequest(**{**info, "body": bytes.fromhex(info["body"])})
-            with open(answer, "rb") as stored:
-                header = stored.readline(64)
-                size = int(header[len(MAGIC):]) if header.startswith(MAGIC) else -1
-                whole = header == _header(size) and os.fstat(stored.fileno()).st_size == len(header) + size
-            if not whole or request.key != answer.name:
-                raise ValueError("not whole")
-            return self._with_data(Entry(request, answer, size))
-        except (OSError, ValueError, TypeError, KeyError):
-            meta.unlink(missing_ok=True)
-            answer.unlink(missing_ok=True)
+            if not re.fullmatch(r"[0-9a-f]{64}", path.name):
+                raise Torn("not an answer")  # e.g. the .json beside each answer f2git kept before
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                _, size = read_header(fd)
+            finally:
+                os.close(fd)
+            return self._with_data(Entry(path.name, course, commit, path, size))
+        except (OSError, Torn):
+            path.unlink(missing_ok=True)
             return None
 
     def _with_data(self, entry: Entry) -> Entry:
         if entry.size <= MEMORY_ENTRY and self.memory + entry.size <= MEMORY_BUDGET:
-            with open(entry.path, "rb") as stored:
-                stored.seek(_header_size(entry.size))
-                entry.data = stored.read(entry.size)
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                header, size = read_header(fd)
+                entry.data = os.pread(fd, size, header)
+            finally:
+                os.close(fd)
+            entry.size = len(entry.data)
             self.memory += entry.size
         return entry
 
@@ -284,16 +391,20 @@ class PackCache:
             self._new_head(course, head)
         return head
 
-    def open(self, request: GitRequest) -> Reader:
-        """A reader of the answer to `request`: stored, being computed, or computed now."""
-        self._learn(request)
+    def open(self, request: GitRequest, client: str = "") -> Reader:
+        """A reader of the answer to `request`: stored, being computed, or computed now.
+        `client` (who asks: a user, a token or an address) counts towards what is built ahead."""
+        self._learn(request, client)
         entry = self._entries.get(request.key)
         if entry is not None:
             self._entries.move_to_end(request.key)
-            self.hits += 1
             try:
-                return Reader(entry=entry)
-            except FileNotFoundError:  # removed behind our back: compute again
+                reader = Reader(entry=entry)
+                self.hits += 1
+                return reader
+            except (OSError, Torn) as error:  # removed or cut behind our back: compute again
+                if not isinstance(error, FileNotFoundError):
+                    log.warning("pack cache: %s is not whole (%s): computed again", entry.path, error)
                 self._drop(request.key)
         computation = self._running.get(request.key)
         if computation is None:
@@ -301,13 +412,18 @@ class PackCache:
             computation = self._start(request)
         else:
             self.hits += 1
-        return Reader(computation=computation)
+        reader = Reader(computation=computation)
+        if computation.done:  # never started (f2git is stopping): nothing else reads it
+            computation.close()
+        return reader
 
     def _start(self, request: GitRequest) -> Computation:
-        temp = self._temp / f"{request.key}.{os.getpid()}"
-        computation = Computation(request, temp)
+        computation = Computation(request, self._temp / request.key)
+        computation.generation = self._generations.get(request.course, 0)
         if self._closed:
-            computation.finish("f2git is stopping")  # its empty file goes at the next start
+            computation.finish("f2git is stopping")
+            if computation.on_disk:
+                computation.temp.unlink(missing_ok=True)
             return computation
         self._running[request.key] = computation
         self._spawn(self._compute(computation))
@@ -334,50 +450,65 @@ class PackCache:
             self._running.pop(request.key, None)
             self.computed += 1
             try:
-                if computation.on_disk and failed is None and self.head(request.course) == request.commit and \
-                        computation.written + _header_size(computation.written) <= self.limit and \
-                        _succeeded(computation.temp):
+                if failed is None and self._worth_storing(computation):
                     self._store(computation)
             except OSError as error:
                 log.warning("course %s: an answer was served but not stored: %s", request.course, error)
             finally:
                 if computation.on_disk:
                     computation.temp.unlink(missing_ok=True)
+                computation.close()
+
+    def _worth_storing(self, computation: Computation) -> bool:
+        request = computation.request
+        return computation.on_disk and len(request.body) <= MAX_STORED_BODY \
+            and computation.generation == self._generations.get(request.course, 0) \
+            and entry_cost(computation.written) <= self.limit \
+            and self.head(request.course) == request.commit and _succeeded(computation.fd)
 
     def _store(self, computation: Computation) -> None:
-        """Write the entry aside (header + answer) and rename it into place."""
+        """Write the entry aside (header + answer) and rename it into place: a server reading
+        the one it replaces (another process on this data dir) keeps reading that one."""
         request, size = computation.request, computation.written
         folder = self.root / request.course / request.commit
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         aside = self._temp / f"{request.key}.entry"
-        with open(aside, "wb") as out, open(computation.temp, "rb") as answer:
-            out.write(_header(size))
-            shutil.copyfileobj(answer, out, 1024 * 1024)
-        meta = {**request.__dict__, "body": request.body.hex()}
+        out = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(out, _header(size))
+            copied = 0
+            while copied < size:
+                sent = os.copy_file_range(computation.fd, out, size - copied, copied) \
+                    if hasattr(os, "copy_file_range") else 0
+                if sent <= 0:
+                    chunk = os.pread(computation.fd, min(CHUNK, size - copied), copied)
+                    if not chunk:
+                        raise OSError(f"the answer being stored ended at {copied} of {size} bytes")
+                    sent = os.write(out, chunk)
+                copied += sent
+        finally:
+            os.close(out)
         final = folder / request.key
-        (self._temp / f"{request.key}.json").write_text(json.dumps(meta))
         os.replace(aside, final)
-        os.replace(self._temp / f"{request.key}.json", final.with_suffix(".json"))
-        self._add(self._with_data(Entry(request, final, size)))
+        self._add(self._with_data(Entry(request.key, request.course, request.commit, final, size)))
         self._evict()
 
     # -- size and lifetime ----------------------------------------------------------------------
 
     def _add(self, entry: Entry) -> None:
-        self._drop(entry.request.key, remove=False)
-        self._entries[entry.request.key] = entry
-        self.size += entry.size
+        self._drop(entry.key, remove=False)
+        self._entries[entry.key] = entry
+        self.size += entry.cost
 
     def _drop(self, key: str, remove: bool = True) -> None:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
-        self.size -= entry.size
+        self.size -= entry.cost
         if entry.data is not None:
             self.memory -= entry.size
         if remove:  # readers that opened it keep their descriptor
             entry.path.unlink(missing_ok=True)
-            entry.path.with_suffix(".json").unlink(missing_ok=True)
 
     def _evict(self) -> None:
         while self._entries and (self.size > self.limit or len(self._entries) > MAX_ENTRIES):
@@ -387,8 +518,7 @@ class PackCache:
         """`main` moved: answers for other commits are never asked for again."""
         previous = self._heads.get(course)
         self._heads[course] = head
-        for key in [key for key, entry in self._entries.items()
-                    if entry.request.course == course and entry.request.commit != head]:
+        for key in [key for key, entry in self._entries.items() if entry.course == course and entry.commit != head]:
             self._drop(key)
         course_dir = self.root / course
         if course_dir.is_dir():
@@ -399,45 +529,27 @@ class PackCache:
             log.info("course %s: new snapshot %s; building the answers clicks will ask for", course, head[:12])
         self._spawn(self._prebuild(course, head))
 
-    # -- ready before the click -----------------------------------------------------------------
-    # The request bodies real clients send are learnt from the requests they made. In a body
-    # a `want` or `have` of `main` or of the two snapshots before it becomes a placeholder;
-    # a `shallow` line (where the student's shallow clone began) stays as it is. When a
-    # snapshot is published, each template is filled in with the new commits and answered
-    # before the first click asks: the student who cloned at snapshot 1 and fetched at 2
-    # sends the same body, with newer commits, when fetching 4 from 3.
+    def drop_course(self, course: str) -> None:
+        """Forget every stored answer and learnt template of `course`, on disk and in memory
+        (after a history rewrite nothing of the old history may be served, also after a
+        restart); answers being computed now are served to who asked, never stored."""
+        self._generations[course] = self._generations.get(course, 0) + 1
+        for key in [key for key, entry in self._entries.items() if entry.course == course]:
+            self._drop(key)
+        shutil.rmtree(self.root / course, ignore_errors=True)
+        self.templates.drop(course)
+        for known in (self._heads, self._history, self._snapshots):
+            known.pop(course, None)
 
-    def _learn(self, request: GitRequest) -> None:
+    # -- ready before the click (the templates: packtemplates.py) -------------------------------
+
+    def _learn(self, request: GitRequest, client: str) -> None:
         snapshots = self._history.get(request.course)
         if not snapshots or snapshots[0] != request.commit:
             return
-        templates = self._templates.setdefault(request.course, OrderedDict())
         for body in templates_of(request.body, snapshots):
-            template = (request.method, request.action, request.query, request.content_type, request.protocol, body)
-            if template in templates:
-                templates.move_to_end(template)
-                continue
-            templates[template] = None
-            while len(templates) > MAX_TEMPLATES:
-                templates.popitem(last=False)
-            self._save_templates()
-
-    def _save_templates(self) -> None:
-        aside = self._temp / "templates.json"
-        try:
-            aside.write_text(json.dumps({course: [[*template[:5], template[5].hex()] for template in templates]
-                                         for course, templates in self._templates.items()}))
-            os.replace(aside, self.root / TEMPLATES)
-        except OSError:
-            pass  # kept in memory; the data dir refuses writes
-
-    def _load_templates(self) -> None:
-        try:
-            for course, templates in json.loads((self.root / TEMPLATES).read_text()).items():
-                self._templates[course] = OrderedDict(
-                    ((*fields, bytes.fromhex(body)), None) for *fields, body in templates[-MAX_TEMPLATES:])
-        except (OSError, ValueError, TypeError, AttributeError):
-            self._templates.clear()
+            self.templates.learn(request.course, (request.method, request.action, request.query,
+                                                  request.content_type, request.protocol, body), client)
 
     async def _prebuild(self, course: str, head: str) -> None:
         snapshots = await self._read_history(course, head, count=0)
@@ -445,7 +557,7 @@ class PackCache:
             return
         self._history[course] = snapshots
         self._snapshots[course] = (head, frozenset(snapshots))
-        for method, action, query, content_type, protocol, template in list(self._templates.get(course, ())):
+        for method, action, query, content_type, protocol, template in self.templates.ranked(course):
             body = fill(template, snapshots)
             if body is None:
                 continue  # e.g. a fetch from a snapshot this course does not have
@@ -487,6 +599,11 @@ class PackCache:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.templates.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+        shutil.rmtree(self._temp, ignore_errors=True)
 
     @property
     def idle(self) -> bool:
@@ -499,10 +616,9 @@ class PackCache:
 
 
 
-def _succeeded(answer: Path) -> bool:
+def _succeeded(fd: int) -> bool:
     """Whether a CGI answer is a 200 (http-backend exits 0 after refusing a request, too)."""
-    with open(answer, "rb") as stored:
-        start = stored.read(65536)
+    start = os.pread(fd, 65536, 0)
     if b"\r\n\r\n" not in start:
         return False
     for line in start.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
@@ -510,89 +626,3 @@ def _succeeded(answer: Path) -> bool:
         if name.strip().lower() == b"status":
             return value.strip().startswith(b"200")
     return True
-
-
-def _pkt_lines(body: bytes) -> list[bytes]:
-    lines, at = [], 0
-    while at < len(body):
-        length = max(int(body[at:at + 4], 16), 4)  # checked pkt-lines; below 4: flush, delim
-        lines.append(body[at:at + length])
-        at += length
-    return lines
-
-
-def templates_of(body: bytes, snapshots: list[str]) -> list[bytes]:
-    """The templates a request body teaches (see PackCache._learn), none when it names an
-    object other students would not have (their own commits).
-
-    In want and have lines, `main` and the two snapshots before it become {0}, {1}, {2};
-    `shallow` lines stay as they are (where that cohort's shallow clones begin), or become
-    relative too (students who cloned the snapshot before); and haves that walk back from
-    {1} to the shallow boundary become {walk:<boundary>}, which is how the history students
-    fetch with grows from one snapshot to the next."""
-    if not snapshots:
-        return []
-    known = set(snapshots)
-    recent = {commit.encode(): b"{%d}" % index for index, commit in enumerate(snapshots[:3])}
-    lines = _pkt_lines(body)
-    shallow, haves = set(), []
-    for line in lines:
-        named = OID.findall(line)
-        if not named:
-            continue
-        kind = line[4:].split(b" ", 1)[0]
-        if len(named) != 1 or kind not in (b"want", b"have", b"shallow") or named[0].decode() not in known:
-            return []
-        if kind == b"want" and named[0] != snapshots[0].encode():
-            return []
-        if kind == b"shallow":
-            shallow.add(named[0])
-        elif kind == b"have":
-            haves.append(named[0])
-
-    def variant(relative_shallow: bool, walk: bool) -> bytes | None:
-        parts, walked = [], False
-        for line in lines:
-            named = OID.findall(line)
-            kind = line[4:].split(b" ", 1)[0] if named else b""
-            if kind == b"shallow" and not relative_shallow:
-                parts.append(line)
-            elif kind == b"have" and walk:
-                if not walked:
-                    parts.append(b"{walk:%s}" % haves[-1])
-                    walked = True
-            elif named and named[0] in recent:
-                parts.append(line.replace(named[0], recent[named[0]]))
-            elif named and kind != b"have":
-                return None  # a shallow line relative to an older snapshot: nobody's
-            else:
-                parts.append(line)
-        return b"".join(parts)
-
-    found = [variant(False, False)]
-    if shallow and shallow <= set(recent):
-        found.append(variant(True, False))
-    walked = [commit.encode() for commit in snapshots[1:len(haves) + 1]]
-    if len(haves) > 1 and haves == walked and haves[-1] in shallow:
-        found.append(variant(False, True))
-    return [template for template in found if template is not None]
-
-
-def fill(template: bytes, snapshots: list[str]) -> bytes | None:
-    """A template with this course's newest snapshots; None when it needs one it lacks."""
-    body = template
-    walk = re.search(rb"\{walk:([0-9a-f]{40})\}", body)
-    if walk:
-        boundary = walk.group(1).decode()
-        if boundary not in snapshots[1:]:
-            return None
-        haves = b"".join(b"0032have %s\n" % commit.encode()
-                         for commit in snapshots[1:snapshots.index(boundary) + 1])
-        body = body[:walk.start()] + haves + body[walk.end():]
-    for index in range(3):
-        placeholder = b"{%d}" % index
-        if placeholder in body:
-            if index >= len(snapshots):
-                return None
-            body = body.replace(placeholder, snapshots[index].encode())
-    return body
