@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import connectors
+from connectors.base import DEFAULT_MAX_ANSWER
 
 COURSE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 AUTH_MODES = ("none", "token", "jupyterhub")
@@ -209,6 +210,7 @@ class CourseConfig:
     hub_group: str = ""  # keep this hub group equal to the roster ("{course}" is the course name)
     sync_timeout: float = 3600.0  # s one sync may spend reading its source; 0 = no limit
     min_read_speed: int = 1024  # bytes/s every download must average (over 30 s); 0 = no floor
+    max_answer_size: int = DEFAULT_MAX_ANSWER  # bytes: the largest LMS API answer read; 0 = no cap
     name: str = field(default="", metadata={"internal": True})
     options: Any = field(default=None, metadata={"internal": True})
 
@@ -218,7 +220,7 @@ class CourseConfig:
             errors.append("key 'schedule': must not be negative")
         if self.max_file_size <= 0:
             errors.append("key 'max_file_size': must be positive")
-        for key in ("sync_timeout", "min_read_speed", "roster_ttl"):
+        for key in ("sync_timeout", "min_read_speed", "roster_ttl", "max_answer_size"):
             if getattr(self, key) < 0:
                 errors.append(f"key '{key}': must not be negative")
         if self.members not in MEMBERS_MODES:

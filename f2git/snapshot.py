@@ -22,6 +22,7 @@ from typing import IO, Callable
 from filelock import FileLock, Timeout
 
 from connectors import Connector, Entry, EntryGone, Listing, Skipped, SourceError
+from connectors._time import schedulable
 from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
 
 from . import backup, mirror, status
@@ -172,7 +173,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     result = SyncResult(course=course.name, dry_run=dry_run)
     report = progress or (lambda event: None)
     counting = traffic.set(result.source_traffic)  # threads run many syncs: reset below
-    limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed))
+    limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed, course.max_answer_size))
     try:
         with course_lock(config, course.name):
             restored = None if dry_run else backup.restore(config, course)  # a lost repo continues students' history
@@ -191,7 +192,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     except SourceError as error:
         result.error = str(error)
         # An embargo names the moment its files appear: refresh then, even after a failure.
-        result.next_release = error.next_release or result.next_release
+        result.next_release = schedulable(error.next_release) or result.next_release
     except GitError as error:
         result.error = f"could not write the snapshot: {error}"
     except Timeout:
@@ -201,6 +202,10 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
             result.error = "could not write the snapshot: the disk is full"
         else:
             result.error = f"could not write the snapshot: {error.strerror or error}"
+    except (RecursionError, OverflowError) as error:
+        # The last line of defence against hostile values (the readers catch what they know):
+        # a per-course error, never a traceback that stops `f2git sync` or the server.
+        result.error = f"the source sent a value f2git cannot read ({_hostile(error)}); the last snapshot stays served"
     finally:
         traffic.reset(counting)
         read_limits.reset(limited)
@@ -213,6 +218,12 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
         result.status_error = status.record(config, result, started)
     report(Progress(course.name, "finished"))
     return result
+
+
+def _hostile(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "data nested too deeply"
+    return "a number or date out of range"
 
 
 @dataclass
@@ -375,6 +386,7 @@ class SyncRun:
         self.label = source.label
         changes = source.list_changes(self.state.source) if self.memory is not None else None
         self.listing = changes if changes is not None else source.list(self.state.source if self.in_step else {})
+        self.listing.next_release = schedulable(self.listing.next_release)  # year 9999 is "never"
         self.result.listing = "changes" if changes is not None else "whole"
         self.result.next_release = self.listing.next_release
         self.result.withheld = dict(self.listing.withheld)

@@ -20,6 +20,7 @@ import tornado.iostream
 import tornado.web
 
 import connectors
+from connectors._time import schedulable
 from f2git import explain, filetree, roster, status, words
 from f2git.config import CourseConfig
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link, door_link, snippets
@@ -297,7 +298,7 @@ class DashboardHandler(BaseHandler):
     @staticmethod
     def _next_release(record: status.CourseStatus) -> Moment | None:
         try:
-            moment = release_time(record.next_release)
+            moment = schedulable(release_time(record.next_release))  # year 9999 is "not scheduled"
         except ValueError:
             return None
         return Moment(moment.timestamp()) if moment else None
