@@ -182,6 +182,11 @@ class EntryGone(SourceError):
     Raised by Connector.open(); the message says what happened to it."""
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """"1 file", "2 files": a count with its noun in the right number (English)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def in_words(*parts: str) -> str:
     """The non-empty parts of a description, comma-separated (for Connector.describe)."""
     return ", ".join(part for part in parts if part)
@@ -237,7 +242,7 @@ class Connector(AbstractContextManager):
         """Try the credentials and the listing; return a one-line summary for `f2git check`."""
         listing = self.list({})
         withheld = ", ".join(f"{count} × {reason}" for reason, count in sorted(listing.withheld.items()))
-        return f"{len(listing.entries)} released files" + (f"; withheld: {withheld}" if withheld else "")
+        return counted(len(listing.entries), "released file") + (f"; withheld: {withheld}" if withheld else "")
 
     def close(self) -> None:
         if self._tmpdir is not None:

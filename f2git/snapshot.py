@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import shlex
 import tempfile
 import threading
 import time
@@ -23,7 +24,7 @@ from filelock import FileLock, Timeout
 
 from connectors import Connector, Entry, EntryGone, Listing, Skipped, SourceError
 from connectors._time import schedulable
-from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
+from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, counted, read_limits, traffic
 
 from . import backup, mirror, status
 from .config import Config, CourseConfig
@@ -102,11 +103,14 @@ class SyncResult:
 class SyncRefused(Exception):
     """The sync would delete more than the config allows (a mass delete); nothing was changed."""
 
-    def __init__(self, deletions: int, files: int):
+    def __init__(self, deletions: int, files: int, course: str = "", config_path: object = ""):
+        where = f" in [courses.{course}] of {config_path}" if course and config_path else " for this course"
+        command = (f"f2git --config {shlex.quote(str(config_path))} sync {course}" if course and config_path
+                   else "f2git sync")
         super().__init__(
-            f"this sync would delete {deletions} of {files} files; nothing was changed."
-            " If the source really removed them, run `f2git sync --allow-mass-delete` once"
-            " or set allow_mass_delete = true for this course")
+            f"this sync would delete {deletions} of {counted(files, 'file')}; nothing was changed."
+            f" If the source really removed them, run `{command} --allow-mass-delete` once"
+            f" or set allow_mass_delete = true{where}")
         self.deletions = deletions
 
 
@@ -153,7 +157,7 @@ class Spool:
 def commit_message(label: str, paths: dict[str, list[str]], counts: dict[str, int]) -> str:
     summary = ", ".join(f"{verb} {counts[kind]}" for kind, verb in
                         (("added", "add"), ("modified", "update"), ("deleted", "delete")) if counts[kind])
-    lines = [f"{summary[0].upper()}{summary[1:]} file{'s' if sum(counts.values()) != 1 else ''} from {label}", ""]
+    lines = [f"{summary[0].upper()}{summary[1:]} {'file' if sum(counts.values()) == 1 else 'files'} from {label}", ""]
     for kind in ("added", "modified", "deleted"):
         if paths[kind]:
             lines.append(f"{kind.capitalize()}:")
@@ -210,7 +214,9 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
         traffic.reset(counting)
         read_limits.reset(limited)
     result.duration = time.time() - started
-    if result.ok:
+    if result.ok and dry_run:  # a preview changes nothing, so it never says "changed"
+        log.info("%s: preview: %s", course.name, "the next sync would change files" if result.changed else "no change")
+    elif result.ok:
         log.info("%s: %s", course.name, "changed, " + (result.commit or "")[:10] if result.changed else "no change")
     else:
         log.warning("%s: sync failed: %s", course.name, result.error)
@@ -416,7 +422,7 @@ class SyncRun:
         self.deletions = sorted(gone)
         files = len(self.current)
         if len(self.deletions) * 2 > files and len(self.deletions) >= MASS_DELETE_MIN and not self.allow_mass_delete:
-            raise SyncRefused(len(self.deletions), files)
+            raise SyncRefused(len(self.deletions), files, self.course.name, self.config.path)
 
     def preview(self) -> None:
         """A dry run's answer: what a sync would add, modify and delete."""
