@@ -161,7 +161,7 @@ class Refresher:
         if state.sync is not None:
             return  # its outcome is read back when it ends
         stamp = status.stamp(self.config, state.name)
-        if stamp != state.stamp:
+        if stamp is not None and stamp != state.stamp:  # a file gone or unreadable is no news: memory knows more
             state.record, state.stamp, state.head_known = status.read_file(self.config, state.name), stamp, False
 
     async def _load_head(self, state: CourseState) -> None:
