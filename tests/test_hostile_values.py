@@ -218,3 +218,10 @@ def test_a_value_error_no_reader_caught_fails_its_course_with_words(memory_sourc
     result = sync_course(config, course, connector=Hostile(course.options, course="hostile"))
     assert not result.ok and "f2git cannot read" in result.error, result.error
     assert status.read(config, "hostile").last_error == result.error
+
+
+@pytest.mark.parametrize("seconds", [1e20, "100000000000000000000", 2 ** 63])
+def test_a_studip_timed_folder_at_the_end_of_time_is_read_clamped(seconds):
+    from connectors.studip import unix_time
+    moment = unix_time(seconds)
+    assert moment == LATEST and schedulable(moment) is None
