@@ -134,6 +134,19 @@ def test_sync_json_reports_deep_json_as_one_course_error(web, healthy, tmp_path,
     assert "nested deeper than" in status.stdout  # the outcome is recorded
 
 
+def test_deep_json_through_a_running_server_fails_its_course_without_an_internal_error(web, healthy, tmp_path):
+    web.put("/api/records/7", b'{"id": 7, "files": ' + b"[" * 50_000, content_type="application/json")
+    config = write_config(tmp_path / "f2git.toml", {"data_dir": str(tmp_path / "data")},
+                          {"deep": zenodo(web), "healthy": {"source": "local", "path": str(healthy), "schedule": 0}})
+    with ServeProcess(config) as server:
+        status, answer = server.post("/api/courses/deep/refresh")
+        assert status == 200 and answer["ok"] is False and "nested deeper than" in answer["error"], answer
+        status, answer = server.post("/api/courses/healthy/refresh")
+        assert status == 200 and answer["ok"], answer
+        log = server.output()
+    assert "Traceback" not in log and "internal error" not in log and "RecursionError" not in log, log
+
+
 @pytest.mark.parametrize("until", ["9999-12-31T23:59:59-01:00", "9999-12-31"])
 def test_an_embargo_until_the_end_of_time_fails_one_course_and_serve_starts(web, healthy, tmp_path, until):
     web.put("/api/records/7", embargoed_record(until), content_type="application/json")
