@@ -161,12 +161,13 @@ def test_serve_says_one_course_not_course_s(tmp_path, folder):
     assert "serving 1 course at" in log and "course(s)" not in log, log
 
 
-def test_the_link_builder_offers_the_course_folder_instead_only_when_a_file_is_chosen(tmp_path, folder):
+def test_the_course_page_counts_right_and_offers_the_course_folder_instead_only_when_a_file_is_chosen(tmp_path, folder):
     make = config_factory(tmp_path, {"c": {"source": "local", "path": str(folder), "schedule": 0}})
     with RunningServer(make) as server:
         server.post_json("/api/courses/c/refresh")
         folder_page = requests.get(server.url + "/courses/c").text
         file_page = requests.get(server.url + "/courses/c", params={"path": "a.txt"}).text
+    assert "1 file, " in folder_page and "1 files" not in folder_page  # the snapshot line under "What students get"
     instead = re.compile(r'<span class="folder-instead"( hidden)?>')
     assert instead.search(folder_page).group(1) == " hidden"  # the folder is chosen: no "instead"
     assert instead.search(file_page).group(1) is None

@@ -21,6 +21,7 @@ import tornado.web
 
 import connectors
 from connectors._time import schedulable
+from connectors.base import counted
 from f2git import explain, filetree, roster, status, words
 from f2git.config import CourseConfig
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link, door_link, snippets
@@ -253,7 +254,8 @@ class DashboardHandler(BaseHandler):
             self.check_xsrf_cookie()
 
     def get_template_namespace(self) -> dict[str, Any]:
-        return {**super().get_template_namespace(), "moment": Moment, "megabytes": explain.megabytes}
+        return {**super().get_template_namespace(), "moment": Moment, "megabytes": explain.megabytes,
+                "counted": counted}
 
     def render_page(self, template: str, **values: Any) -> None:
         self.set_header("Cache-Control", "no-store")
