@@ -1,10 +1,10 @@
-"""`python -m benchmarks [core|load|syncscale|courses|lecture|attack|rosters|lti]`: print the figures (all when none named)."""
+"""`python -m benchmarks [core|load|syncscale|courses|lecture|attack|rosters|lti|answers]`: print the figures (all when none named)."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-PARTS = ("core", "load", "syncscale", "courses", "lecture", "attack", "rosters", "lti")
+PARTS = ("core", "load", "syncscale", "courses", "lecture", "attack", "rosters", "lti", "answers")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ._json import TooDeep, loads
 from ._redact import redact
 from .base import AuthError, SourceError, current_limits, traffic
 
@@ -186,11 +187,15 @@ class SourceSession:
 
     def _read_body(self, response: requests.Response) -> None:
         """Read a (small) body whole, as requests would, but within the sync's read limits."""
-        watch = current_limits().watch(f"{self.label}: {where(response.url)}")
-        chunks = []
+        limits = current_limits()
+        what = f"{self.label}: {where(response.url)}"
+        watch = limits.watch(what)
+        chunks, size = [], 0
         try:
             while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 watch.count(len(chunk))
+                size += len(chunk)
+                limits.check_answer(what, size)  # inflated bytes: a gzip bomb counts as what it becomes
                 chunks.append(chunk)
         except SourceError:
             response.close()
@@ -228,7 +233,12 @@ class SourceSession:
         if (meter := traffic.get()) is not None:
             meter.bytes += len(response.content)
         try:
-            return response.json()
+            try:
+                return loads(response.content)
+            except UnicodeDecodeError:  # a charset json.loads does not detect: as requests decodes it
+                return loads(response.text)
+        except TooDeep as error:
+            raise self.fail(f"answered with {error} at {where(response.url)}") from None
         except ValueError:
             raise self.fail(f"answered with malformed JSON at {where(response.url)}") from None
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Hashable, Iterable, Iterator, Mapping
 
+from ._json import TooDeep
 from .base import AuthError, SourceError
 
 
@@ -108,6 +109,10 @@ def api_shape(label: str) -> Iterator[None]:
     """JSON that lacks what the API documents is a source error, not a crash; names stay out of it."""
     try:
         yield
+    except TooDeep as error:
+        raise SourceError(f"{label}: the API answered with {error}") from None
+    except (RecursionError, OverflowError) as error:
+        raise SourceError(f"{label}: the API answered with a value out of range ({type(error).__name__})") from None
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise SourceError(f"{label}: the API answered in an unexpected shape ({type(error).__name__});"
                           " is the URL right?") from None

@@ -69,6 +69,10 @@ class Traffic:
 traffic: ContextVar[Traffic | None] = ContextVar("f2git_source_traffic", default=None)
 
 
+# bytes: the largest API answer (a listing page, not a download) read into memory; the
+# course key `max_answer_size` (0 = no cap) sets it per course.
+DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
+
 # s over which a body must average `min_read_speed`: long enough for a burst of server
 # think time, short enough that a trickling source fails in seconds, not hours.
 SLOW_WINDOW = 30.0
@@ -80,9 +84,11 @@ class ReadLimits:
     hangs or sends a byte a second then fails the sync with a clear error instead of holding
     it, and a sync worker, for hours. Per-read timeouts alone cannot: each read succeeds."""
 
-    def __init__(self, timeout: float = 0.0, min_speed: int = 0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, timeout: float = 0.0, min_speed: int = 0, max_answer: int = DEFAULT_MAX_ANSWER,
+                 clock: Callable[[], float] = time.monotonic):
         self.timeout = timeout
         self.min_speed = min_speed
+        self.max_answer = max_answer
         self.clock = clock
         self.deadline = clock() + timeout if timeout > 0 else math.inf
 
@@ -96,6 +102,12 @@ class ReadLimits:
 
     def watch(self, what: str) -> "SpeedWatch":
         return SpeedWatch(self, what)
+
+    def check_answer(self, what: str, size: int) -> None:
+        """An answer read into memory may not outgrow `max_answer_size`: one that never ends fails the sync."""
+        if self.max_answer and size > self.max_answer:
+            raise SourceError(f"{what}: the answer is larger than max_answer_size ({self.max_answer} bytes);"
+                              " raise the course's max_answer_size if the source's answers are this large")
 
 
 class SpeedWatch:
@@ -170,6 +182,11 @@ class EntryGone(SourceError):
     Raised by Connector.open(); the message says what happened to it."""
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """"1 file", "2 files": a count with its noun in the right number (English)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def in_words(*parts: str) -> str:
     """The non-empty parts of a description, comma-separated (for Connector.describe)."""
     return ", ".join(part for part in parts if part)
@@ -225,7 +242,7 @@ class Connector(AbstractContextManager):
         """Try the credentials and the listing; return a one-line summary for `f2git check`."""
         listing = self.list({})
         withheld = ", ".join(f"{count} × {reason}" for reason, count in sorted(listing.withheld.items()))
-        return f"{len(listing.entries)} released files" + (f"; withheld: {withheld}" if withheld else "")
+        return counted(len(listing.entries), "released file") + (f"; withheld: {withheld}" if withheld else "")
 
     def close(self) -> None:
         if self._tmpdir is not None:

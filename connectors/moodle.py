@@ -19,16 +19,17 @@ The token travels in POST bodies only, never in a URL, and never to another host
 from __future__ import annotations
 
 import html
-import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 from urllib.parse import urljoin
 
 from ._http import BodyStream, SessionConnector, SourceSession, origin, where
+from ._json import loads
 from ._lms import Release, api_shape, credentials_hint, folder_path, utc_now
+from ._time import epoch_time
 from .base import AuthError, Connector, Entry, Listing, SourceError
 from .roster import ACTIVE, INSTRUCTOR, LEARNER, OBSERVER, OTHER, TA, Enrolment, RosterCollector, hub_name
 
@@ -146,7 +147,7 @@ def restriction(raw: Any, now: datetime) -> tuple[Release, str | None]:
     if raw in (None, ""):
         return Release(True), None
     try:
-        tree = json.loads(raw) if isinstance(raw, str) else raw
+        tree = loads(raw) if isinstance(raw, str) else raw
         if tree is None:
             return Release(True), None
         value = _holds(tree, now.timestamp())
@@ -158,9 +159,9 @@ def restriction(raw: Any, now: datetime) -> tuple[Release, str | None]:
         # Closed now: the first date at which the tree opens is a refresh moment.
         for moment in sorted({float(leaf["t"]) for leaf in _walk(tree) if leaf.get("type") == "date"}):
             if moment > now.timestamp() and _holds(tree, moment):
-                return Release(False, datetime.fromtimestamp(moment, timezone.utc)), None
+                return Release(False, epoch_time(moment)), None
         return Release.NEVER, None
-    except (ValueError, TypeError, KeyError, OverflowError):
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return Release.NEVER, UNREADABLE
 
 
@@ -405,7 +406,7 @@ class MoodleConnector(SessionConnector, Connector):
                 return set()  # not in the token's service, or a Moodle without it
             raise
         with api_shape(self.label):
-            state = json.loads(raw)
+            state = loads(raw)
             return {section["id"] for section in state["section"] if section.get("hasrestrictions")}
 
     @staticmethod
@@ -448,7 +449,7 @@ class MoodleConnector(SessionConnector, Connector):
         if "introattachments" not in assignment:
             opens = int(assignment.get("allowsubmissionsfromdate") or 0)
             if opens > now.timestamp():
-                upcoming.append(datetime.fromtimestamp(opens, timezone.utc))
+                upcoming.append(epoch_time(opens))
             return []
         stamp = assignment.get("timemodified")
         return [{"timemodified": stamp, **item} for item in assignment["introattachments"]]
@@ -491,7 +492,7 @@ class MoodleConnector(SessionConnector, Connector):
             body = response.raw.read(65536, decode_content=True)
             response.close()
             try:
-                data = json.loads(body)
+                data = loads(body)
             except ValueError:
                 data = None
             if isinstance(data, dict) and "errorcode" in data:

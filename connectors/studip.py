@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 from urllib.parse import urljoin
 
 from ._http import SessionConnector, SourceSession, basic_auth, origin, where
 from ._lms import FolderTree, Release, api_shape, credentials_hint, utc_now, window
+from ._time import epoch_time
 from .base import Connector, Entry, Listing, SourceError, in_words
 from .roster import ACTIVE, INSTRUCTOR, LEARNER, OTHER, TA, Enrolment, RosterCollector, hub_name
 
@@ -69,7 +70,7 @@ def _parent_id(folder: dict) -> str | None:
 def unix_time(value: Any) -> datetime | None:
     """A TimedFolder's start_time/end_time (Unix seconds, maybe a string); None for 0 = open-ended."""
     seconds = int(value or 0)
-    return datetime.fromtimestamp(seconds, timezone.utc) if seconds > 0 else None
+    return epoch_time(seconds) if seconds > 0 else None
 
 
 class StudipConnector(SessionConnector, Connector):

@@ -5,8 +5,9 @@ from pathlib import Path
 project = "f2git"
 author = "the f2git developers"
 copyright = "the f2git developers"
-_pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-release = version = re.search(r'^version = "([^"]+)"', _pyproject, re.M).group(1)
+# The one place the version is written (pyproject.toml reads it from there too); read, not imported.
+_init = (Path(__file__).resolve().parent.parent / "f2git" / "__init__.py").read_text()
+release = version = re.search(r'^__version__ = "([^"]+)"', _init, re.M).group(1)
 
 extensions = ["myst_parser"]
 source_suffix = {".md": "markdown"}

@@ -10,9 +10,11 @@ import socket
 import sys
 import time
 
+from connectors.base import counted
+
 from . import __version__, envfile, explain, hubconfig, status
-from .config import Config, ConfigError, load
-from .links import course_link, git_url, link_in_course
+from .config import Config, ConfigError, is_http_url, load
+from .links import DEMO_TOKEN_ENV, course_link, git_url, link_in_course, with_token
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -118,7 +120,15 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failing else EXIT_OK
 
 
+def hub_option(value: str | None) -> str | None:
+    """`--hub`, which links are built on: an absolute http(s) URL, as [hub] url."""
+    if value and not is_http_url(value):
+        raise ConfigError(f"--hub: {value!r} is not an absolute http(s) URL (like https://hub.example.org)")
+    return value
+
+
 def cmd_link(config: Config, args: argparse.Namespace) -> int:
+    hub_option(args.hub)
     _names(config, [args.course])  # a course whose secrets are missing here still has a link
     if args.door and args.hub:  # the door of a hub service is reached through that hub
         config.hub.url = args.hub.rstrip("/")
@@ -155,7 +165,7 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         say(f"backup_dir: FAILED: {unsaved}; every backup would fail")
     if not problems:
         count = len(config.courses)
-        say(f"{config.path}: configuration is valid ({count} course{'' if count == 1 else 's'})")
+        say(f"{config.path}: configuration is valid ({counted(count, 'course')})")
     if config.lti is not None:
         from .lti.check import check as check_lti
 
@@ -191,9 +201,16 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def busy_port_message(port: int) -> str:
-    return (f"port {port} is already in use (another f2git or program listens there): pick another"
-            f" with `f2git serve --port {port + 1}` or `make run PORT={port + 1}`, or set [server] port")
+def free_port_after(host: str, port: int) -> int | None:
+    """The first port after `port` that nothing listens on (what the busy-port hint suggests)."""
+    return next((p for p in range(port + 1, min(port + 101, 65536)) if not port_in_use(host, p)), None)
+
+
+def busy_port_message(port: int, host: str = "127.0.0.1") -> str:
+    free = free_port_after(host, port)
+    hint = (f": pick another, e.g. the free port {free}, with `f2git serve --port {free}` or `make run PORT={free}`,"
+            " or set [server] port") if free else ": pick another with `f2git serve --port N`, or set [server] port"
+    return f"port {port} is already in use (another f2git or program listens there){hint}"
 
 
 def use_port(config: Config, port: int) -> None:
@@ -210,16 +227,17 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
     if args.port is not None:
         use_port(config, args.port)
-    if args.hub:
+    if hub_option(args.hub):
         config.hub.url = args.hub.rstrip("/")
     make_auth(config)  # a refused auth setting stops here, before any link is printed
     if port_in_use(config.server.host, config.server.port):
-        say(f"f2git: {busy_port_message(config.server.port)}", file=sys.stderr)
+        say(f"f2git: {busy_port_message(config.server.port, config.server.host)}", file=sys.stderr)
         return EXIT_USAGE
-    say(f"f2git {__version__} serving {len(config.courses)} course(s) at {config.server.public_url}")
+    say(f"f2git {__version__} serving {counted(len(config.courses), 'course')} at {config.server.public_url}")
     for name in config.courses:
         url = git_url(config, name)
-        say("", f"  {name}", f"    git URL:           {url}", f"    nbgitpuller link:  {course_link(config, name)}",
+        link = with_token(course_link(config, name), os.environ.get(DEMO_TOKEN_ENV))  # `make run`: opens as it is
+        say("", f"  {name}", f"    git URL:           {url}", f"    nbgitpuller link:  {link}",
             f"    clone:             git clone --depth 1 {url}")
     for name, error in config.broken.items():
         say("", f"  {name}: NOT SERVED: {error}")
@@ -229,7 +247,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
-        say(f"f2git: {busy_port_message(config.server.port)}", file=sys.stderr)  # taken meanwhile
+        say(f"f2git: {busy_port_message(config.server.port, config.server.host)}", file=sys.stderr)  # taken meanwhile
         return EXIT_USAGE
     return EXIT_OK
 
@@ -326,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"f2git: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if args.command == "sync":  # a sync moves main last: an interrupted one published nothing
+            say("f2git: interrupted; every course keeps its last snapshot (students get that one)", file=sys.stderr)
         return 130
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import connectors
+from connectors.base import DEFAULT_MAX_ANSWER
 
 COURSE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 AUTH_MODES = ("none", "token", "jupyterhub")
@@ -88,6 +89,9 @@ class ServerConfig:
         for key in ("header_timeout", "max_connections", "max_request_bodies"):
             if not 0 < getattr(self, key) < float("inf"):  # NaN too
                 errors.append(f"key '{key}': must be a positive number")
+        if self.public_url and not is_http_url(self.public_url):  # links and redirects are built on it
+            errors.append(f"key 'public_url': {shown(self.public_url)!r} is not an absolute http(s) URL"
+                          " (like https://hub.example.org/services/f2git)")
         if self.backup_dir is not None and (self.backup_dir == self.data_dir or self.data_dir in self.backup_dir.parents):
             errors.append("key 'backup_dir': must be outside data_dir (it is there for when data_dir is lost)")
         return errors
@@ -106,7 +110,10 @@ class HubConfig:
     def validate(self) -> list[str]:
         from .links import APPS
 
-        return [f"key 'apps': {app!r} is not one of {', '.join(APPS)}" for app in self.apps if app not in APPS]
+        errors = [f"key 'apps': {app!r} is not one of {', '.join(APPS)}" for app in self.apps if app not in APPS]
+        if not is_http_url(self.url):  # every student link starts with it
+            errors.append(f"key 'url': {shown(self.url)!r} is not an absolute http(s) URL (like https://hub.example.org)")
+        return errors
 
     def normalise(self) -> None:
         self.url = self.url.rstrip("/")
@@ -209,6 +216,7 @@ class CourseConfig:
     hub_group: str = ""  # keep this hub group equal to the roster ("{course}" is the course name)
     sync_timeout: float = 3600.0  # s one sync may spend reading its source; 0 = no limit
     min_read_speed: int = 1024  # bytes/s every download must average (over 30 s); 0 = no floor
+    max_answer_size: int = DEFAULT_MAX_ANSWER  # bytes: the largest LMS API answer read; 0 = no cap
     name: str = field(default="", metadata={"internal": True})
     options: Any = field(default=None, metadata={"internal": True})
 
@@ -218,12 +226,12 @@ class CourseConfig:
             errors.append("key 'schedule': must not be negative")
         if self.max_file_size <= 0:
             errors.append("key 'max_file_size': must be positive")
-        for key in ("sync_timeout", "min_read_speed", "roster_ttl"):
+        for key in ("sync_timeout", "min_read_speed", "roster_ttl", "max_answer_size"):
             if getattr(self, key) < 0:
                 errors.append(f"key '{key}': must not be negative")
         if self.members not in MEMBERS_MODES:
             errors.append(f"key 'members': must be one of {', '.join(MEMBERS_MODES)}, not {shown(self.members)!r}")
-        elif self.members == "lms" and self.source not in ROSTER_SOURCES and not self.lti_contexts:
+        elif self.members == "lms" and self.source and self.source not in ROSTER_SOURCES and not self.lti_contexts:
             errors.append(f"key 'members': \"lms\" needs a roster, and source {self.source!r} has none;"
                           " use groups (hub groups), or LTI NRPS by naming the course's LMS context in lti_contexts")
         else:
@@ -505,24 +513,28 @@ def check_lti_contexts(course: CourseConfig, lti: LtiConfig | None) -> list[str]
 
 
 def parse_course(name: str, table: Any, base_dir: Path, env: Mapping[str, str]) -> tuple[CourseConfig | None, list[str]]:
-    """The course, or None and its errors (all of them)."""
+    """The course, or None and its errors (all of them: one never hides another)."""
+    errors: list[str] = []
     if not COURSE_NAME.match(name):
-        return None, ["course name must match [a-z0-9][a-z0-9._-]*"]
-    if name.endswith(".git"):  # /git/<name>.git is course <name>: one URL, one course
-        return None, [f"course name must not end in .git (the git URL of course {name[:-4]!r}"
-                      f" is /git/{name[:-4]}.git)"]
+        errors.append("course name must match [a-z0-9][a-z0-9._-]*")
+    elif name.endswith(".git"):  # /git/<name>.git is course <name>: one URL, one course
+        errors.append(f"course name must not end in .git (the git URL of course {name[:-4]!r}"
+                      f" is /git/{name[:-4]}.git)")
     if not isinstance(table, dict):
-        return None, ["must be a table"]
+        return None, errors + ["must be a table"]
+    common = {f.name for f in dataclasses.fields(CourseConfig) if not f.metadata.get("internal")}
     source = table.get("source")
-    if not isinstance(source, str):
-        return None, [f"missing key 'source' (one of {', '.join(connectors.SOURCES)})"]
     try:
+        if not isinstance(source, str):
+            raise connectors.UnknownSource(f"missing key 'source' (one of {', '.join(connectors.SOURCES)})")
         connector = connectors.connector_class(source)
     except (connectors.UnknownSource, connectors.MissingDependency) as error:
-        return None, [f"key 'source': {error}"]
-    common = {f.name for f in dataclasses.fields(CourseConfig) if not f.metadata.get("internal")}
+        errors.append(str(error) if not isinstance(source, str) else f"key 'source': {error}")
+        # The source's own keys are unknown, the common ones can still be checked.
+        course = build(CourseConfig, {k: v for k, v in table.items() if k in common} | {"source": ""},
+                       base_dir, env, errors)
+        return None, errors + (course.validate() if course is not None else [])
     source_keys = {f.name for f in dataclasses.fields(connector.Options)}
-    errors: list[str] = []
     course = build(CourseConfig, {k: v for k, v in table.items() if k in common}, base_dir, env, errors)
     for key in table:
         if key not in common and key not in source_keys:

@@ -25,9 +25,9 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from .cli import EXIT_USAGE, busy_port_message, port_in_use, say, use_port
+from .cli import EXIT_USAGE, busy_port_message, free_port_after, port_in_use, say, use_port
 from .config import ConfigError, load
-from .links import course_link
+from .links import DEMO_TOKEN_ENV, course_link, with_token
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 120.0  # s: a first JupyterLab start builds its caches
@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     port = config.server.port
     busy = [(port, busy_port_message(port))] if port_in_use(HOST, port) else []
     if port_in_use(HOST, args.jupyter_port):
+        free = free_port_after(HOST, args.jupyter_port) or args.jupyter_port + 1
         busy.append((args.jupyter_port, f"port {args.jupyter_port} is already in use (another Jupyter?): pick"
-                     f" another for the demo's JupyterLab with `make run JUPYTER_PORT={args.jupyter_port + 1}`"))
+                     f" another for the demo's JupyterLab, e.g. the free port {free}, with"
+                     f" `make run JUPYTER_PORT={free}`"))
     for _, message in busy:
         say(f"f2git: {message}", file=sys.stderr)
     if busy:
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         jupyter = start_jupyter(config.server.data_dir.parent / "demo-student", args.jupyter_port, token, work)
         serve = subprocess.Popen([*_die_with_us(), sys.executable, "-m", "f2git.cli", "--config", args.config,
-                                  "serve", "--port", str(port), "--hub", jupyter_url])
+                                  "serve", "--port", str(port), "--hub", jupyter_url],
+                                 env={**os.environ, DEMO_TOKEN_ENV: token})  # its printed links open as they are
         f2git_url = config.server.public_url
         deadline = time.monotonic() + START_TIMEOUT
         ready = {"f2git": False, "JupyterLab": False}
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in config.courses:
                 link = course_link(config, name, hub_url=jupyter_url)
                 say(f"  JupyterLab (local, no hub) for {name}: open this link, it pulls the course and opens it:",
-                    f"    {link}&{urlencode({'token': token})}", "")
+                    f"    {with_token(link, token)}", "")
             say("  Ctrl-C stops f2git and JupyterLab.", "")
         while not stopping and serve.poll() is None and jupyter.poll() is None:
             time.sleep(0.2)  # signals set `stopping`; a child's exit ends the demo too

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Sequence
 
+from connectors.base import counted
+
 NO_SNAPSHOT = "students get no files yet: there is no snapshot"
 
 
@@ -20,7 +22,7 @@ def age(seconds: float) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             count = int(seconds // size)
-            return f"{count} {unit}{'' if count == 1 else 's'}"
+            return counted(count, unit)
     return "less than a minute"
 
 
@@ -49,7 +51,7 @@ def skipped_lines(skipped: Sequence, total: int | None = None) -> list[str]:
 
 def skipped_count(skipped: Sequence, total: int | None = None) -> str:
     count = max(total or 0, len(skipped))
-    return f"{count} file{'' if count == 1 else 's'} skipped" if count else ""
+    return f"{counted(count, 'file')} skipped" if count else ""
 
 
 def megabytes(size: int) -> str:

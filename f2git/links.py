@@ -111,6 +111,16 @@ def link_in_course(config: Config, course: str, path: str | None = None, hub_url
     return door_link(config, course, path, app) if door else course_link(config, course, path, hub_url, app)
 
 
+# `make run` hands its serve the demo JupyterLab's token here, for the links it prints on the
+# terminal; never for pages (the dashboard has no login in the demo, and the token guards JupyterLab).
+DEMO_TOKEN_ENV = "F2GIT_DEMO_TOKEN"
+
+
+def with_token(link: str, token: str | None) -> str:
+    """A hub or JupyterLab link a fresh browser can open: with the server's token, when it has one."""
+    return f"{link}&{urlencode({'token': token})}" if token else link
+
+
 def snippets(link: str, title: str) -> dict[str, str]:
     """The link as Markdown and as HTML, ready to paste into an LMS page."""
     markdown_title = title.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")

@@ -10,6 +10,8 @@ import time
 from contextlib import contextmanager
 from typing import IO, Callable, Iterator
 
+from connectors.base import counted
+
 from .snapshot import Progress
 
 PLAIN_INTERVAL = 5.0  # s between two "downloading" lines of one course when not on a terminal
@@ -40,7 +42,7 @@ class PlainProgress:
         if event.phase == "downloading":
             line = f"{event.course}: downloading {event.done + 1}/{event.total}: {event.path}"
         elif event.phase == "writing":
-            line = f"{event.course}: writing the snapshot ({event.total} files)"
+            line = f"{event.course}: writing the snapshot ({counted(event.total, 'file')})"
         else:
             line = f"{event.course}: {event.phase}"
         print(line, file=self.stream, flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import shlex
 import tempfile
 import threading
 import time
@@ -22,7 +23,8 @@ from typing import IO, Callable
 from filelock import FileLock, Timeout
 
 from connectors import Connector, Entry, EntryGone, Listing, Skipped, SourceError
-from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
+from connectors._time import schedulable
+from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, counted, read_limits, traffic
 
 from . import backup, mirror, status
 from .config import Config, CourseConfig
@@ -101,11 +103,14 @@ class SyncResult:
 class SyncRefused(Exception):
     """The sync would delete more than the config allows (a mass delete); nothing was changed."""
 
-    def __init__(self, deletions: int, files: int):
+    def __init__(self, deletions: int, files: int, course: str = "", config_path: object = ""):
+        where = f" in [courses.{course}] of {config_path}" if course and config_path else " for this course"
+        command = (f"f2git --config {shlex.quote(str(config_path))} sync {course}" if course and config_path
+                   else "f2git sync")
         super().__init__(
-            f"this sync would delete {deletions} of {files} files; nothing was changed."
-            " If the source really removed them, run `f2git sync --allow-mass-delete` once"
-            " or set allow_mass_delete = true for this course")
+            f"this sync would delete {deletions} of {counted(files, 'file')}; nothing was changed."
+            f" If the source really removed them, run `{command} --allow-mass-delete` once"
+            f" or set allow_mass_delete = true{where}")
         self.deletions = deletions
 
 
@@ -152,7 +157,7 @@ class Spool:
 def commit_message(label: str, paths: dict[str, list[str]], counts: dict[str, int]) -> str:
     summary = ", ".join(f"{verb} {counts[kind]}" for kind, verb in
                         (("added", "add"), ("modified", "update"), ("deleted", "delete")) if counts[kind])
-    lines = [f"{summary[0].upper()}{summary[1:]} file{'s' if sum(counts.values()) != 1 else ''} from {label}", ""]
+    lines = [f"{summary[0].upper()}{summary[1:]} {'file' if sum(counts.values()) == 1 else 'files'} from {label}", ""]
     for kind in ("added", "modified", "deleted"):
         if paths[kind]:
             lines.append(f"{kind.capitalize()}:")
@@ -172,7 +177,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     result = SyncResult(course=course.name, dry_run=dry_run)
     report = progress or (lambda event: None)
     counting = traffic.set(result.source_traffic)  # threads run many syncs: reset below
-    limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed))
+    limited = read_limits.set(ReadLimits(course.sync_timeout, course.min_read_speed, course.max_answer_size))
     try:
         with course_lock(config, course.name):
             restored = None if dry_run else backup.restore(config, course)  # a lost repo continues students' history
@@ -191,7 +196,7 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     except SourceError as error:
         result.error = str(error)
         # An embargo names the moment its files appear: refresh then, even after a failure.
-        result.next_release = error.next_release or result.next_release
+        result.next_release = schedulable(error.next_release) or result.next_release
     except GitError as error:
         result.error = f"could not write the snapshot: {error}"
     except Timeout:
@@ -201,11 +206,17 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
             result.error = "could not write the snapshot: the disk is full"
         else:
             result.error = f"could not write the snapshot: {error.strerror or error}"
+    except (RecursionError, OverflowError) as error:
+        # The last line of defence against hostile values (the readers catch what they know):
+        # a per-course error, never a traceback that stops `f2git sync` or the server.
+        result.error = f"the source sent a value f2git cannot read ({_hostile(error)}); the last snapshot stays served"
     finally:
         traffic.reset(counting)
         read_limits.reset(limited)
     result.duration = time.time() - started
-    if result.ok:
+    if result.ok and dry_run:  # a preview changes nothing, so it never says "changed"
+        log.info("%s: preview: %s", course.name, "the next sync would change files" if result.changed else "no change")
+    elif result.ok:
         log.info("%s: %s", course.name, "changed, " + (result.commit or "")[:10] if result.changed else "no change")
     else:
         log.warning("%s: sync failed: %s", course.name, result.error)
@@ -213,6 +224,12 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
         result.status_error = status.record(config, result, started)
     report(Progress(course.name, "finished"))
     return result
+
+
+def _hostile(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "data nested too deeply"
+    return "a number or date out of range"
 
 
 @dataclass
@@ -375,6 +392,7 @@ class SyncRun:
         self.label = source.label
         changes = source.list_changes(self.state.source) if self.memory is not None else None
         self.listing = changes if changes is not None else source.list(self.state.source if self.in_step else {})
+        self.listing.next_release = schedulable(self.listing.next_release)  # year 9999 is "never"
         self.result.listing = "changes" if changes is not None else "whole"
         self.result.next_release = self.listing.next_release
         self.result.withheld = dict(self.listing.withheld)
@@ -404,7 +422,7 @@ class SyncRun:
         self.deletions = sorted(gone)
         files = len(self.current)
         if len(self.deletions) * 2 > files and len(self.deletions) >= MASS_DELETE_MIN and not self.allow_mass_delete:
-            raise SyncRefused(len(self.deletions), files)
+            raise SyncRefused(len(self.deletions), files, self.course.name, self.config.path)
 
     def preview(self) -> None:
         """A dry run's answer: what a sync would add, modify and delete."""

@@ -71,6 +71,15 @@ def read_file(config: "Config", name: str) -> CourseStatus:
     return record
 
 
+def stamp(config: "Config", name: str) -> tuple | None:
+    """What changes whenever the course's status file is rewritten (each write is a new file)."""
+    try:
+        found = _path(config, name).stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
 def read(config: "Config", name: str) -> CourseStatus:
     """The status file plus the repo's commit (one `git rev-parse`: not on an event loop)."""
     from .store import CourseRepo

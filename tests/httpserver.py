@@ -9,7 +9,8 @@ It answers GET with ETag and Last-Modified, honours If-None-Match / If-Modified-
 (304), counts requests and body bytes, and misbehaves on request:
 `truncate` (fewer bytes than Content-Length, then a clean close), `reset` (part of the
 body, then a TCP reset), `error` (500), `hang` (no answer until the server stops) and
-`trickle` (headers at once, then one byte every `trickle_interval` s until the server stops).
+`trickle` (headers at once, then one byte every `trickle_interval` s until the server stops)
+and `endless` (a chunked JSON answer, at full speed, that never ends until the client goes).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-FAULTS = (None, "truncate", "reset", "error", "hang", "trickle")
+FAULTS = (None, "truncate", "reset", "error", "hang", "trickle", "endless")
 _EPOCH = 1_700_000_000  # Last-Modified of the first version; each change adds a second
 
 
@@ -69,6 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "error":
             return self._html(500, "<html><body>Internal Server Error</body></html>")
+        if fault == "endless":
+            return self._endless()
         if resource is None:
             return self._html(404, "<html><body>Not Found</body></html>")
         if self._not_modified(resource):
@@ -98,6 +101,24 @@ class _Handler(BaseHTTPRequestHandler):
             # SO_LINGER 0: close() sends RST instead of FIN.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
+
+    def _endless(self) -> None:
+        owner = self.server.owner
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        item = b'{"key": "x", "size": 1},' * 2700  # ~64 KiB per chunk
+        chunk = b"%x\r\n%s\r\n" % (len(item), item)
+        try:
+            self.wfile.write(b'1\r\n[\r\n')
+            while not owner.released.is_set():
+                self.wfile.write(chunk)
+                with owner.lock:
+                    owner.bytes_sent += len(item)
+        except OSError:  # the client gave up, as it should
+            return
 
     def _trickle(self, body: bytes) -> None:
         owner = self.server.owner

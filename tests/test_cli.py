@@ -172,19 +172,33 @@ def test_check_refuses_what_serve_refuses_and_lists_every_error(tmp_path):
     assert serve.returncode == 2 and "0.0.0.0" in serve.stderr
 
 
-def test_a_busy_port_is_one_line_before_any_link(setup):
+def test_a_busy_port_is_one_line_before_any_link_and_the_hint_names_a_free_port(setup):
+    import re
     import socket
 
     config, _, _ = setup
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+    with socket.socket() as taken, socket.socket() as next_one:
+        while True:  # two busy ports in a row: the hint must not suggest the second
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            try:
+                next_one.bind(("127.0.0.1", port + 1))
+                break
+            except OSError:
+                taken.close()
+                taken = socket.socket()
         taken.listen()
-        port = taken.getsockname()[1]
+        next_one.listen()
         result = f2git(config, "serve", "--port", str(port))
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"f2git: port {port} is already in use (another f2git or program listens there): pick another with"
-        f" `f2git serve --port {port + 1}` or `make run PORT={port + 1}`, or set [server] port"]
+        lines = result.stderr.strip().splitlines()
+        suggested = int(re.search(r"the free port (\d+)", lines[0]).group(1))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", suggested))  # it really is free
+    assert result.returncode == 2 and suggested not in (port, port + 1)
+    assert lines == [
+        f"f2git: port {port} is already in use (another f2git or program listens there): pick another, e.g. the"
+        f" free port {suggested}, with `f2git serve --port {suggested}` or `make run PORT={suggested}`,"
+        " or set [server] port"]
     assert "git-pull" not in result.stdout and "Traceback" not in result.stderr
 
 

@@ -140,7 +140,7 @@ def test_undecidable_conditions_are_counted_by_reason_never_named(fake):
                                 "section restriction (teacher token)": 1}
     assert listing.next_release == FUTURE  # a date is not "cannot decide": it is a refresh moment
     assert fake.connector().check() == \
-        "1 released files; withheld: 1 × completion/group restriction, 2 × grade restriction," \
+        "1 released file; withheld: 1 × completion/group restriction, 2 × grade restriction," \
         " 1 × section restriction (teacher token)"
     fake.put(f"w3/odd/{SECRET_NAME}", b"x", availability=availability(ws.tree("&", {"type": f"x-{SECRET_NAME}"})))
     assert fake.connector().list({}).withheld["unknown restriction"] == 1  # a plugin's name, or nothing

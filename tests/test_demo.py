@@ -73,7 +73,10 @@ def open_in_lab(page: Page, link: str) -> None:
 
 def test_make_run_link_opens_jupyterlab_keeps_the_edit_brings_the_change_and_stops_together(demo, page):
     process, link, source, student, log = demo
-    open_in_lab(page, link)
+    # every link `make run` prints opens in a fresh browser: f2git's own banner carries the token too
+    banner = wait_for_line(log, r"nbgitpuller link:\s+(\S+)", process).group(1)
+    assert banner == link and "token=" in link
+    open_in_lab(page, banner)
     assert (student / "week1" / "01-welcome.ipynb").is_file()
 
     # the student edits README.md in JupyterLab's editor and saves it

@@ -22,6 +22,8 @@ def test_the_wheel_from_the_sdist_installs_and_runs_outside_the_checkout(tmp_pat
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("f2git-*-py3-none-any.whl")
     assert list((tmp_path / "dist").glob("f2git-*.tar.gz"))
+    from f2git import __version__
+    assert wheel.name == f"f2git-{__version__}-py3-none-any.whl"  # the version comes from one place
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("f2git/templates/index.html", "f2git/static/dashboard.js", "pullhook/remote_helper.py",
                    "connectors/canvas.py", "f2git/backup.py", "f2git/demo.py"):
@@ -54,4 +56,4 @@ assert (TEMPLATES / "index.html").is_file()
     assert ran.returncode == 0, ran.stderr
     version = subprocess.run([sys.executable, "-m", "f2git.cli", "--version"], cwd=tmp_path, env=env,
                              capture_output=True, text=True)
-    assert version.stdout.startswith("f2git ")
+    assert version.stdout.strip() == f"f2git {__version__}"

@@ -17,6 +17,7 @@ import tornado.web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from connectors.base import counted
 from f2git.config import Config
 from f2git.hubgroups import keep_groups
 from f2git.metrics import Metrics
@@ -239,8 +240,8 @@ async def _serve(config: Config) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     await server.start()
-    log.info("serving %d course(s) at http://%s:%d (students use %s/git/<course>)",
-             len(config.courses), config.server.host, config.server.port, config.server.public_url)
+    log.info("serving %s at http://%s:%d (students use %s/git/<course>)",
+             counted(len(config.courses), "course"), config.server.host, config.server.port, config.server.public_url)
     await stopping.wait()
     log.info("stopping")
     await server.stop()

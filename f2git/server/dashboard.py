@@ -20,6 +20,8 @@ import tornado.iostream
 import tornado.web
 
 import connectors
+from connectors._time import schedulable
+from connectors.base import counted
 from f2git import explain, filetree, roster, status, words
 from f2git.config import CourseConfig
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link, door_link, snippets
@@ -252,7 +254,8 @@ class DashboardHandler(BaseHandler):
             self.check_xsrf_cookie()
 
     def get_template_namespace(self) -> dict[str, Any]:
-        return {**super().get_template_namespace(), "moment": Moment, "megabytes": explain.megabytes}
+        return {**super().get_template_namespace(), "moment": Moment, "megabytes": explain.megabytes,
+                "counted": counted}
 
     def render_page(self, template: str, **values: Any) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -297,7 +300,7 @@ class DashboardHandler(BaseHandler):
     @staticmethod
     def _next_release(record: status.CourseStatus) -> Moment | None:
         try:
-            moment = release_time(record.next_release)
+            moment = schedulable(release_time(record.next_release))  # year 9999 is "not scheduled"
         except ValueError:
             return None
         return Moment(moment.timestamp()) if moment else None

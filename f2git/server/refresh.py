@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from connectors.base import counted
 from f2git import status
 from f2git.config import Config, CourseConfig
 from f2git.snapshot import Progress, SyncResult, sync_course
@@ -53,6 +54,7 @@ class CourseState:
     mass_delete: bool = False  # whether the sync in flight may mass-delete
     waiting: int = 0  # clicks waiting for the sync in flight
     clicks: dict[str, float] = field(default_factory=dict)  # client -> monotonic end of its click's refresh
+    stamp: tuple | None = None  # status.stamp of the file `record` was read from
 
     @property
     def has_snapshot(self) -> bool:
@@ -85,10 +87,11 @@ class Refresher:
                                 slow_after=max(1.0, min(config.server.refresh_wait, SLOW_AFTER)))
         self._courses: dict[str, CourseState] = {}
         for name in config.courses:
+            stamp = status.stamp(config, name)  # before reading: a write after it is noticed later
             record = status.read_file(config, name)  # JSON only: the heads load later, off the loop
             self._courses[name] = CourseState(
                 name, record, checked=record.last_check or 0.0,
-                failed=(record.last_error_at or 0.0) if record.last_error else None)
+                failed=(record.last_error_at or 0.0) if record.last_error else None, stamp=stamp)
         self._result_listeners: list[Callable[[SyncResult], None]] = []
         self._progress_listeners: list[Callable[[Progress], None]] = []
         self._click_listeners: list[Callable[[str, str, float], None]] = []
@@ -152,7 +155,17 @@ class Refresher:
         await self._load_head(state)
         return state.has_snapshot
 
+    def _notice_outside_syncs(self, state: CourseState) -> None:
+        """`f2git sync` beside the server moved main and rewrote the status file: take both in,
+        so pages and API show the snapshot git serves, not the one this server last made."""
+        if state.sync is not None:
+            return  # its outcome is read back when it ends
+        stamp = status.stamp(self.config, state.name)
+        if stamp is not None and stamp != state.stamp:  # a file gone or unreadable is no news: memory knows more
+            state.record, state.stamp, state.head_known = status.read_file(self.config, state.name), stamp, False
+
     async def _load_head(self, state: CourseState) -> None:
+        self._notice_outside_syncs(state)
         if state.head_known:
             return
         if state.head_loading is None:
@@ -213,12 +226,13 @@ class Refresher:
         "Refresh now"), so it goes ahead of scheduled checks."""
         state = self._courses[course.name]
         if state.sync is None:
-            def work() -> tuple[float, float, SyncResult, status.CourseStatus | None]:
+            def work() -> tuple[float, float, SyncResult, status.CourseStatus | None, tuple | None]:
                 started, started_at = time.time(), self._clock()  # wall time for the record, clock for the TTL
                 result = sync_course(self.config, course, allow_mass_delete=allow_mass_delete, progress=progress)
                 # What was recorded, read back in this thread (a CLI sync may have added to it too).
+                stamp = status.stamp(self.config, course.name)
                 recorded = None if result.status_error else status.read_file(self.config, course.name)
-                return started, started_at, result, recorded
+                return started, started_at, result, recorded, stamp
 
             loop = asyncio.get_running_loop()
 
@@ -303,7 +317,7 @@ class Refresher:
 
     async def _run(self, state: CourseState, job: Job) -> SyncResult:
         try:  # cancelled when the server stops before the sync started
-            started, started_at, result, recorded = await job.future
+            started, started_at, result, recorded, stamp = await job.future
         except Exception:
             # sync_course reports source and git trouble in its result; this is a bug.
             log.exception("course %s: sync crashed", state.name)
@@ -314,6 +328,8 @@ class Refresher:
         finally:
             state.sync = state.job = None
         self._remember(state, result, started, recorded, started_at)
+        if recorded is not None:
+            state.stamp = stamp
         self._tell(self._result_listeners, result)
         return result
 
@@ -334,12 +350,13 @@ class Refresher:
             state.checked, state.failed = started_at, None
         else:
             state.failed = self._clock()
+            state.head_known = False  # main may have moved meanwhile (`f2git sync` beside the server)
 
     async def close(self) -> None:
         """Let syncs in flight finish (they hold file locks and write refs), then stop the workers."""
         self._lanes.drop_queued()  # never started: nothing to finish
         running = [state.sync for state in self._courses.values() if state.sync is not None]
         if running:
-            log.info("waiting for %d sync(s) to finish", len(running))
+            log.info("waiting for %s to finish", counted(len(running), "sync"))
             await asyncio.gather(*running, return_exceptions=True)
         self._lanes.close()

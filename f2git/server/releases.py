@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from apscheduler.triggers.date import DateTrigger
 
-from connectors._time import iso_time
+from connectors._time import any_time, schedulable
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -29,16 +29,12 @@ RELEASE_DELAY = timedelta(seconds=2)
 
 
 def release_time(value: Any) -> datetime | None:
-    """A next release (datetime, ISO text or epoch seconds) as an aware datetime; ValueError if unreadable."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, (int, float)):
-        moment = datetime.fromtimestamp(value, timezone.utc)
-    else:
-        return iso_time(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    """A next release (datetime, ISO text or epoch seconds) as an aware datetime, clamped to
+    datetime's range; ValueError if unreadable."""
+    try:
+        return any_time(value)
+    except TypeError:
+        raise ValueError(f"not a moment: {type(value).__name__}") from None
 
 
 class ReleaseSchedule:
@@ -60,7 +56,10 @@ class ReleaseSchedule:
     def restore(self, records: "Iterable[CourseStatus]") -> None:
         """At startup: plan every course's stored next release; catch up on missed ones now."""
         for record in records:
-            self.plan(record.course, record.next_release, catch_up=True)
+            try:
+                self.plan(record.course, record.next_release, catch_up=True)
+            except Exception:  # one course's record never stops the server or another course
+                log.warning("course %s: cannot plan its next release %r", record.course, record.next_release)
 
     def plan(self, course: str, next_release: Any, *, catch_up: bool = False) -> None:
         """Refresh `course` just after `next_release`, replacing its earlier plan; None clears it."""
@@ -70,6 +69,7 @@ class ReleaseSchedule:
             log.warning("course %s: cannot read next release time %r", course, next_release)
             return
         now = self.clock()
+        moment = schedulable(moment, now)  # "never" (year 9999) plans nothing
         if moment is None or (moment <= now and not catch_up):
             if self.scheduler.get_job(self.job_id(course)):
                 self.scheduler.remove_job(self.job_id(course))

@@ -121,6 +121,7 @@ function linkBuilder(form) {
     if (!answer.ok) { say(status, body.error || `No link (${answer.status}).`, "failed"); return; }
     pathInput.value = path;
     target.textContent = path || "the course folder";
+    form.querySelector(".folder-instead").hidden = !path;  // no "instead" for what is chosen
     document.getElementById("door-link").value = body.door;
     document.getElementById("link").value = body.link;
     document.getElementById("link-markdown").value = body.markdown;
