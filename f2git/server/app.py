@@ -26,7 +26,7 @@ from f2git.roster import RosterKeeper, uses_roster
 
 from . import api, dashboard, door, git, lti, members, prometheus, pull
 from .auth import Auth, HubAuth, TokenAuth, make_auth
-from .base import SecurityHeaders
+from .headers import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
                           raise_open_files_limit)
 from .git import Backends

@@ -23,8 +23,8 @@ import connectors
 from connectors._time import schedulable
 from connectors.base import counted
 from f2git import explain, filetree, roster, status, words
-from f2git.config import CourseConfig
-from f2git.links import APPS, BadLinkPath, check_in_course, course_link, door_link, snippets
+from f2git.config import APPS, CourseConfig
+from f2git.links import BadLinkPath, check_in_course, course_link, door_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
 from f2git.store import CourseRepo
 
