@@ -439,7 +439,7 @@ class SyncRun:
 
     def _writer(self) -> SnapshotWriter:
         if self.writer is None:
-            self.writer = self.repo.writer(self.head)
+            self.writer = self.repo.writer(self.head or self.repo.empty_root())
         return self.writer
 
     def commit(self) -> None:
