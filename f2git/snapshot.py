@@ -71,6 +71,7 @@ class SyncResult:
     source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
     status_error: str | None = None  # why this outcome could not be written to the status file
     listing: str = ""  # how the source was listed: "whole", or "changes" only (Connector.list_changes)
+    held: list[str] = field(default_factory=list)  # retracted files the source still offers, held back
 
     def to_json(self) -> dict:
         if not self.ok:
@@ -89,6 +90,8 @@ class SyncResult:
             data["status_error"] = self.status_error
         if self.withheld:
             data["withheld"] = self.withheld
+        if self.held:
+            data["held"] = self.held
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths
@@ -287,6 +290,7 @@ class SyncRun:
         self.unread: set[str] = set()  # listed but gone when opened (EntryGone): as they were in `head`
         self.recorded: tuple[dict[str, Row], list[str] | set[str]] = ({}, [])  # rows written, removed
         self.commit_id: str | None = None
+        self.unheld: list[str] = []  # retracted files whose new version this run publishes
 
     def run(self, connector: Connector) -> None:
         try:
@@ -393,7 +397,11 @@ class SyncRun:
     def plan(self) -> None:
         """What to download (new or changed version) and delete; refuse a mass delete."""
         looked_at = self.wanted.keys() if self.candidates is None else self.candidates & self.wanted.keys()
-        self.fetch = sorted(path for path in looked_at
+        # Retracted files (release.py) stay out while the source offers the version retracted.
+        held = {path: version for path, version in self.store.held().items() if path in self.wanted}
+        self.unheld = [path for path, version in held.items() if version and self.wanted[path].version != version]
+        self.result.held = sorted(held.keys() - set(self.unheld))
+        self.fetch = sorted(path for path in looked_at if path not in held or path in self.unheld
                             if (row := self.known.get(path)) is None or row.version != self.wanted[path].version)
         gone = self.current.keys() - self.wanted.keys() if self.candidates is None else \
             (path for path in self.candidates if path in self.current and path not in self.wanted)
@@ -479,6 +487,8 @@ class SyncRun:
         if self.commit_id != self.head:
             self.writer.publish(self.commit_id, self.head)
         self.result.commit = self.commit_id
+        if self.unheld:  # the source has a new version of a retracted file: it is released again
+            self.store.unhold(self.unheld)
 
     def remember(self) -> None:
         """Keep this run's selection and state for the next run of the course (see _Memory)."""

@@ -124,6 +124,18 @@ def applied(current: CourseStatus, result: "SyncResult", started: float) -> Cour
     return current
 
 
+def record_retraction(config: "Config", name: str, event: dict[str, Any], mapping: dict[str, str]) -> None:
+    """Add a retract (f2git/release.py) to the course's history; the commit ids of earlier events
+    follow the rewrite, so none names a commit that is gone. Under the course lock."""
+    current = read_file(config, name)
+    for earlier in current.history:
+        if earlier.get("commit") in mapping:
+            earlier["commit"] = mapping[earlier["commit"]]
+    current.history = [event, *current.history][:HISTORY]
+    current.last_change = event["time"]
+    _write(config, current)
+
+
 def describe_os_error(error: OSError) -> str:
     if error.errno == errno.ENOSPC:
         return "the disk is full"
