@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 
-from . import __version__, explain, hubconfig, status
+from . import __version__, explain, hubconfig, release_cli, status
 from .config import Config, ConfigError, load
 from .links import course_link, git_url, link_in_course
 
@@ -231,6 +231,7 @@ COMMANDS = {
                    "f2git hub-config >> /etc/jupyterhub/jupyterhub_config.py"),
     "check": ("Check the config (every error at once) and try each source's credentials.",
               "f2git --config config/f2git.toml check"),
+    **release_cli.COMMANDS,
 }
 
 
@@ -282,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
 
     check = command("check", cmd_check)
     check.add_argument("courses", nargs="*", metavar="COURSE")
+    release_cli.add_commands(command)
     return top
 
 

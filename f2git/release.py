@@ -41,7 +41,12 @@ MAX_PATHS = 1000  # paths one retract may name
 
 
 class ReleaseError(Exception):
-    """A release-control request was refused or failed; the message says why, safe to show."""
+    """A release-control request was refused or failed; the message says why, safe to show.
+    `status`: the HTTP status that fits (400 bad request, 404 nothing to act on, 409 busy)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -73,7 +78,7 @@ def clean_paths(paths: list[str]) -> list[str]:
     cleaned = []
     for raw in paths:
         try:
-            cleaned.append(safe_path(raw.strip("/") if isinstance(raw, str) else raw))
+            cleaned.append(safe_path(raw.rstrip("/") if isinstance(raw, str) else raw))
         except UnsafePath as error:
             raise ReleaseError(f"{str(raw)[:200]!r} is not a path inside the course: {error}") from None
     return sorted(set(cleaned))
@@ -161,7 +166,7 @@ def rewrite(repo: CourseRepo, head: str, targets: list[str]) -> tuple[dict[str, 
     Returns old -> new id of every rewritten commit, and the first old commit rewritten."""
     touching = repo.git("--literal-pathspecs", "rev-list", "--first-parent", "--reverse", head, "--", *targets).split()
     if not touching:
-        raise ReleaseError(f"no snapshot holds {', '.join(targets)}")
+        raise ReleaseError(f"no snapshot holds {', '.join(targets)}", 404)
     first = touching[0]
     parents = repo.git("rev-list", "--parents", "-n", "1", first).split()[1:]
     span = f"{parents[0]}..{head}" if parents else head
@@ -210,6 +215,11 @@ def rewrites(config: "Config", name: str) -> dict[str, str]:
         return {str(k): str(v) for k, v in data.get("map", {}).items()}
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+def rewritten(config: "Config", name: str) -> bool:
+    """Whether a retract ever rewrote the course's history (one stat, no read)."""
+    return rewrites_path(config, name).exists()
 
 
 def _save_rewrites(config: "Config", name: str, mapping: dict[str, str]) -> None:
@@ -281,9 +291,9 @@ def retract(config: "Config", course: "CourseConfig", paths: list[str], *, reaso
         with lock:
             return _retract_locked(config, course, targets, reason, who)
     except Timeout:
-        raise ReleaseError("a sync of this course is still running; try again when it ends") from None
+        raise ReleaseError("a sync of this course is still running; try again when it ends", 409) from None
     except GitError as error:
-        raise ReleaseError(f"could not rewrite the history: {error}") from None
+        raise ReleaseError(f"could not rewrite the history: {error}", 500) from None
 
 
 def _retract_locked(config: "Config", course: "CourseConfig", targets: list[str], reason: str,
@@ -291,7 +301,7 @@ def _retract_locked(config: "Config", course: "CourseConfig", targets: list[str]
     repo = CourseRepo.for_course(config, course.name)
     head = repo.head()
     if head is None:
-        raise ReleaseError(f"course {course.name} has no snapshot")
+        raise ReleaseError(f"course {course.name} has no snapshot", 404)
     repo.recover()
     in_head = [path for path in repo.files(head) if matches(path, targets)]
     mapping, first = rewrite(repo, head, targets)
@@ -337,7 +347,7 @@ def release_again(config: "Config", course: "CourseConfig", paths: list[str]) ->
     store = StateStore.for_course(config, course.name)
     held = [path for path in store.held() if matches(path, targets)]
     if not held:
-        raise ReleaseError(f"none of {', '.join(targets)} is held back")
+        raise ReleaseError(f"none of {', '.join(targets)} is held back", 404)
     with course_lock(config, course.name):
         store.unhold(held)
     return held

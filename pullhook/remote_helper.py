@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -170,6 +171,13 @@ def transport_env(env: Mapping[str, str], fetch_url: str, target: Target, token:
 
 def prepare(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """The transport command and its environment for one helper invocation."""
+    command, transport, _ = plan(remote, address, env)
+    return command, transport
+
+
+def plan(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str], Bridge | None]:
+    """prepare()'s command and environment, and the history bridge to build after the transport
+    ends (when f2git rewrote the course's history and git runs in a repository), else None."""
     target = parse_address(address)
     token = env.get(TOKEN_VARIABLE, "")
     if token and (reason := untrusted(target, env)):
@@ -185,7 +193,30 @@ def prepare(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str
     scheme = urlsplit(fetch_url).scheme
     if scheme not in ("http", "https"):
         raise HelperError(f"f2git named a mirror with an unsupported scheme: {scheme!r}")
-    return ["git", f"remote-{scheme}", remote, fetch_url], transport_env(env, fetch_url, target, token)
+    bridge = Bridge(target, token, timeout, env["GIT_DIR"]) if answer.get("rewrites") and env.get("GIT_DIR") else None
+    return ["git", f"remote-{scheme}", remote, fetch_url], transport_env(env, fetch_url, target, token), bridge
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """What pullhook/bridge.py needs once the fetch has brought the rewritten history."""
+
+    target: Target
+    token: str
+    timeout: float
+    git_dir: str
+
+    def run(self) -> None:
+        from pullhook import bridge
+
+        try:
+            mapping = bridge.fetch_rewrites(self.target.base, self.target.course, self.token, self.timeout)
+            if bridge.bridge(self.git_dir, mapping):
+                print(f"f2git: {self.target.course}: your instructor took back files released by mistake;"
+                      " your copy was linked to the corrected history (your edits are kept)",
+                      file=sys.stderr, flush=True)
+        except (OSError, ValueError, RuntimeError) as error:  # the merge then says what is wrong
+            print(f"f2git: could not link your copy to the corrected history: {error}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,10 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) != 3:
         sys.exit("usage: git-remote-f2git REMOTE URL (run by git for f2git:// URLs)")
     try:
-        command, env = prepare(argv[1], argv[2], os.environ)
+        command, env, bridge = plan(argv[1], argv[2], os.environ)
     except HelperError as error:
         sys.exit(refuse(str(error)))
-    os.execvpe(command[0], command, env)
+    if bridge is None:
+        os.execvpe(command[0], command, env)
+    # git waits for this helper to exit before its fetch returns: the bridge is in place
+    # before nbgitpuller merges
+    code = subprocess.call(command, env=env)
+    if code == 0:
+        bridge.run()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Callable
 
 import tornado.web
@@ -77,14 +76,7 @@ class RefreshHandler(JsonHandler):
         self.write_json(result.to_json())
 
     def refresh_options(self) -> dict[str, Any]:
-        if not self.request.body.strip():
-            return {}
-        try:
-            body = json.loads(self.request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Refusal(400, f"request body is not valid JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise Refusal(400, "request body must be a JSON object")
+        body = self.json_object()
         for key, value in body.items():
             if key not in REFRESH_OPTIONS:
                 raise Refusal(400, f"unknown option {key!r} (known: {', '.join(REFRESH_OPTIONS)})")

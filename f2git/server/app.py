@@ -20,7 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from f2git.config import Config
 from f2git.metrics import Metrics
 
-from . import api, dashboard, git, prometheus, pull
+from . import api, dashboard, git, prometheus, pull, releasectl
 from .auth import Auth, TokenAuth, make_auth
 from .base import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
@@ -51,7 +51,7 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     pack_cache = git.make_pack_cache(config, backends, refresher)
     metrics.watch_pack_cache(pack_cache)
     return tornado.web.Application(
-        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + prometheus.ROUTES
+        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + releasectl.ROUTES + pull.ROUTES + prometheus.ROUTES
                                                  + dashboard.routes(refresher)) + auth.extra_handlers(),
         transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),

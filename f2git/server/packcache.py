@@ -477,6 +477,22 @@ class PackCache:
             self._snapshots[course] = known
         return known[1]
 
+    def drop_course(self, course: str) -> None:
+        """Forget every answer of `course`, on disk and in memory, and the request templates that
+        name its commits (after a history rewrite: they may hold retracted bytes); then build
+        ahead for the `main` served now."""
+        for key in [key for key, entry in self._entries.items() if entry.request.course == course]:
+            self._drop(key)
+        shutil.rmtree(self.root / course, ignore_errors=True)
+        templates = self._templates.get(course)
+        if templates:
+            for template in [template for template in templates if OID.search(template[5])]:
+                del templates[template]
+            self._save_templates()
+        for known in (self._heads, self._history, self._snapshots):
+            known.pop(course, None)
+        self.head(course)
+
     def snapshot_published(self, course: str) -> None:
         """Called after a sync: look at `main` now, and build ahead if it moved."""
         self.head(course)
