@@ -239,7 +239,8 @@ def _copy_to_backup(config: "Config", name: str, repo: CourseRepo) -> str | None
     if target is None or not (target / "HEAD").is_file():
         return None
     try:
-        _run(repo, "push", "--quiet", "--no-verify", "--force", str(target), f"{BRANCH}:{BRANCH}")
+        # fetched into the backup: it refuses non-fast-forward pushes (receive.denyNonFastForwards)
+        _run(CourseRepo(target), "fetch", "--quiet", "--no-tags", str(repo.path), f"+{BRANCH}:{BRANCH}")
         purge(target)
     except GitError as error:
         log.warning("%s: the backup %s could not be rewritten: %s", name, target, error)
