@@ -3,17 +3,20 @@ next click still works. Everything is real: the `local` source, a running f2git 
 smart HTTP (protocol v0 and v2), unmodified nbgitpuller, and pullhook as git runs it."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from f2git.config import parse
 from f2git.store import CourseRepo
 from f2git.syncstate import StateStore
+from tests.pagehelpers import xsrf
 from tests.repohelpers import SourceFolder, Student, git, isolated_git
-from tests.serverhelpers import RunningServer, config_factory
+from tests.serverhelpers import RunningServer, config_factory, wait_until
 
 COURSE = "cs101"
 SECRET = "EXAM-SOLUTIONS-7f3a9c: the answer is 42"
@@ -237,7 +240,6 @@ def serve_with_tokens(tmp_path, instructor, monkeypatch):
 
 
 def retract_as(server, token: str, *paths: str, headers: dict | None = None) -> tuple[int, bytes]:
-    import json
     status, _, body = server.request("POST", f"/api/courses/{COURSE}/retract", json.dumps({"paths": list(paths)}).encode(),
                                      headers={"Content-Type": "application/json", "Authorization": f"token {token}",
                                               **(headers or {})})
@@ -322,3 +324,28 @@ def test_students_cross_site_posts_and_paths_outside_the_course_are_refused(tmp_
             assert status == 400 and b"not a path inside the course" in body, (path, body)
         status, body = retract_as(server, "manager-token", "never-released.txt")
         assert status == 404 and b"no snapshot holds never-released.txt" in body
+
+
+def test_the_dashboard_retracts_after_a_confirmation_and_shows_what_is_held(tmp_path, instructor):
+    with serve(tmp_path, instructor) as server:
+        git("clone", "-q", "--depth", "1", server.git_url(COURSE), tmp_path / "c0")
+        instructor.write(LEAK, SECRET + "\n")
+        server.post_json(f"/api/courses/{COURSE}/refresh")
+        session = requests.Session()
+        page = server.url + f"/courses/{COURSE}"
+        assert "cannot</strong> take back copies students already" in session.get(page).text
+        no_xsrf = session.post(page + "/retract", data={"paths": LEAK, "confirm": "yes"}, allow_redirects=False)
+        assert no_xsrf.status_code == 403 and LEAK in CourseRepo.for_course(server.config, COURSE).files(head(server))
+        token = xsrf(session, page)
+        unconfirmed = session.post(page + "/retract", data={"_xsrf": token, "paths": LEAK}, allow_redirects=False)
+        assert unconfirmed.status_code == 400 and "Tick the box" in unconfirmed.text
+        done = session.post(page + "/retract", data={"_xsrf": token, "paths": LEAK + "\n", "confirm": "yes",
+                                                      "reason": "too early"}, allow_redirects=False)
+        assert done.status_code == 303
+        assert LEAK not in CourseRepo.for_course(server.config, COURSE).files(head(server))
+        shown = session.get(page).text
+        assert "<strong>Retracted</strong>" in shown and "too early" in shown and "Held back" in shown
+        assert SECRET not in shown
+        again = session.post(page + "/release-again", data={"_xsrf": token, "path": LEAK}, allow_redirects=False)
+        assert again.status_code == 303
+        assert wait_until(lambda: LEAK in CourseRepo.for_course(server.config, COURSE).files(head(server)))

@@ -25,6 +25,7 @@ from f2git.config import CourseConfig
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
 from f2git.store import CourseRepo
+from f2git.syncstate import StateStore
 
 from .base import BaseHandler, Refusal
 from .refresh import Refresher
@@ -127,6 +128,7 @@ class HistoryItem:
     error: str | None = None  # a failure
     repeats: int = 1  # the same failure, this many times in a row
     since: Moment | None = None  # the first of those
+    retract: dict | None = None  # a retract (f2git/release.py): who, retracted, reason, rewritten
 
 
 def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> list[HistoryItem]:
@@ -143,6 +145,8 @@ def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> li
                 last.since = moment
             else:
                 items.append(HistoryItem(moment, error=event.get("error") or "unknown error"))
+        elif event.get("kind") == "retract":
+            items.append(HistoryItem(moment, commit=event.get("commit"), retract=event))
         elif event.get("changed") and event.get("commit"):
             items.append(HistoryItem(moment, commit=event["commit"], paths=event.get("paths") or {},
                                      counts={k: event.get(k, 0) for k in ("added", "modified", "deleted")}))
@@ -334,7 +338,8 @@ class CoursePage(DashboardHandler):
         view = self.course_view(course, time.time())
         files = filetree.snapshot_files(repo, view["record"].commit)
         return {**view, "tree": filetree.tree(files), "paths": filetree.paths(files),
-                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS))}
+                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS)),
+                "held": sorted(StateStore.for_course(self.config, course.name).held())}
 
 
 class RefreshAction(DashboardHandler):
@@ -466,6 +471,8 @@ def link_title(course: str, path: str) -> str:
 
 def routes(refresher: Refresher) -> list[tuple]:
     """The dashboard's routes; `refresher` is the server's, shared with clicks and the schedule."""
+    from . import releasepages  # its handlers are dashboard pages
+
     board = ProgressBoard(refresher)
     course = r"/courses/(?P<name>[^/]+)"
     return [
@@ -475,5 +482,6 @@ def routes(refresher: Refresher) -> list[tuple]:
         (course + r"/events", ProgressEvents, {"board": board}),
         (course + r"/preview", PreviewAction),
         (course + r"/link", LinkAction),
+        *releasepages.routes(course),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
     ]
