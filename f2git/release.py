@@ -222,15 +222,26 @@ def rewritten(config: "Config", name: str) -> bool:
     return rewrites_path(config, name).exists()
 
 
-def _save_rewrites(config: "Config", name: str, mapping: dict[str, str]) -> None:
+def rewrite_info(config: "Config", name: str) -> dict:
+    """The whole record: `map`, `last` (time of the last retract), `root` (a root was rewritten)."""
+    try:
+        data = json.loads(rewrites_path(config, name).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_rewrites(config: "Config", name: str, mapping: dict[str, str], root: bool) -> None:
     """Add one retract's mapping; earlier ones are carried forward to the newest ids."""
+    known = rewrite_info(config, name)
     combined = {old: mapping.get(new, new) for old, new in rewrites(config, name).items()}
     combined.update(mapping)
     target = rewrites_path(config, name)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, scratch = tempfile.mkstemp(prefix=f".{name}.", dir=target.parent)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"course": name, "map": combined}, handle)
+        json.dump({"course": name, "map": combined, "last": time.time(), "root": root or bool(known.get("root"))},
+                  handle)
     os.replace(scratch, target)
 
 
@@ -314,7 +325,7 @@ def _retract_locked(config: "Config", course: "CourseConfig", targets: list[str]
     lines += ["prepare", "commit"]
     repo.git("update-ref", "--stdin", input=("\n".join(lines) + "\n").encode())
     # From here on the new history is served; what follows removes the old one everywhere.
-    _save_rewrites(config, course.name, mapping)
+    _save_rewrites(config, course.name, mapping, root)
     purge(repo.path)
     _drop_stored_answers(config, course.name, new_head)
     store = StateStore.for_course(config, course.name)

@@ -43,6 +43,7 @@ TRUSTED_VARIABLE = "F2GIT_PULLHOOK_TRUSTED"  # origins (or URLs) separated by sp
 # What a single-user server knows of its hub: the API (often an in-cluster address) and,
 # where the hub sets them, its public URLs.
 HUB_URL_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_PUBLIC_URL", "JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_HOST")
+BRIDGE_HEADER = "X-F2git-Bridge"  # f2git's server/rewritenotice.py: this client bridges rewritten histories
 DEFAULT_TIMEOUT = 60.0  # s; the server bounds its own wait by refresh_wait
 
 
@@ -156,15 +157,20 @@ def refuse(reason: str, stdin=None, stdout=None, stderr=None) -> int:
 
 def transport_env(env: Mapping[str, str], fetch_url: str, target: Target, token: str) -> dict[str, str]:
     """`env` plus the token as an extra header, scoped to f2git's URL, appended to GIT_CONFIG_*."""
-    result = dict(env)
     if not token or origin(fetch_url) != origin(target.base):
-        return result  # a mirror host never sees the hub token
+        return dict(env)  # a mirror host never sees the hub token
+    return with_config(env, f"http.{target.base}/.extraHeader", f"Authorization: token {token}")
+
+
+def with_config(env: Mapping[str, str], key: str, value: str) -> dict[str, str]:
+    """`env` plus one git setting, appended to GIT_CONFIG_COUNT/KEY/VALUE."""
+    result = dict(env)
     try:
         count = int(result.get("GIT_CONFIG_COUNT", "0"))
     except ValueError:
         count = 0
-    result[f"GIT_CONFIG_KEY_{count}"] = f"http.{target.base}/.extraHeader"
-    result[f"GIT_CONFIG_VALUE_{count}"] = f"Authorization: token {token}"
+    result[f"GIT_CONFIG_KEY_{count}"] = key
+    result[f"GIT_CONFIG_VALUE_{count}"] = value
     result["GIT_CONFIG_COUNT"] = str(count + 1)
     return result
 
@@ -194,7 +200,10 @@ def plan(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str], 
     if scheme not in ("http", "https"):
         raise HelperError(f"f2git named a mirror with an unsupported scheme: {scheme!r}")
     bridge = Bridge(target, token, timeout, env["GIT_DIR"]) if answer.get("rewrites") and env.get("GIT_DIR") else None
-    return ["git", f"remote-{scheme}", remote, fetch_url], transport_env(env, fetch_url, target, token), bridge
+    transport = transport_env(env, fetch_url, target, token)
+    if bridge is not None:  # f2git need not tell the student to backup and resync: this helper bridges
+        transport = with_config(transport, f"http.{target.base}/.extraHeader", f"{BRIDGE_HEADER}: 1")
+    return ["git", f"remote-{scheme}", remote, fetch_url], transport, bridge
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,11 @@ class Student(Folder):
 
         GitPuller runs git with os.environ: use `isolated_git` in the test."""
         puller = GitPuller(self.git_url, str(self.path), branch="main", depth=self.depth, backup=backup)
-        lines = list(puller.pull())
-        self.log.extend(lines)
+        lines: list[str] = []
+        try:
+            lines.extend(puller.pull())
+        finally:  # a failed click's lines too: what the student's page showed
+            self.log.extend(lines)
         return lines
 
     def is_shallow(self) -> bool:

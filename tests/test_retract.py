@@ -214,8 +214,10 @@ def test_a_late_joiner_without_pullhook_gets_backup_and_resync(tmp_path, instruc
         retract(server, LEAK)
         with pytest.raises(Exception) as failed:
             late.click()
-        # nbgitpuller's merge error: its page offers "Backup and resync"
-        assert "merge" in str(failed.value).lower() or "merge" in " ".join(late.log).lower()
+        # nbgitpuller's merge error: its page offers "Backup and resync"; its log says why
+        assert failed.value.cmd[5] == "merge"
+        told = [line for line in late.log if "remote: f2git:" in line]
+        assert len(told) == 1 and "took back files" in told[0] and "Backup and resync" in told[0], late.log
         late.click(backup=True)
         backups = [p for p in late.path.parent.iterdir() if p.name.startswith(f"{COURSE}_backup_")]
         assert len(backups) == 1 and (backups[0] / "my-notes.md").read_text() == "notes of late\n"
@@ -263,7 +265,8 @@ def test_a_late_joiner_with_pullhook_clicks_on_with_edits_kept(tmp_path, instruc
         assert status == 200, body
         late.click()
         assert_updated(late, mine)
-        assert any("took back files" in line for line in late.log)
+        assert any("your copy was linked to the corrected history" in line for line in late.log)
+        assert not any("Backup and resync" in line for line in late.log)  # pullhook bridged it: no need
         assert late.read(LEAK) == SECRET + "\n"  # their copy stays theirs, untracked now
         early.click()
         assert_updated(early, mine_early)

@@ -29,6 +29,7 @@ import tornado.web
 from f2git.config import Config, CourseConfig
 from f2git.store import git_command
 
+from . import rewritenotice
 from .base import BaseHandler, Refusal
 from .packcache import CHUNK, GitRequest, PackCache, Reader
 from .refresh import Refresher
@@ -254,6 +255,8 @@ def check_request(body: bytes) -> set[str]:
 @tornado.web.stream_request_body
 class GitHandler(BaseHandler):
     _client_gone = False
+    _notice: str | None = None
+    _sideband = False
     _body: bytearray | None = None
     _body_too_large = False
 
@@ -315,6 +318,9 @@ class GitHandler(BaseHandler):
         wants = check_request(body)
         if not body.startswith(LS_REFS):  # a fetch: the last git request of a click
             self.refresher.click_fetched(self.course.name, self.click_client())
+            self._notice = rewritenotice.notice(self.config, self.course.name, body,
+                                                bool(self.request.headers.get(rewritenotice.BRIDGE_HEADER)))
+            self._sideband = b"side-band" in body
         commit = self.cache.head(self.course.name)
         if commit is None:  # no snapshot: the fetch after a placeholder advertisement
             self.answer_no_snapshot()
@@ -378,9 +384,13 @@ class GitHandler(BaseHandler):
                 raise Refusal(502, "git http-backend failed: " + (reader.failure or "its answer has no CGI head"))
             head += chunk
         self._apply_cgi_headers(head[:split])
+        chunk, added = head[split + 4:], 0
+        if self._notice:  # a student a retract left behind reads why (rewritenotice.py)
+            chunk, added = rewritenotice.insert(chunk, self._notice, self._sideband)
+            while not added and len(chunk) <= 65536 and (more := await reader.read(4096)):
+                chunk, added = rewritenotice.insert(chunk + more, self._notice, self._sideband)  # up to the pack
         if reader.entry is not None:  # a stored answer: its length is known, as a file's
-            self.set_header("Content-Length", str(reader.entry.size - split - 4))
-        chunk = head[split + 4:]
+            self.set_header("Content-Length", str(reader.entry.size - split - 4 + added))
         connection = self.request.connection
         try:
             if reader.stored_file and hasattr(connection, "_expected_content_remaining") \
