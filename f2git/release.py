@@ -19,13 +19,16 @@ import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
+
+from filelock import Timeout
 
 from connectors._redact import redact
 
-from . import backup, mirror, status
+from . import backup, holds, mirror, status
 from .paths import UnsafePath, safe_path
 from .snapshot import course_lock
 from .store import BIG_FILE, BRANCH, INCOMING, CourseRepo, GitError, git_command, git_env
@@ -295,17 +298,23 @@ def retract(config: "Config", course: "CourseConfig", paths: list[str], *, reaso
     """Take `paths` (files or folders) out of the course's served history. Raises ReleaseError."""
     targets = clean_paths(paths)
     reason = clean_reason(reason)
+    with locked(config, course, timeout, "could not rewrite the history"):
+        return _retract_locked(config, course, targets, reason, who)
+
+
+@contextmanager
+def locked(config: "Config", course: "CourseConfig", timeout: float | None, failing: str) -> Iterator[None]:
+    """The course lock (no sync runs meanwhile); a busy lock and git failures as ReleaseError."""
     lock = course_lock(config, course.name)
     if timeout is not None:
         lock.timeout = timeout
-    from filelock import Timeout
     try:
         with lock:
-            return _retract_locked(config, course, targets, reason, who)
+            yield
     except Timeout:
         raise ReleaseError("a sync of this course is still running; try again when it ends", 409) from None
     except GitError as error:
-        raise ReleaseError(f"could not rewrite the history: {error}", 500) from None
+        raise ReleaseError(f"{failing}: {error}", 500) from None
 
 
 def _retract_locked(config: "Config", course: "CourseConfig", targets: list[str], reason: str,
@@ -339,7 +348,7 @@ def _retract_locked(config: "Config", course: "CourseConfig", targets: list[str]
                         len(mapping), first, root, held=sorted(hold))
     result.backup_error = _copy_to_backup(config, course.name, repo)
     result.mirror_error = _force_mirror(course, repo, head)
-    status.record_retraction(config, course.name, {
+    status.record_event(config, course.name, {
         "time": result.time, "ok": True, "kind": "retract", "who": result.who, "retracted": targets,
         "reason": reason, "commit": new_head, "rewritten": len(mapping), "root_rewritten": root}, mapping)
     log.warning("%s: %s retracted %d path(s); %d snapshot(s) rewritten, main %s -> %s", course.name,
@@ -363,3 +372,61 @@ def release_again(config: "Config", course: "CourseConfig", paths: list[str]) ->
     with course_lock(config, course.name):
         store.unhold(held)
     return held
+
+
+# -- rollback: an earlier snapshot's files, published as a new snapshot --------------------------
+
+@dataclass
+class Rollback:
+    course: str
+    to: str  # the snapshot whose files are published again
+    commit: str  # the new main (its parent: the main before)
+    who: str
+    time: float
+    mirror_error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"ok": True, **asdict(self), "on_hold": True}
+
+
+def served_snapshot(repo: CourseRepo, head: str, commit: str) -> str:
+    """The full id of `commit` (an id or a unique prefix of at least 7) if main has served it."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", commit or ""):
+        raise ReleaseError(f"{str(commit)[:60]!r} is not a commit id")
+    for served in repo.git("rev-list", "--first-parent", head).split():
+        if served.startswith(commit):
+            return served
+    raise ReleaseError(f"commit {commit} is not in the history students are served (a retract may have"
+                       " replaced it; see the course's history for the snapshots there are)", 404)
+
+
+def rollback(config: "Config", course: "CourseConfig", commit: str, *, who: str = "",
+             timeout: float | None = None) -> Rollback:
+    """Publish the files of snapshot `commit` as a new snapshot (history grows) and hold the
+    course, so no sync publishes over it until `resume`. Raises ReleaseError."""
+    with locked(config, course, timeout, "could not roll back"):
+        repo = CourseRepo.for_course(config, course.name)
+        head = repo.head()
+        if head is None:
+            raise ReleaseError(f"course {course.name} has no snapshot", 404)
+        target = served_snapshot(repo, head, commit)
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(repo.git("log", "-1", "--format=%ct", target))))
+        message = f"Roll back to the snapshot of {when} ({target[:10]})\n"
+        new = repo.git("-c", "user.name=f2git", "-c", "user.email=f2git@localhost", "commit-tree",
+                       f"{target}^{{tree}}", "-p", head, input=message.encode()).strip()
+        repo.git("update-ref", BRANCH, new, head)
+        result = Rollback(course.name, target, new, who or "unknown", time.time())
+        holds.hold(config, course.name, {"time": result.time, "who": result.who, "commit": new, "to": target,
+                                         "reason": f"rolled back to the snapshot of {when}"})
+        backup.save(config, course.name, new)
+        result.mirror_error = mirror.push_course(config, course, repo.path)
+        status.record_event(config, course.name, {"time": result.time, "ok": True, "kind": "rollback",
+                                                  "who": result.who, "to": target, "commit": new})
+    log.warning("%s: %s rolled back to %s; the course is on hold", course.name, result.who, target[:10])
+    return result
+
+
+def resume(config: "Config", course: "CourseConfig") -> bool:
+    """Let syncs publish again after a rollback; False when the course was not on hold."""
+    with course_lock(config, course.name):
+        return holds.resume(config, course.name)

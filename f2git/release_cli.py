@@ -1,4 +1,5 @@
-"""The release-control commands of `f2git` (see f2git/release.py): retract, and release again."""
+"""The release-control commands of `f2git` (see f2git/release.py): retract (and release again),
+rollback, resume."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,69 @@ from .config import Config
 COMMANDS = {
     "retract": ("Take files released by mistake out of a course's served history (every snapshot).",
                 "f2git retract cs101 solutions/exam.ipynb --reason 'released too early'"),
+    "rollback": ("Publish an earlier snapshot's files as a new snapshot, then hold the course until resumed.",
+                 "f2git rollback cs101 3f2a9c1"),
+    "resume": ("Let syncs publish again after a rollback.", "f2git resume cs101"),
 }
+
+
+def _course(config: Config, name: str):
+    """The course, or None after saying why there is none (exit status 2)."""
+    from .cli import say
+
+    if name in config.courses:
+        return config.courses[name]
+    say(f"f2git: {config.broken[name]}" if name in config.broken else f"f2git: no course named {name!r}",
+        file=sys.stderr)
+    return None
+
+
+def cmd_rollback(config: Config, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK, EXIT_USAGE, say
+    from .release import rollback
+
+    course = _course(config, args.course)
+    if course is None:
+        return EXIT_USAGE
+    result, code = attempt(course, "NOT ROLLED BACK", lambda: rollback(config, course, args.commit, who=who()))
+    if result is None or args.json:
+        return code if result is None else answered_json(result)
+    say(f"{course.name}: students now get the files of snapshot {result.to[:10]} (new snapshot {result.commit[:10]}).",
+        f"  The course is ON HOLD: no sync publishes until `f2git resume {course.name}`.")
+    if result.mirror_error:
+        say(f"  warning: {result.mirror_error}")
+    return EXIT_OK
+
+
+def cmd_resume(config: Config, args: argparse.Namespace) -> int:
+    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, say
+    from .release import resume
+
+    course = _course(config, args.course)
+    if course is None:
+        return EXIT_USAGE
+    if not resume(config, course):
+        say(f"{course.name}: not on hold", file=sys.stderr)
+        return EXIT_FAILED
+    say(f"{course.name}: resumed; the next sync publishes what the source offers")
+    return EXIT_OK
+
+
+def attempt(course, refused: str, call: Callable):
+    """(call()'s result, exit status 0), or (None, the exit status) after saying why it was refused."""
+    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, say
+    from .release import ReleaseError
+
+    try:
+        return call(), EXIT_OK
+    except ReleaseError as error:
+        say(f"{course.name}: {refused}: {error}", file=sys.stderr)
+        return None, EXIT_FAILED if error.status >= 500 else EXIT_USAGE
+
+
+def answered_json(result) -> int:
+    print(json.dumps(result.to_json()), flush=True)
+    return 0
 
 
 def who() -> str:
@@ -23,27 +86,21 @@ def who() -> str:
 
 
 def cmd_retract(config: Config, args: argparse.Namespace) -> int:
-    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, say
-    from .release import ReleaseError, release_again, retract
+    from .cli import EXIT_OK, EXIT_USAGE, say
+    from .release import release_again, retract
 
-    if args.course not in config.courses:
-        say(f"f2git: no course named {args.course!r}" if args.course not in config.broken
-            else f"f2git: {config.broken[args.course]}", file=sys.stderr)
+    course = _course(config, args.course)
+    if course is None:
         return EXIT_USAGE
-    course = config.courses[args.course]
-    try:
-        if args.release_again:
-            released = release_again(config, course, args.paths)
-            say(*(f"{course.name}: {path} is no longer held back; the next sync publishes it if the source"
-                  " offers it" for path in released))
-            return EXIT_OK
-        result = retract(config, course, args.paths, reason=args.reason or "", who=who())
-    except ReleaseError as error:
-        say(f"{course.name}: NOT RETRACTED: {error}", file=sys.stderr)
-        return EXIT_FAILED if error.status >= 500 else EXIT_USAGE
-    if args.json:
-        print(json.dumps(result.to_json()), flush=True)
-        return EXIT_OK
+    if args.release_again:
+        released, code = attempt(course, "NOT RELEASED AGAIN", lambda: release_again(config, course, args.paths))
+        for path in released or ():
+            say(f"{course.name}: {path} is no longer held back; the next sync publishes it if the source offers it")
+        return code
+    result, code = attempt(course, "NOT RETRACTED",
+                           lambda: retract(config, course, args.paths, reason=args.reason or "", who=who()))
+    if result is None or args.json:
+        return code if result is None else answered_json(result)
     say(f"{course.name}: retracted {', '.join(result.paths)}: {result.rewritten} snapshot(s) rewritten,"
         f" main is now {result.commit[:10]}; the old history's objects are deleted.",
         "  Students who already fetched these files keep their copy: a retract cannot take it back.")
@@ -67,3 +124,9 @@ def add_commands(command: Callable[[str, Callable], argparse.ArgumentParser]) ->
     retract.add_argument("--release-again", action="store_true",
                          help="stop holding back PATH (retracted earlier): the next sync publishes it")
     retract.add_argument("--json", action="store_true", help="the outcome as one JSON object")
+    rollback = command("rollback", cmd_rollback)
+    rollback.add_argument("course", metavar="COURSE")
+    rollback.add_argument("commit", metavar="COMMIT", help="a snapshot's commit id (or a unique prefix)")
+    rollback.add_argument("--json", action="store_true", help="the outcome as one JSON object")
+    resume = command("resume", cmd_resume)
+    resume.add_argument("course", metavar="COURSE")

@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from connectors import Connector, Entry, EntryGone, Listing, Skipped, SourceError
 from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, read_limits, traffic
 
-from . import backup, mirror, status
+from . import backup, holds, mirror, status
 from .config import Config, CourseConfig
 from .selection import Selection, too_large
 from .store import COPY_CHUNK, LEGACY_STATE_REF, CourseRepo, GitError, SnapshotWriter, git_blob_id
@@ -72,6 +72,7 @@ class SyncResult:
     status_error: str | None = None  # why this outcome could not be written to the status file
     listing: str = ""  # how the source was listed: "whole", or "changes" only (Connector.list_changes)
     held: list[str] = field(default_factory=list)  # retracted files the source still offers, held back
+    on_hold: dict | None = None  # the course is held after a rollback (f2git/holds.py): not synced
 
     def to_json(self) -> dict:
         if not self.ok:
@@ -92,6 +93,8 @@ class SyncResult:
             data["withheld"] = self.withheld
         if self.held:
             data["held"] = self.held
+        if self.on_hold is not None:
+            data["on_hold"] = self.on_hold
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths
@@ -177,6 +180,10 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
         with course_lock(config, course.name):
             if not dry_run:
                 backup.restore(config, course)  # a lost repo continues the history students have
+                result.on_hold = holds.read(config, course.name)
+            if result.on_hold is not None:  # rolled back: nothing publishes over it until resumed
+                result.ok, result.commit = True, CourseRepo.for_course(config, course.name).head()
+                return _finish(config, result, started, report, dry_run)
             run = SyncRun(config, course, result, report, dry_run=dry_run,
                           allow_mass_delete=allow_mass_delete or course.allow_mass_delete, remember=remember)
             run.run(connector or course.connector())
@@ -203,14 +210,20 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     finally:
         traffic.reset(counting)
         read_limits.reset(limited)
+    return _finish(config, result, started, report, dry_run)
+
+
+def _finish(config: Config, result: SyncResult, started: float, report: Callable[[Progress], None],
+            dry_run: bool) -> SyncResult:
     result.duration = time.time() - started
     if result.ok:
-        log.info("%s: %s", course.name, "changed, " + (result.commit or "")[:10] if result.changed else "no change")
+        log.info("%s: %s", result.course, "changed, " + (result.commit or "")[:10] if result.changed else
+                 "on hold" if result.on_hold is not None else "no change")
     else:
-        log.warning("%s: sync failed: %s", course.name, result.error)
+        log.warning("%s: sync failed: %s", result.course, result.error)
     if not dry_run:
         result.status_error = status.record(config, result, started)
-    report(Progress(course.name, "finished"))
+    report(Progress(result.course, "finished"))
     return result
 
 

@@ -124,12 +124,12 @@ def applied(current: CourseStatus, result: "SyncResult", started: float) -> Cour
     return current
 
 
-def record_retraction(config: "Config", name: str, event: dict[str, Any], mapping: dict[str, str]) -> None:
-    """Add a retract (f2git/release.py) to the course's history; the commit ids of earlier events
-    follow the rewrite, so none names a commit that is gone. Under the course lock."""
+def record_event(config: "Config", name: str, event: dict[str, Any], mapping: dict[str, str] | None = None) -> None:
+    """Add a release-control event (retract, rollback) to the course's history; with `mapping`
+    (old -> new commit ids) the ids of earlier events follow a rewrite. Under the course lock."""
     current = read_file(config, name)
     for earlier in current.history:
-        if earlier.get("commit") in mapping:
+        if mapping and earlier.get("commit") in mapping:
             earlier["commit"] = mapping[earlier["commit"]]
     current.history = [event, *current.history][:HISTORY]
     current.last_change = event["time"]

@@ -318,6 +318,11 @@ def test_students_cross_site_posts_and_paths_outside_the_course_are_refused(tmp_
         Student(f"f2git::{server.git_url(COURSE)}", tmp_path / "s" / COURSE).click()
         status, body = retract_as(server, TOKEN, "README.md")  # a student's (fetch) token
         assert status == 403 and b"may not manage" in body
+        for action, data in (("rollback", {"commit": head(server)}), ("resume", {}), ("release-again", {"paths": ["x"]})):
+            status, _, body = server.request("POST", f"/api/courses/{COURSE}/{action}", json.dumps(data).encode(),
+                                             headers={"Content-Type": "application/json", "Authorization": f"token {TOKEN}"})
+            assert status == 403 and b"may not manage" in body, action
+        before = head(server)
         status, body = retract_as(server, "no-such-token", "README.md")
         assert status == 401
         status, body = retract_as(server, "manager-token", "README.md", headers={"Origin": "https://evil.example"})
@@ -327,6 +332,7 @@ def test_students_cross_site_posts_and_paths_outside_the_course_are_refused(tmp_
             assert status == 400 and b"not a path inside the course" in body, (path, body)
         status, body = retract_as(server, "manager-token", "never-released.txt")
         assert status == 404 and b"no snapshot holds never-released.txt" in body
+        assert head(server) == before  # nothing of it changed anything
 
 
 def test_the_dashboard_retracts_after_a_confirmation_and_shows_what_is_held(tmp_path, instructor):

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import tornado.web
 
+from f2git import holds
 from f2git.config import CourseConfig
 
 from .base import JsonHandler, Refusal
@@ -33,6 +34,7 @@ class CourseStatusHandler(JsonHandler):
             "refreshing": self.refresher.is_running(course.name),
             "status_error": self.refresher.status_error(course.name),  # the outcome is in memory only
             "next_refresh": next_run(course.name),
+            "on_hold": holds.read(self.config, course.name),  # after a rollback: syncs publish nothing
         }
         if self.auth.may_manage(self.identity, course):
             return full

@@ -20,7 +20,7 @@ import tornado.iostream
 import tornado.web
 
 import connectors
-from f2git import explain, filetree, status
+from f2git import explain, filetree, holds, status
 from f2git.config import CourseConfig
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
@@ -128,7 +128,7 @@ class HistoryItem:
     error: str | None = None  # a failure
     repeats: int = 1  # the same failure, this many times in a row
     since: Moment | None = None  # the first of those
-    retract: dict | None = None  # a retract (f2git/release.py): who, retracted, reason, rewritten
+    control: dict | None = None  # a retract or rollback (f2git/release.py), as the status recorded it
 
 
 def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> list[HistoryItem]:
@@ -145,8 +145,8 @@ def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> li
                 last.since = moment
             else:
                 items.append(HistoryItem(moment, error=event.get("error") or "unknown error"))
-        elif event.get("kind") == "retract":
-            items.append(HistoryItem(moment, commit=event.get("commit"), retract=event))
+        elif event.get("kind") in ("retract", "rollback"):
+            items.append(HistoryItem(moment, commit=event.get("commit"), control=event))
         elif event.get("changed") and event.get("commit"):
             items.append(HistoryItem(moment, commit=event["commit"], paths=event.get("paths") or {},
                                      counts={k: event.get(k, 0) for k in ("added", "modified", "deleted")}))
@@ -339,7 +339,8 @@ class CoursePage(DashboardHandler):
         files = filetree.snapshot_files(repo, view["record"].commit)
         return {**view, "tree": filetree.tree(files), "paths": filetree.paths(files),
                 "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS)),
-                "held": sorted(StateStore.for_course(self.config, course.name).held())}
+                "held": sorted(StateStore.for_course(self.config, course.name).held()),
+                "on_hold": holds.read(self.config, course.name)}
 
 
 class RefreshAction(DashboardHandler):

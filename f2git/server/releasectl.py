@@ -2,6 +2,8 @@
 
     POST /api/courses/<c>/retract        {"paths": [...], "reason": "..."}   managers
     POST /api/courses/<c>/release-again  {"paths": [...]}                    managers
+    POST /api/courses/<c>/rollback       {"commit": "..."}                   managers (then on hold)
+    POST /api/courses/<c>/resume         {}                                  managers
     GET  /api/courses/<c>/rewrites       old -> new commit ids, for pullhook   who may fetch
 
 POSTs are refused cross-site (JsonHandler: Origin, JSON body); the dashboard's forms post
@@ -33,9 +35,13 @@ def json_body(handler: JsonHandler, shape: dict[str, type], required: tuple[str,
     return body
 
 
-async def after_rewrite(handler: JsonHandler, course: str, commit: str) -> None:
-    """The server forgets what it knew of the old history: stored answers and the cached head."""
-    handler.settings["f2git_packcache"].drop_course(course)
+async def after_rewrite(handler: JsonHandler, course: str, commit: str, rewritten: bool = True) -> None:
+    """The server forgets what it knew of the old main: stored answers of a rewritten history,
+    and the cached head and status."""
+    if rewritten:
+        handler.settings["f2git_packcache"].drop_course(course)
+    else:
+        handler.settings["f2git_packcache"].snapshot_published(course)
     state = handler.refresher.state(course)
     state.record = await asyncio.to_thread(status.read_file, handler.config, course)
     state.record.commit, state.head_known = commit, True
@@ -69,6 +75,30 @@ class ReleaseAgainHandler(JsonHandler):
         self.write_json({"course": name, "released": released, "sync": result.to_json()})
 
 
+class RollbackHandler(JsonHandler):
+    async def post(self, name: str) -> None:
+        course = self.find_course(name)
+        self.require_manage(course)
+        body = json_body(self, {"commit": str}, ("commit",))
+        try:
+            result = await asyncio.to_thread(release.rollback, self.config, course, body["commit"],
+                                             who=self.identity.name, timeout=LOCK_WAIT)
+        except release.ReleaseError as error:
+            raise Refusal(error.status, str(error)) from None
+        await after_rewrite(self, name, result.commit, rewritten=False)
+        self.write_json(result.to_json())
+
+
+class ResumeHandler(JsonHandler):
+    async def post(self, name: str) -> None:
+        course = self.find_course(name)
+        self.require_manage(course)
+        if not await asyncio.to_thread(release.resume, self.config, course):
+            raise Refusal(409, f"course {name!r} is not on hold")
+        result = await self.refresher.refresh(course)
+        self.write_json({"course": name, "resumed": True, "sync": result.to_json()})
+
+
 class RewritesHandler(JsonHandler):
     async def get(self, name: str) -> None:
         course = self.find_course(name)
@@ -81,4 +111,6 @@ ROUTES = [
     (r"/api/courses/([^/]+)/retract/?", RetractHandler),
     (r"/api/courses/([^/]+)/release-again/?", ReleaseAgainHandler),
     (r"/api/courses/([^/]+)/rewrites/?", RewritesHandler),
+    (r"/api/courses/([^/]+)/rollback/?", RollbackHandler),
+    (r"/api/courses/([^/]+)/resume/?", ResumeHandler),
 ]

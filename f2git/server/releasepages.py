@@ -2,6 +2,8 @@
 
     POST /courses/<c>/retract        paths (one per line), reason, confirm=yes
     POST /courses/<c>/release-again  path
+    POST /courses/<c>/rollback       commit
+    POST /courses/<c>/resume
 
 Managers only, XSRF-checked like every dashboard POST; the answer is the course page (303).
 """
@@ -47,5 +49,31 @@ class ReleaseAgainAction(DashboardHandler):
         self.redirect(f"../{course.name}#release-control", status=303)
 
 
+class RollbackAction(DashboardHandler):
+    root = "../../"
+
+    async def post(self, name: str) -> None:
+        course = self.managed_course(name)
+        try:
+            result = await asyncio.to_thread(release.rollback, self.config, course,
+                                             self.get_body_argument("commit", "").strip(), who=self.identity.name,
+                                             timeout=LOCK_WAIT)
+        except release.ReleaseError as error:
+            raise Refusal(error.status, str(error)) from None
+        await after_rewrite(self, course.name, result.commit, rewritten=False)
+        self.redirect(f"../{course.name}#release-control", status=303)
+
+
+class ResumeAction(DashboardHandler):
+    root = "../../"
+
+    async def post(self, name: str) -> None:
+        course = self.managed_course(name)
+        if await asyncio.to_thread(release.resume, self.config, course):
+            self.refresher.start(course)
+        self.redirect(f"../{course.name}#release-control", status=303)
+
+
 def routes(course: str) -> list[tuple]:
-    return [(course + r"/retract", RetractAction), (course + r"/release-again", ReleaseAgainAction)]
+    return [(course + r"/retract", RetractAction), (course + r"/release-again", ReleaseAgainAction),
+            (course + r"/rollback", RollbackAction), (course + r"/resume", ResumeAction)]
