@@ -1,10 +1,10 @@
-"""`python -m benchmarks [core|load|syncscale|courses|lecture|attack]`: print the figures (all when none named)."""
+"""`python -m benchmarks [core|load|syncscale|courses|lecture|attack|retract]`: print the figures (all when none named)."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-PARTS = ("core", "load", "syncscale", "courses", "lecture", "attack")
+PARTS = ("core", "load", "syncscale", "courses", "lecture", "attack", "retract")
 
 
 def main() -> None:
