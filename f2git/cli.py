@@ -114,7 +114,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_link(config: Config, args: argparse.Namespace) -> int:
     _names(config, [args.course])  # a course whose secrets are missing here still has a link
-    print(link_in_course(config, args.course, args.path, args.hub))
+    print(link_in_course(config, args.course, args.path, args.hub, branch=args.branch))
     return EXIT_OK
 
 
@@ -276,6 +276,7 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("course", metavar="COURSE")
     link.add_argument("--path", help="a file in the course to open after the pull")
     link.add_argument("--hub", help="JupyterHub URL (default: [hub] url)")
+    link.add_argument("--branch", default="main", help="a pinned release, release/NAME (default: main)")
 
     hub = command("hub-config", cmd_hub_config)
     hub.add_argument("--external", action="store_true",

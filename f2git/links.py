@@ -73,15 +73,22 @@ def nbgitpuller_link(hub_url: str, repo_url: str, folder: str, path: str | None 
 
 
 def course_link(config: Config, course: str, path: str | None = None, hub_url: str | None = None,
-                app: str = "lab") -> str:
-    return nbgitpuller_link(hub_url or config.hub.url, repo_url(config, course), course, path, app=app)
+                app: str = "lab", branch: str = "main") -> str:
+    return nbgitpuller_link(hub_url or config.hub.url, repo_url(config, course), course, path, branch=branch, app=app)
 
 
 def link_in_course(config: Config, course: str, path: str | None = None, hub_url: str | None = None,
-                   app: str = "lab") -> str:
-    """course_link, refusing a `path` that is not in the course's current snapshot (`f2git link`)."""
+                   app: str = "lab", branch: str = "main") -> str:
+    """course_link, refusing a `path` that is not in the course's current snapshot (`f2git link`),
+    and a `branch` that is neither main nor a pin (`release/<name>`, f2git/release.py)."""
     from .store import CourseRepo
 
+    if branch != "main":
+        from .release import pins
+
+        if branch.removeprefix("release/") not in pins(config, course) or not branch.startswith("release/"):
+            raise BadLinkPath(f"course {course} serves no branch {branch!r}: use main, or pin one with"
+                              f" `f2git pin {course} NAME` and link release/NAME")
     if path and path.strip("/"):
         _clean(path)  # an unsafe path is refused for what it is
         repo = CourseRepo.for_course(config, course)
@@ -90,7 +97,7 @@ def link_in_course(config: Config, course: str, path: str | None = None, hub_url
             raise BadLinkPath(f"course {course} has no snapshot yet, so {path!r} is not in it:"
                               " run `f2git sync` first, or link the course folder")
         check_in_course(path, repo.files(head))
-    return course_link(config, course, path, hub_url, app)
+    return course_link(config, course, path, hub_url, app, branch)
 
 
 def snippets(link: str, title: str) -> dict[str, str]:

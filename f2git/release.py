@@ -430,3 +430,63 @@ def resume(config: "Config", course: "CourseConfig") -> bool:
     """Let syncs publish again after a rollback; False when the course was not on hold."""
     with course_lock(config, course.name):
         return holds.resume(config, course.name)
+
+
+# -- pins: a snapshot served as branch release/<name> beside main ---------------------------------
+
+PIN_PREFIX = "refs/heads/release/"
+PIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+def _pin_ref(name: str) -> str:
+    if not PIN_NAME.fullmatch(name or "") or ".." in name or name.endswith((".lock", ".")):
+        raise ReleaseError(f"{str(name)[:70]!r} is not a pin name: use lowercase letters, digits, '.', '_' and '-'")
+    return PIN_PREFIX + name
+
+
+def pins(config: "Config", name: str) -> dict[str, str]:
+    """pin name -> commit, of every pin of the course."""
+    repo = CourseRepo.for_course(config, name)
+    return {ref[len(PIN_PREFIX):]: commit for ref, commit in _pins(repo).items()} if repo.exists() else {}
+
+
+def pin(config: "Config", course: "CourseConfig", name: str, commit: str | None = None, *,
+        timeout: float | None = None) -> str:
+    """Serve snapshot `commit` (default: the current one) as branch release/<name>; returns its id.
+    Later snapshots do not move it; a retract rewrites it like main."""
+    ref = _pin_ref(name)
+    with locked(config, course, timeout, "could not pin"):
+        repo = CourseRepo.for_course(config, course.name)
+        head = repo.head()
+        if head is None:
+            raise ReleaseError(f"course {course.name} has no snapshot", 404)
+        target = served_snapshot(repo, head, commit) if commit else head
+        repo.git("update-ref", ref, target)
+    log.info("%s: pinned %s at %s", course.name, ref, target[:10])
+    return target
+
+
+def unpin(config: "Config", course: "CourseConfig", name: str, *, timeout: float | None = None) -> None:
+    ref = _pin_ref(name)
+    with locked(config, course, timeout, "could not remove the pin"):
+        repo = CourseRepo.for_course(config, course.name)
+        if repo.resolve(ref) is None:
+            raise ReleaseError(f"course {course.name} has no pin {name!r}", 404)
+        repo.git("update-ref", "-d", ref)
+
+
+def pins_stamp(repo_path: Path) -> str:
+    """The pins as served, read from the ref files (no git): ref advertisements depend on them."""
+    found = []
+    folder = repo_path / PIN_PREFIX
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            found.append(f"{entry.name}={entry.read_text().strip()}")
+        except OSError:
+            continue
+    try:
+        found += sorted(line for line in (repo_path / "packed-refs").read_text().splitlines()
+                        if f" {PIN_PREFIX}" in line)
+    except OSError:
+        pass
+    return ";".join(found)

@@ -1,5 +1,5 @@
 """The release-control commands of `f2git` (see f2git/release.py): retract (and release again),
-rollback, resume."""
+rollback, resume, pin."""
 from __future__ import annotations
 
 import argparse
@@ -16,27 +16,49 @@ COMMANDS = {
     "rollback": ("Publish an earlier snapshot's files as a new snapshot, then hold the course until resumed.",
                  "f2git rollback cs101 3f2a9c1"),
     "resume": ("Let syncs publish again after a rollback.", "f2git resume cs101"),
+    "pin": ("Serve a snapshot as branch release/NAME beside main (later snapshots do not move it).",
+            "f2git pin cs101 exam-2026 3f2a9c1"),
 }
 
 
-def _course(config: Config, name: str):
-    """The course, or None after saying why there is none (exit status 2)."""
-    from .cli import say
+def for_course(run: Callable) -> Callable[[Config, argparse.Namespace], int]:
+    """A command of one course: `run(config, course, args)`, or exit status 2 when there is none."""
+    def command(config: Config, args: argparse.Namespace) -> int:
+        from .cli import EXIT_USAGE, say
 
-    if name in config.courses:
-        return config.courses[name]
-    say(f"f2git: {config.broken[name]}" if name in config.broken else f"f2git: no course named {name!r}",
-        file=sys.stderr)
-    return None
+        if args.course in config.courses:
+            return run(config, config.courses[args.course], args)
+        name = args.course
+        say(f"f2git: {config.broken[name]}" if name in config.broken else f"f2git: no course named {name!r}",
+            file=sys.stderr)
+        return EXIT_USAGE
+    return command
 
 
-def cmd_rollback(config: Config, args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, EXIT_USAGE, say
+@for_course
+def cmd_pin(config: Config, course, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK, say
+    from .links import link_in_course
+    from .release import pin, unpin
+
+    if args.remove:
+        _, code = attempt(course, "PIN NOT REMOVED", lambda: unpin(config, course, args.name))
+        if code == EXIT_OK:
+            say(f"{course.name}: release/{args.name} is no longer served; links to it stop working")
+        return code
+    commit, code = attempt(course, "NOT PINNED", lambda: pin(config, course, args.name, args.commit))
+    if commit is None:
+        return code
+    say(f"{course.name}: release/{args.name} serves snapshot {commit[:10]}; its link:",
+        f"  {link_in_course(config, course.name, branch=f'release/{args.name}')}")
+    return EXIT_OK
+
+
+@for_course
+def cmd_rollback(config: Config, course, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK, say
     from .release import rollback
 
-    course = _course(config, args.course)
-    if course is None:
-        return EXIT_USAGE
     result, code = attempt(course, "NOT ROLLED BACK", lambda: rollback(config, course, args.commit, who=who()))
     if result is None or args.json:
         return code if result is None else answered_json(result)
@@ -47,13 +69,11 @@ def cmd_rollback(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_resume(config: Config, args: argparse.Namespace) -> int:
-    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, say
+@for_course
+def cmd_resume(config: Config, course, args: argparse.Namespace) -> int:
+    from .cli import EXIT_FAILED, EXIT_OK, say
     from .release import resume
 
-    course = _course(config, args.course)
-    if course is None:
-        return EXIT_USAGE
     if not resume(config, course):
         say(f"{course.name}: not on hold", file=sys.stderr)
         return EXIT_FAILED
@@ -85,13 +105,11 @@ def who() -> str:
         return "command line"
 
 
-def cmd_retract(config: Config, args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, EXIT_USAGE, say
+@for_course
+def cmd_retract(config: Config, course, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK, say
     from .release import release_again, retract
 
-    course = _course(config, args.course)
-    if course is None:
-        return EXIT_USAGE
     if args.release_again:
         released, code = attempt(course, "NOT RELEASED AGAIN", lambda: release_again(config, course, args.paths))
         for path in released or ():
@@ -130,3 +148,8 @@ def add_commands(command: Callable[[str, Callable], argparse.ArgumentParser]) ->
     rollback.add_argument("--json", action="store_true", help="the outcome as one JSON object")
     resume = command("resume", cmd_resume)
     resume.add_argument("course", metavar="COURSE")
+    pinned = command("pin", cmd_pin)
+    pinned.add_argument("course", metavar="COURSE")
+    pinned.add_argument("name", metavar="NAME", help="served as branch release/NAME")
+    pinned.add_argument("commit", metavar="COMMIT", nargs="?", help="a snapshot id (default: the current one)")
+    pinned.add_argument("--remove", action="store_true", help="stop serving release/NAME")

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 from typing import Mapping
 
 ID_LENGTH = 40
+WAIT = 30.0  # s to wait for the fetched pack to be indexed
 
 
 def git(git_dir: str, *args: str, input: bytes | None = None, check: bool = True) -> str:
@@ -59,10 +61,17 @@ def bottoms(git_dir: str, commits: Mapping[str, str]) -> set[str]:
     return {fields[0] for fields in map(str.split, out.splitlines()) if len(fields) == 1}
 
 
-def bridge(git_dir: str, mapping: Mapping[str, str]) -> int:
+def bridge(git_dir: str, mapping: Mapping[str, str], wait: float = WAIT) -> int:
     """Apply `mapping` to the repo at `git_dir`; returns how many replacements were made."""
-    have = present(git_dir, [*mapping, *mapping.values()])
-    usable = {old: new for old, new in mapping.items() if old in have and new in have}
+    olds = present(git_dir, list(mapping))
+    if not olds:
+        return 0  # a clone that never had a rewritten commit
+    # git's fetch ends this helper's transport as soon as it has the whole answer, and may still
+    # be indexing the pack: the twins of the old commits here appear a moment later
+    deadline = time.monotonic() + wait
+    while not (have := present(git_dir, [mapping[old] for old in olds])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    usable = {old: mapping[old] for old in olds if mapping[old] in have}
     if not usable:
         return 0
     shallow = bottoms(git_dir, usable)

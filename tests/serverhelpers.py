@@ -145,3 +145,9 @@ def config_factory(folder: Path, courses: dict[str, dict], env: dict[str, str] |
         data = {"server": {"data_dir": str(folder / "data"), "port": port, **server}, "courses": courses}
         return parse(data, folder / "f2git.toml", env or {})
     return make
+
+
+def serve_local(tmp_path: Path, instructor_path: Path, course: str = "cs101", **server: Any) -> RunningServer:
+    """RunningServer of one `local` course (the instructor's folder), every click refreshing."""
+    courses = {course: {"source": "local", "path": str(instructor_path), "schedule": 0}}
+    return RunningServer(config_factory(tmp_path, courses, **{"refresh_ttl": 0, "refresh_wait": 30, **server}))

@@ -10,7 +10,7 @@ from f2git.cli import main
 from f2git.store import CourseRepo
 from tests.pagehelpers import xsrf
 from tests.repohelpers import SourceFolder, Student, git, machine_git_config_ignored  # noqa: F401 (autouse)
-from tests.serverhelpers import RunningServer, config_factory
+from tests.serverhelpers import serve_local
 
 COURSE = "cs101"
 
@@ -19,8 +19,7 @@ def test_rollback_publishes_an_earlier_snapshot_and_holds_the_course_until_resum
     instructor = SourceFolder(tmp_path / "released")
     instructor.write("README.md", "# CS 101\n")
     instructor.write("week1/exercise.ipynb", "version 1\n")
-    courses = {COURSE: {"source": "local", "path": str(instructor.path), "schedule": 0}}
-    with RunningServer(config_factory(tmp_path, courses, refresh_ttl=0, refresh_wait=30)) as server:
+    with serve_local(tmp_path, instructor.path) as server:
         repo = CourseRepo.for_course(server.config, COURSE)
         student = Student(server.git_url(COURSE), tmp_path / "home" / COURSE)
         student.click()

@@ -27,6 +27,7 @@ import tornado.iostream
 import tornado.web
 
 from f2git.config import Config, CourseConfig
+from f2git.release import pins_stamp
 from f2git.store import git_command
 
 from . import rewritenotice
@@ -45,6 +46,7 @@ BACKEND_CONFIG = (
     ("http.receivepack", "false"),
     ("uploadpack.hideRefs", "refs/"),
     ("uploadpack.hideRefs", "!refs/heads/main"),
+    ("uploadpack.hideRefs", "!refs/heads/release/"),  # pins (f2git/release.py), snapshots of main
 )
 # The backend gets this much of the server's environment, never the sources' secrets.
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GIT_EXEC_PATH")
@@ -201,6 +203,7 @@ def make_pack_cache(config: Config, backends: Backends, refresher: Refresher) ->
 
     cache = PackCache(config.server.data_dir / "packcache", config.repos_dir, list(config.courses),
                       config.server.pack_cache_size, run)
+    cache.refs_of = lambda course: pins_stamp(config.repos_dir / f"{course}.git")
     refresher.on_result(lambda result: cache.snapshot_published(result.course) if result.ok else None)
     backends.on_close(cache.close)
     return cache
@@ -368,7 +371,10 @@ class GitHandler(BaseHandler):
             # The backend reads nothing else from the query: other parameters must not split the cache.
             query=f"service={UPLOAD_PACK}" if self.request.method == "GET" else "",
             content_type=self.request.headers.get("Content-Type", ""),
-            protocol=protocol if _GIT_PROTOCOL.match(protocol) else "", body=body)
+            protocol=protocol if _GIT_PROTOCOL.match(protocol) else "", body=body,
+            # answers that list refs change with the pins
+            refs=pins_stamp(self.config.repos_dir / f"{self.course.name}.git")
+            if self.request.method == "GET" or body.startswith(LS_REFS) else "")
         reader = self.cache.open(request)
         try:
             await self.relay(reader)

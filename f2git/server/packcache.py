@@ -61,12 +61,13 @@ class GitRequest:
     content_type: str
     protocol: str  # the Git-Protocol header passed to git ("" for v0)
     body: bytes  # decoded
+    refs: str = ""  # the served refs beside main (pins), for answers that advertise refs
 
     @property
     def key(self) -> str:
         digest = hashlib.sha256()
         for part in (self.course, self.commit, self.method, self.action, self.query, self.content_type,
-                     self.protocol):
+                     self.protocol, self.refs):
             digest.update(part.encode() + b"\0")
         digest.update(self.body)
         return digest.hexdigest()
@@ -199,6 +200,9 @@ Run = Callable[[GitRequest, Callable[[bytes], None]], Awaitable[str | None]]
 class PackCache:
     """Every stored and running answer, bounded by `limit` bytes on disk (least recently used
     go first), kept in `root` across restarts."""
+
+    # course -> GitRequest.refs of its ref advertisements now (the server sets it: pins)
+    refs_of: Callable[[str], str] = staticmethod(lambda course: "")
 
     def __init__(self, root: Path, repos_dir: Path, courses: list[str], limit: int, run: Run):
         """`run(request, write)` runs git for `request`, passes its output to `write` and
@@ -449,7 +453,9 @@ class PackCache:
             body = fill(template, snapshots)
             if body is None:
                 continue  # e.g. a fetch from a snapshot this course does not have
-            request = GitRequest(course, head, method, action, query, content_type, protocol, body)
+            lists_refs = method == "GET" or body.startswith(b"0014command=ls-refs")
+            request = GitRequest(course, head, method, action, query, content_type, protocol, body,
+                                 self.refs_of(course) if lists_refs else "")
             if request.key in self._entries or request.key in self._running:
                 continue
             self.prebuilt += 1

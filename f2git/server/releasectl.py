@@ -4,6 +4,7 @@
     POST /api/courses/<c>/release-again  {"paths": [...]}                    managers
     POST /api/courses/<c>/rollback       {"commit": "..."}                   managers (then on hold)
     POST /api/courses/<c>/resume         {}                                  managers
+    POST /api/courses/<c>/pin            {"name": ..., "commit"?: ..., "remove"?: true}   managers
     GET  /api/courses/<c>/rewrites       old -> new commit ids, for pullhook   who may fetch
 
 POSTs are refused cross-site (JsonHandler: Origin, JSON body); the dashboard's forms post
@@ -99,6 +100,23 @@ class ResumeHandler(JsonHandler):
         self.write_json({"course": name, "resumed": True, "sync": result.to_json()})
 
 
+class PinHandler(JsonHandler):
+    async def post(self, name: str) -> None:
+        course = self.find_course(name)
+        self.require_manage(course)
+        body = json_body(self, {"name": str, "commit": str, "remove": bool}, ("name",))
+        try:
+            if body.get("remove"):
+                await asyncio.to_thread(release.unpin, self.config, course, body["name"], timeout=LOCK_WAIT)
+                commit = None
+            else:
+                commit = await asyncio.to_thread(release.pin, self.config, course, body["name"], body.get("commit"),
+                                                 timeout=LOCK_WAIT)
+        except release.ReleaseError as error:
+            raise Refusal(error.status, str(error)) from None
+        self.write_json({"course": name, "branch": f"release/{body['name']}", "commit": commit})
+
+
 class RewritesHandler(JsonHandler):
     async def get(self, name: str) -> None:
         course = self.find_course(name)
@@ -113,4 +131,5 @@ ROUTES = [
     (r"/api/courses/([^/]+)/rewrites/?", RewritesHandler),
     (r"/api/courses/([^/]+)/rollback/?", RollbackHandler),
     (r"/api/courses/([^/]+)/resume/?", ResumeHandler),
+    (r"/api/courses/([^/]+)/pin/?", PinHandler),
 ]
