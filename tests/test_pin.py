@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from f2git.cli import main
 from f2git.store import CourseRepo
@@ -38,6 +39,14 @@ def test_a_pinned_release_is_served_beside_main_and_stays_where_it_was_pinned(co
     assert status == 200 and answer == {"course": COURSE, "branch": "release/exam-2026", "commit": exam}
     for version in (0, 2):  # advertised right away: the cached ref advertisement follows the pins
         assert remote_refs(url, version)["refs/heads/release/exam-2026"] == exam
+    # the dashboard's link builder offers the pin and links it
+    page = requests.get(server.url + f"/courses/{COURSE}").text
+    assert '<option value="release/exam-2026">pinned release/exam-2026</option>' in page
+    built = requests.get(server.url + f"/courses/{COURSE}/link", params={"branch": "release/exam-2026",
+                                                                       "path": "exam/task.ipynb"}).json()
+    assert parse_qs(urlsplit(built["link"]).query)["branch"] == ["release/exam-2026"]
+    refused = requests.get(server.url + f"/courses/{COURSE}/link", params={"branch": "release/nope"})
+    assert refused.status_code == 400
     student = Student(url, tmp_path / "home" / COURSE, branch="release/exam-2026")
     student.click()
     student.write("exam/task.ipynb", "exam version\nmy answer\n")

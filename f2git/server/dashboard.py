@@ -20,7 +20,7 @@ import tornado.iostream
 import tornado.web
 
 import connectors
-from f2git import explain, filetree, holds, status
+from f2git import explain, filetree, holds, release, status
 from f2git.config import CourseConfig
 from f2git.links import APPS, BadLinkPath, check_in_course, course_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
@@ -328,8 +328,10 @@ class CoursePage(DashboardHandler):
         app = self.get_query_argument("app", "")
         apps = self.config.hub.apps
         app = app if app in apps else apps[0]
-        link = course_link(self.config, course.name, path or None, app=app)
-        self.render_page("course.html", **view, path=path, app=app, link=link,
+        branch = self.get_query_argument("branch", "main")
+        branch = branch if branch in view["branches"] else "main"
+        link = course_link(self.config, course.name, path or None, app=app, branch=branch)
+        self.render_page("course.html", **view, path=path, app=app, link=link, branch=branch,
                          apps=[(name, APPS[name][0]) for name in apps],
                          snippets=snippets(link, link_title(course.name, path)))
 
@@ -340,7 +342,8 @@ class CoursePage(DashboardHandler):
         return {**view, "tree": filetree.tree(files), "paths": filetree.paths(files),
                 "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS)),
                 "held": sorted(StateStore.for_course(self.config, course.name).held()),
-                "on_hold": holds.read(self.config, course.name)}
+                "on_hold": holds.read(self.config, course.name),
+                "branches": ["main", *(f"release/{pin}" for pin in sorted(release.pins(self.config, course.name)))]}
 
 
 class RefreshAction(DashboardHandler):
@@ -452,16 +455,21 @@ class LinkAction(DashboardHandler):
         app = self.get_query_argument("app", "") or self.config.hub.apps[0]
         if app not in self.config.hub.apps:
             raise Refusal(400, f"app {app!r} is not one of this hub's apps: {', '.join(self.config.hub.apps)}")
+        branch = self.get_query_argument("branch", "") or "main"
         repo = CourseRepo.for_course(self.config, course.name)
-        files = await asyncio.to_thread(lambda: filetree.paths(filetree.snapshot_files(repo, repo.head())))
+        commit = await asyncio.to_thread(repo.resolve, f"refs/heads/{branch}") if branch.startswith("release/") \
+            else await asyncio.to_thread(repo.head) if branch == "main" else None
+        if commit is None:
+            raise Refusal(400, f"course {course.name} serves no branch {branch!r}")
+        files = await asyncio.to_thread(lambda: filetree.paths(filetree.snapshot_files(repo, commit)))
         try:
             check_in_course(path, files)
-            link = course_link(self.config, course.name, path or None, app=app)
+            link = course_link(self.config, course.name, path or None, app=app, branch=branch)
         except BadLinkPath as error:
             raise Refusal(400, str(error)) from None
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"link": link, "path": path, "app": app,
+        self.finish(json.dumps({"link": link, "path": path, "app": app, "branch": branch,
                                 **snippets(link, link_title(course.name, path))}))
 
 
