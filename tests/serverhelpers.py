@@ -84,7 +84,21 @@ class RunningServer:
         if self._thread is not None:
             self._thread.join(timeout=60)
             if self._thread.is_alive():
-                raise RuntimeError("the test server did not stop within 60 s")
+                raise RuntimeError("the test server did not stop within 60 s; its tasks:\n" + self._tasks())
+
+    def _tasks(self) -> str:
+        """The stacks of the server loop's tasks (what a stop that hangs waits for)."""
+        import io
+
+        async def stacks() -> str:
+            out = io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(file=out)
+            return out.getvalue()
+        try:
+            return asyncio.run_coroutine_threadsafe(stacks(), self.loop).result(timeout=5)
+        except Exception as error:  # the loop is stuck itself
+            return f"(not available: {error!r})"
 
     # -- small HTTP client ---------------------------------------------------------------
 
@@ -151,3 +165,9 @@ def serve_local(tmp_path: Path, instructor_path: Path, course: str = "cs101", **
     """RunningServer of one `local` course (the instructor's folder), every click refreshing."""
     courses = {course: {"source": "local", "path": str(instructor_path), "schedule": 0}}
     return RunningServer(config_factory(tmp_path, courses, **{"refresh_ttl": 0, "refresh_wait": 30, **server}))
+
+
+def settled(server: RunningServer, timeout: float = 60.0) -> None:
+    """Wait until the server's pack cache computes nothing (answers built ahead included)."""
+    cache = server.server.app.settings["f2git_packcache"]
+    assert wait_until(lambda: server.call(lambda: cache.idle), timeout), "the pack cache kept computing"

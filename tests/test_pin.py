@@ -10,7 +10,7 @@ import requests
 from f2git.cli import main
 from f2git.store import CourseRepo
 from tests.repohelpers import SourceFolder, Student, git, machine_git_config_ignored  # noqa: F401 (autouse)
-from tests.serverhelpers import serve_local
+from tests.serverhelpers import serve_local, settled
 
 COURSE = "cs101"
 
@@ -59,6 +59,7 @@ def test_a_pinned_release_is_served_beside_main_and_stays_where_it_was_pinned(co
     # a retract rewrites the pin with main
     status, retracted = server.post_json(f"/api/courses/{COURSE}/retract", {"paths": ["exam/task.ipynb"]})
     assert status == 200
+    settled(server)
     pinned = remote_refs(url)["refs/heads/release/exam-2026"]
     assert pinned != exam and "exam/task.ipynb" not in repo.files(pinned) and "README.md" in repo.files(pinned)
     # removed: no longer advertised, and its link's next click says the branch is gone

@@ -16,7 +16,7 @@ from f2git.store import CourseRepo
 from f2git.syncstate import StateStore
 from tests.pagehelpers import xsrf
 from tests.repohelpers import SourceFolder, Student, git, isolated_git
-from tests.serverhelpers import RunningServer, serve_local, wait_until
+from tests.serverhelpers import RunningServer, serve_local, settled, wait_until
 
 COURSE = "cs101"
 SECRET = "EXAM-SOLUTIONS-7f3a9c: the answer is 42"
@@ -50,6 +50,7 @@ def serve(tmp_path, instructor, **server):
 def retract(server, *paths: str, reason: str = "released too early") -> dict:
     status, answer = server.post_json(f"/api/courses/{COURSE}/retract", {"paths": list(paths), "reason": reason})
     assert status == 200, answer
+    settled(server)  # the answers of the new main, built ahead, are done (see the report: a stop meanwhile)
     return answer
 
 
@@ -245,6 +246,7 @@ def retract_as(server, token: str, *paths: str, headers: dict | None = None) -> 
     status, _, body = server.request("POST", f"/api/courses/{COURSE}/retract", json.dumps({"paths": list(paths)}).encode(),
                                      headers={"Content-Type": "application/json", "Authorization": f"token {token}",
                                               **(headers or {})})
+    settled(server)
     return status, body
 
 
@@ -355,6 +357,7 @@ def test_the_dashboard_retracts_after_a_confirmation_and_shows_what_is_held(tmp_
         done = session.post(page + "/retract", data={"_xsrf": token, "paths": LEAK + "\n", "confirm": "yes",
                                                       "reason": "too early"}, allow_redirects=False)
         assert done.status_code == 303
+        settled(server)
         assert LEAK not in CourseRepo.for_course(server.config, COURSE).files(head(server))
         shown = session.get(page).text
         assert "<strong>Retracted</strong>" in shown and "too early" in shown and "Held back" in shown

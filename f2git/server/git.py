@@ -146,13 +146,15 @@ class Backends:
                     write(chunk)
                 code = await process.wait()
             finally:
-                _kill(process)
-                # wait() may return only once every pipe has closed: drain what is left.
-                while await process.stdout.read(CHUNK):
-                    pass
-                code = await process.wait()
-                await asyncio.gather(stderr, feeder, return_exceptions=True)
-                self._running.discard(process)
+                try:
+                    _kill(process)
+                    # wait() may return only once every pipe has closed: drain what is left.
+                    while await process.stdout.read(CHUNK):
+                        pass
+                    code = await process.wait()
+                    await asyncio.gather(stderr, feeder, return_exceptions=True)
+                finally:  # also when cancelled here (the server stops): close() must not wait for it
+                    self._running.discard(process)
         if code == 0:
             return None
         text = stderr.result().decode("utf-8", "replace").strip() or "(no error output)"
