@@ -41,7 +41,7 @@ UPLOAD_PACK = "git-upload-pack"
 LS_REFS = b"0014command=ls-refs"  # how protocol v2 starts an ls-remote's POST (never gzipped: small)
 RECEIVE_PACK = "git-receive-pack"
 # Set through the environment so no repo config can turn them off: no pushes, and clients
-# see HEAD and main only (the sync state lives in refs/f2git/state).
+# see HEAD, main and the pins release/* only (the sync state lives in refs/f2git/state).
 BACKEND_CONFIG = (
     ("http.receivepack", "false"),
     ("uploadpack.hideRefs", "refs/"),
