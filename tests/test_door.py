@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from f2git import holds
 from f2git.links import course_link
 from f2git.opens import OpenCounts
 from f2git.server.auth import Auth, Identity, request_token
@@ -168,8 +169,7 @@ def test_while_the_source_fails_the_student_reads_the_snapshot_date_and_can_cont
 
 @pytest.mark.parametrize("headers, lang", [(EN, "en"), (DE, "de")])
 def test_a_course_held_by_the_instructor_says_so_and_offers_its_snapshot(server, source, headers, lang):
-    record = server.call(lambda: server.server.refresher.status("cs101"))
-    server.call(lambda: setattr(record, "held", {"reason": "exam week: solutions withdrawn"}))
+    holds.hold(server.config, "cs101", {"reason": "exam week: solutions withdrawn"})
     source.write("solutions.ipynb", "{}\n")  # a hold means no sync publishes this
     status, answer, html = page(server, "/open/cs101", headers)
     assert status == 200

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.template
 
-from f2git import words
+from f2git import holds, release, words
 from f2git.links import BadLinkPath, course_link
 from f2git.opens import OpenCounts
 from f2git.store import CourseRepo
@@ -30,7 +30,7 @@ from .refresh import click_client
 if TYPE_CHECKING:
     import tornado.web
 
-    from f2git.config import CourseConfig
+    from f2git.config import Config, CourseConfig
     from f2git.status import CourseStatus
 
     from .base import BaseHandler
@@ -83,13 +83,13 @@ def student_key(handler: "BaseHandler") -> str:
     return click_client(identity.kind, identity.name, handler.request.remote_ip)
 
 
-def held(record: "CourseStatus") -> tuple[bool, str | None]:
-    """Whether the instructor holds the course (after a rollback no sync publishes over it), and
-    their reason if the record has one. Read defensively: records before holds have no field."""
-    value = getattr(record, "held", None)
-    if not value:
+def held(config: "Config", course: str) -> tuple[bool, str | None]:
+    """Whether the instructor holds the course (after a rollback no sync publishes over it:
+    f2git/holds.py), and their reason if they gave one."""
+    value = holds.read(config, course)
+    if value is None:
         return False, None
-    reason = value.get("reason") if isinstance(value, dict) else None
+    reason = value.get("reason")
     return True, reason if isinstance(reason, str) and reason else None
 
 
@@ -110,19 +110,21 @@ async def snapshot_moment(handler: "BaseHandler", record: "CourseStatus") -> flo
 
 
 async def hand_off(handler: "BaseHandler", course: "CourseConfig", path: str | None = None,
-                   app: str | None = None) -> None:
+                   app: str | None = None, branch: str = "main") -> None:
     """Refresh `course` like a click, then send the browser to its nbgitpuller link; or answer
     the page that says why not."""
     app = app or handler.config.hub.apps[0]
     try:
         if app not in handler.config.hub.apps:
             raise BadLinkPath(f"app {app!r} is not one of {', '.join(handler.config.hub.apps)}")
-        link = course_link(handler.config, course.name, path or None, app=app)
+        if branch != "main" and branch.removeprefix("release/") not in release.pins(handler.config, course.name):
+            raise BadLinkPath(f"course {course.name} serves no branch {branch!r}")
+        link = course_link(handler.config, course.name, path or None, app=app, branch=branch)
     except BadLinkPath as error:
         student_page(handler, "badlink", 400, course=course.name, detail=str(error))
         return
     opens(handler).opened(course.name, path or "", student_key(handler))
-    is_held, why = held(handler.refresher.status(course.name))
+    is_held, why = held(handler.config, course.name)
     if is_held and await handler.refresher.has_snapshot(course.name):
         record = await handler.refresher.course_status(course.name)
         date = words.when(words.language(handler.request.headers.get("Accept-Language")),
