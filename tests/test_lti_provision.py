@@ -4,6 +4,7 @@ platform defaults, never from the launch."""
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 
 import pytest
@@ -13,7 +14,8 @@ from f2git.config import parse
 from f2git.lti import provision
 from f2git.lti.launch import LTI, Launch
 from tests.ltiplatform import INSTRUCTOR, LEARNER, Browser, LtiPlatform, Message
-from tests.serverhelpers import RunningServer
+from f2git.server.app import Schedule
+from tests.serverhelpers import RunningServer, wait_until
 from tests.test_lti import make_config, refusal, source  # noqa: F401  (fixture)
 
 NEW = dict(context_id="ctx-new", context_title="Data Science 1")
@@ -56,6 +58,22 @@ def test_auto_creates_the_course_at_once_and_keeps_it_across_restarts(tmp_path, 
         assert not (tmp_path / "lti-courses" / "data-science-1-2.toml").exists()
 
 
+def test_a_course_created_from_a_launch_is_checked_on_its_schedule_without_a_restart(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "auto") as tool:
+        assert tool.get_json("/api/courses/cs101")["next_refresh"] is None  # schedule 0: clicks only
+        upload = tmp_path / "data" / "uploads" / "data-science-1"
+        answer = Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        assert answer.status_code == 303  # the dashboard, not followed: nothing here clicks or refreshes
+        (upload / "notes.md").write_text("# week 1\n")
+        course = tool.get_json("/api/courses/data-science-1")
+        assert course["schedule"] == 600 and course["next_refresh"] is not None
+        assert course["next_refresh"] <= time.time() + Schedule.FIRST_SPREAD + 1  # never checked: soon
+        # the scheduled check itself runs and publishes the uploaded file, with no click and no restart
+        assert wait_until(lambda: tool.get_json("/api/courses/data-science-1")["commit"], timeout=20)
+        after = tool.get_json("/api/courses/data-science-1")
+        assert after["last_error"] is None and after["next_refresh"] > time.time() + 500  # the next period
+
+
 def test_ask_files_a_request_a_manager_approves(tmp_path, source, platform):
     with serve(tmp_path, source, platform, "ask") as tool:
         teacher = Browser()
@@ -77,6 +95,7 @@ def test_ask_files_a_request_a_manager_approves(tmp_path, source, platform):
         assert (tmp_path / "lti-courses" / "data-science-1.toml").exists()
         again = teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
         assert again.status_code == 303 and again.headers["Location"] == tool.url + "/courses/data-science-1"
+        assert tool.get_json("/api/courses/data-science-1")["next_refresh"] is not None  # scheduled once approved
 
 
 def test_an_lti_instructor_cannot_approve_requests(tmp_path, source, platform):
