@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import tomllib
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -96,6 +97,30 @@ def test_ask_files_a_request_a_manager_approves(tmp_path, source, platform):
         again = teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
         assert again.status_code == 303 and again.headers["Location"] == tool.url + "/courses/data-science-1"
         assert tool.get_json("/api/courses/data-science-1")["next_refresh"] is not None  # scheduled once approved
+
+
+def course_requests_notice(page: requests.Response) -> str | None:
+    assert page.status_code == 200, page.text[:300]
+    found = re.search(r'id="course-requests"><a href="([^"]+)">(.*?)</a>', page.text, re.S)
+    return found and f"{found.group(1)} {' '.join(found.group(2).split())}"
+
+
+def test_managers_find_pending_course_requests_on_the_dashboard(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "ask") as tool:
+        manager = requests.Session()
+        assert course_requests_notice(manager.get(tool.url + "/")) is None  # nothing waits: nothing said
+        teacher = Browser()
+        assert teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW))).status_code == 202
+        assert course_requests_notice(manager.get(tool.url + "/")) == \
+            "./lti/requests 1 course request from the LMS waits for approval"
+        other = Message("t2", INSTRUCTOR, context_id="ctx-other", context_title="Other")
+        assert Browser().launch(platform, platform.add(other)).status_code == 202
+        notice = course_requests_notice(manager.get(tool.url + "/"))
+        assert notice == "./lti/requests 2 course requests from the LMS wait for approval"
+        assert manager.get(urljoin(tool.url + "/", notice.split()[0])).text.count('name="request"') == 2  # the link works
+        # an instructor's LTI session (of cs101) manages its course, not f2git: no word of others' requests
+        assert teacher.launch(platform, platform.add(Message("t", INSTRUCTOR))).status_code == 303
+        assert course_requests_notice(teacher.session.get(tool.url + "/")) is None
 
 
 def test_an_lti_instructor_cannot_approve_requests(tmp_path, source, platform):
