@@ -17,7 +17,7 @@ from f2git.lti.launch import LTI, Launch
 from tests.ltiplatform import INSTRUCTOR, LEARNER, Browser, LtiPlatform, Message
 from f2git.server.app import Schedule
 from tests.serverhelpers import RunningServer, wait_until
-from tests.test_lti import make_config, refusal, source  # noqa: F401  (fixture)
+from tests.test_lti import make_config, page_words, refusal, source  # noqa: F401  (fixture)
 
 NEW = dict(context_id="ctx-new", context_title="Data Science 1")
 
@@ -81,7 +81,12 @@ def test_ask_files_a_request_a_manager_approves(tmp_path, source, platform):
         hint = platform.add(Message("t", INSTRUCTOR, name="Grace Hopper", **NEW))
         filed = teacher.launch(platform, hint)
         assert filed.status_code == 202 and "request is filed" in filed.text
-        assert Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW))).status_code == 202
+        german = Browser()
+        german.session.headers["Accept-Language"] = "de"
+        again = german.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        assert again.status_code == 202 and "Location" not in again.headers
+        assert "f2git hat noch keinen Kurs für „Data Science 1“. Ihre Anfrage ist eingereicht" in page_words(again)
+        assert "Dateien aus einem lokalen Upload-Ordner" in page_words(again)
         assert not (tmp_path / "lti-courses").exists()
         manager = requests.Session()
         page = manager.get(tool.url + "/lti/requests")
@@ -135,6 +140,12 @@ def test_off_tells_the_instructor_what_to_give_the_admin(tmp_path, source, platf
     with serve(tmp_path, source, platform, "off"):
         answer = Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
         assert answer.status_code == 404 and 'lti_contexts = ["ctx-new"]' in refusal(answer)
+        german = Browser()
+        german.session.headers["Accept-Language"] = "de-AT,de;q=0.9"
+        answer = german.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        words = refusal(answer)
+        assert answer.status_code == 404 and answer.headers["Content-Language"] == "de"
+        assert "Bitten Sie die Hub-Administration, lti_contexts = [\"ctx-new\"] im f2git-Kurs" in words
 
 
 def launch_of(platform_config, context_id, custom):
