@@ -153,6 +153,9 @@ WORDS: dict[str, dict[str, str]] = {
         "en": "If your browser blocks third-party cookies, allow them for this site or open the link in a new tab.",
         "de": "Wenn Ihr Browser Drittanbieter-Cookies sperrt, erlauben Sie sie für diese Seite oder öffnen Sie"
               " den Link in einem neuen Tab."},
+    "lti.signing_in": {"en": "Signing in…", "de": "Anmeldung läuft…"},
+    "lti.storage_failed": {"en": "The LMS could not keep the sign-in:", "de": "Das LMS konnte die Anmeldung nicht"
+                                                                           " festhalten:"},
     "lti.not_a_launch.text": {"en": "The LTI launch URL takes the platform's form post.",
                               "de": "Die LTI-Aufrufadresse nimmt nur das Formular der Plattform an."},
     # the id_token

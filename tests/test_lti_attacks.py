@@ -254,3 +254,8 @@ def test_platform_storage_binds_the_login_when_cookies_are_blocked(tool, platfor
     binding = html.unescape(re.search(r'data-value="([^"]+)"', login.text).group(1))
     action, fields = form_of(requests.get(html.unescape(re.search(r'data-next="([^"]+)"', login.text).group(1))).text)
     assert Browser().session.post(action, data={**fields, "binding": binding}, allow_redirects=False).status_code == 303
+    # the sign-in page speaks the browser's language too, its script's error sentence included
+    german = Browser()
+    german.session.headers["Accept-Language"] = GERMAN
+    page = german.session.get(platform.login_initiation(platform.add(message)), allow_redirects=False)
+    assert "<h1>Anmeldung läuft…</h1>" in page.text and 'data-failed="Das LMS konnte die Anmeldung' in page.text

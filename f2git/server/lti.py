@@ -156,6 +156,14 @@ class LtiPage(BaseHandler):
                         "default-src 'self'; style-src 'self'; script-src 'self'; base-uri 'none';"
                         " frame-ancestors " + (" ".join(self.frame_origins) or "'none'"))
 
+    def signing_in(self, **values: Any) -> None:
+        """The page that keeps or fetches the login's binding in the platform's storage (lti.js)."""
+        lang = words.language(self.request.headers.get("Accept-Language"))
+        self.set_header("Content-Language", lang)
+        self.set_header("Vary", "Accept-Language")
+        self.page("lti_storage.html", heading=words.say(lang, "lti.signing_in"),
+                  failed=words.say(lang, "lti.storage_failed"), **values)
+
     def page(self, template: str, **values: Any) -> None:
         from .dashboard import STATIC_VERSION
 
@@ -217,8 +225,8 @@ class LoginHandler(LtiPage):
         separator = "&" if urlsplit(platform.auth_login_url).query else "?"
         authorize = platform.auth_login_url + separator + urlencode(params)
         if storage:  # the cookie may be blocked: keep the binding in the platform's storage too, then go on
-            self.page("lti_storage.html", action="put", target=storage, origin=origin_of(platform.auth_login_url),
-                      key=storage_key(state), value=binding, next_url=authorize, fields={})
+            self.signing_in(action="put", target=storage, origin=origin_of(platform.auth_login_url),
+                            key=storage_key(state), value=binding, next_url=authorize, fields={})
             return
         self.redirect(authorize, status=302)
 
@@ -234,9 +242,9 @@ class LaunchHandler(LtiPage):
         if not binding and started is not None and started.storage_target:
             # no cookie came back (third-party cookies blocked): fetch the binding from the platform's storage
             platform = self.tool.lti.platform(started.platform)
-            self.page("lti_storage.html", action="get", target=started.storage_target,
-                      origin=origin_of(platform.auth_login_url) if platform else "", key=storage_key(state),
-                      value="", next_url="launch", fields={"id_token": token, "state": state})
+            self.signing_in(action="get", target=started.storage_target,
+                             origin=origin_of(platform.auth_login_url) if platform else "", key=storage_key(state),
+                             value="", next_url="launch", fields={"id_token": token, "state": state})
             return
         try:
             pending = self.tool.logins.finish(state, binding or None)
