@@ -171,6 +171,8 @@ def test_what_is_no_launch_at_all_gets_a_page_in_words_too(tool, platform):
     german = {"Accept-Language": GERMAN}
     got = requests.get(tool.url + "/lti/launch", headers=german, allow_redirects=False)
     assert got.status_code == 405 and "Die LTI-Aufrufadresse nimmt nur das Formular" in refusal(got)
+    put = requests.put(tool.url + "/lti/launch", headers=german, allow_redirects=False)  # tornado's own refusal
+    assert put.status_code == 405 and "f2git konnte diese Anfrage nicht bearbeiten (HTTP 405)" in refusal(put)
     foreign = requests.post(tool.url + "/lti/deep-link", data={"launch": "x"}, allow_redirects=False,
                             headers={**german, "Origin": "https://evil.example"})
     assert foreign.status_code == 403 and "von einer anderen Website abgeschickt" in refusal(foreign)

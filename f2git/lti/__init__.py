@@ -17,6 +17,10 @@ class Refused(Exception):
         self.todo = f"{topic}.todo" if f"{topic}.todo" in words.WORDS else todo
         self.reason = reason
         self.values = values
-        said = [words.say("en", f"{topic}.text", **values)] + [f"({reason})"] * bool(reason)
-        self.message = " ".join(said + [words.say("en", self.todo, **values)] * bool(self.todo))
+        said = [words.say("en", f"{topic}.text", **values)]
+        if reason:
+            said.append(f"({reason})")
+        if self.todo:
+            said.append(words.say("en", self.todo, **values))
+        self.message = " ".join(said)
         super().__init__(self.message)
