@@ -321,7 +321,15 @@ class IndexPage(DashboardHandler):
         failing = sum(view["health"].state == "failing" for view in views)
         stale = sum(view["health"].state == "stale" for view in views)
         broken = self.config.broken if self.auth.may_manage(self.identity, None) else {}
-        self.render_page("index.html", views=views, failing=failing, stale=stale, broken=broken)
+        self.render_page("index.html", views=views, failing=failing, stale=stale, broken=broken,
+                         course_requests=await self.course_requests())
+
+    async def course_requests(self) -> int:
+        """How many courses instructors asked for from their LMS wait for a manager (LTI provision = "ask")."""
+        tool = self.settings.get("f2git_lti")
+        if tool is None or self.identity.kind == "lti" or not self.auth.may_manage(self.identity, None):
+            return 0
+        return len(await asyncio.to_thread(tool.requests.all))
 
 
 class CoursePage(DashboardHandler):

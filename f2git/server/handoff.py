@@ -41,9 +41,14 @@ RETRY_AFTER = 60  # s a busy f2git or hub asks the browser to wait
 
 
 def student_page(handler: "tornado.web.RequestHandler", topic: str, status: int, *, reason: str | None = None,
-                 continue_url: str | None = None, retry_after: int | None = None, **values: Any) -> None:
+                 continue_url: str | None = None, retry_after: int | None = None, title: str | None = None,
+                 todo: str | None = None, retry: bool | None = None, continue_label: str = "continue",
+                 new_tab: bool = False, **values: Any) -> None:
     """Finish the request with the page `topic` (`<topic>.title/.text/.todo` in f2git.words), in
-    the language the browser asks for. `reason`: a sentence from elsewhere (a roster), shown as is."""
+    the language the browser asks for. `reason`: a sentence from elsewhere (a roster), shown as is.
+    `title`, `todo`, `continue_label`: other catalogue keys than the topic's own; `retry`: offer
+    "Try again" (a reload; by default when there is nothing to continue to); `new_tab`: Continue
+    opens a new tab (out of an LMS's frame)."""
     lang = words.language(handler.request.headers.get("Accept-Language"))
     handler.clear_header("Location")
     handler.set_status(status)
@@ -53,14 +58,15 @@ def student_page(handler: "tornado.web.RequestHandler", topic: str, status: int,
     handler.set_header("Cache-Control", "no-store")
     if retry_after:
         handler.set_header("Retry-After", str(retry_after))
-    todo = f"{topic}.todo"
+    todo = todo or f"{topic}.todo"
     page = LOADER.load("student.html").generate(
         lang=lang, base=app_base(handler), brand=words.say(lang, "brand"),
-        title=words.say(lang, f"{topic}.title", **values), text=words.say(lang, f"{topic}.text", **values),
+        title=words.say(lang, title or f"{topic}.title", **values), text=words.say(lang, f"{topic}.text", **values),
         todo=words.say(lang, todo, **values) if todo in words.WORDS else words.say(lang, "busy.todo"),
         reason=reason, reason_label=words.say(lang, "reason"),
-        continue_url=continue_url, continue_label=words.say(lang, "continue"),
-        retry=bool(retry_after) or continue_url is None, retry_label=words.say(lang, "try_again"))
+        continue_url=continue_url, continue_label=words.say(lang, continue_label), new_tab=new_tab,
+        retry=(bool(retry_after) or continue_url is None) if retry is None else retry,
+        retry_label=words.say(lang, "try_again"))
     handler.finish(page)
 
 
