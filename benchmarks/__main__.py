@@ -1,10 +1,10 @@
-"""`python -m benchmarks [core|load|syncscale|courses|lecture|attack|rosters|lti|answers]`: print the figures (all when none named)."""
+"""`python -m benchmarks [core|load|syncscale|courses|lecture|attack|rosters|lti|answers|retract]`: print the figures (all when none named)."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-PARTS = ("core", "load", "syncscale", "courses", "lecture", "attack", "rosters", "lti", "answers")
+PARTS = ("core", "load", "syncscale", "courses", "lecture", "attack", "rosters", "lti", "answers", "retract")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import time
 
 from connectors.base import counted
 
-from . import __version__, envfile, explain, hubconfig, status
+from . import __version__, envfile, explain, hubconfig, release_cli, status
 from .config import Config, ConfigError, is_http_url, load
 from .links import DEMO_TOKEN_ENV, course_link, git_url, link_in_course, with_token
 
@@ -132,7 +132,7 @@ def cmd_link(config: Config, args: argparse.Namespace) -> int:
     _names(config, [args.course])  # a course whose secrets are missing here still has a link
     if args.door and args.hub:  # the door of a hub service is reached through that hub
         config.hub.url = args.hub.rstrip("/")
-    print(link_in_course(config, args.course, args.path, args.hub, door=args.door))
+    print(link_in_course(config, args.course, args.path, args.hub, door=args.door, branch=args.branch))
     return EXIT_OK
 
 
@@ -266,6 +266,7 @@ COMMANDS = {
                    "f2git hub-config >> /etc/jupyterhub/jupyterhub_config.py"),
     "check": ("Check the config (every error at once) and try each source's credentials.",
               "f2git --config config/f2git.toml check"),
+    **release_cli.COMMANDS,
 }
 
 
@@ -316,6 +317,7 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("--door", action="store_true",
                       help="print f2git's front-door link (/open/…), which tells students in words what is wrong"
                            " before it hands them to the hub, instead of the plain nbgitpuller link")
+    link.add_argument("--branch", default="main", help="a pinned release, release/NAME (default: main)")
 
     hub = command("hub-config", cmd_hub_config)
     hub.add_argument("--external", action="store_true",
@@ -323,6 +325,7 @@ def parser() -> argparse.ArgumentParser:
 
     check = command("check", cmd_check)
     check.add_argument("courses", nargs="*", metavar="COURSE")
+    release_cli.add_commands(command)
     return top
 
 

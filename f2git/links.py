@@ -64,8 +64,8 @@ def nbgitpuller_link(hub_url: str, repo_url: str, folder: str, path: str | None 
 
 
 def course_link(config: Config, course: str, path: str | None = None, hub_url: str | None = None,
-                app: str = "lab") -> str:
-    return nbgitpuller_link(hub_url or config.hub.url, repo_url(config, course), course, path, app=app)
+                app: str = "lab", branch: str = "main") -> str:
+    return nbgitpuller_link(hub_url or config.hub.url, repo_url(config, course), course, path, branch=branch, app=app)
 
 
 def door_base(config: Config) -> str:
@@ -76,21 +76,28 @@ def door_base(config: Config) -> str:
     return config.server.public_url
 
 
-def door_link(config: Config, course: str, path: str | None = None, app: str = "lab") -> str:
-    """`<f2git>/open/<course>[/<path>]?app=…`: f2git's front door, which speaks to the student
-    before it hands them to the hub's nbgitpuller link."""
+def door_link(config: Config, course: str, path: str | None = None, app: str = "lab", branch: str = "main") -> str:
+    """`<f2git>/open/<course>[/<path>]?app=…[&branch=release/NAME]`: f2git's front door, which speaks
+    to the student before it hands them to the hub's nbgitpuller link."""
     if app not in APPS:
         raise BadLinkPath(f"app {app!r} is not one of {', '.join(APPS)}")
     tail = "/" + quote(_clean(path), safe="/") if path and path.strip("/") else ""
-    return f"{door_base(config)}/open/{quote(course, safe='')}{tail}?{urlencode({'app': app})}"
+    query = {"app": app, **({"branch": branch} if branch != "main" else {})}
+    return f"{door_base(config)}/open/{quote(course, safe='')}{tail}?{urlencode(query)}"
 
 
 def link_in_course(config: Config, course: str, path: str | None = None, hub_url: str | None = None,
-                   app: str = "lab", door: bool = False) -> str:
+                   app: str = "lab", door: bool = False, branch: str = "main") -> str:
     """course_link (or door_link), refusing a `path` that is not in the course's current snapshot
-    (`f2git link`)."""
+    (`f2git link`), and a `branch` that is neither main nor a pin (`release/<name>`, f2git/release.py)."""
     from .store import CourseRepo
 
+    if branch != "main":
+        from .release import pins
+
+        if branch.removeprefix("release/") not in pins(config, course) or not branch.startswith("release/"):
+            raise BadLinkPath(f"course {course} serves no branch {branch!r}: use main, or pin one with"
+                              f" `f2git pin {course} NAME` and link release/NAME")
     if path and path.strip("/"):
         _clean(path)  # an unsafe path is refused for what it is
         repo = CourseRepo.for_course(config, course)
@@ -99,7 +106,7 @@ def link_in_course(config: Config, course: str, path: str | None = None, hub_url
             raise BadLinkPath(f"course {course} has no snapshot yet, so {path!r} is not in it:"
                               " run `f2git sync` first, or link the course folder")
         check_in_course(path, repo.files(head))
-    return door_link(config, course, path, app) if door else course_link(config, course, path, hub_url, app)
+    return door_link(config, course, path, app, branch) if door else course_link(config, course, path, hub_url, app, branch)
 
 
 # `make run` hands its serve the demo JupyterLab's token here, for the links it prints on the

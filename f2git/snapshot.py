@@ -26,7 +26,7 @@ from connectors import Connector, Entry, EntryGone, Listing, Skipped, SourceErro
 from connectors._time import schedulable
 from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, counted, read_limits, traffic
 
-from . import backup, mirror, status
+from . import backup, holds, mirror, status
 from .config import Config, CourseConfig
 from .selection import Selection, too_large
 from .store import COPY_CHUNK, LEGACY_STATE_REF, CourseRepo, GitError, SnapshotWriter, git_blob_id
@@ -74,6 +74,8 @@ class SyncResult:
     source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
     status_error: str | None = None  # why this outcome could not be written to the status file
     listing: str = ""  # how the source was listed: "whole", or "changes" only (Connector.list_changes)
+    held: list[str] = field(default_factory=list)  # retracted files the source still offers, held back
+    on_hold: dict | None = None  # the course is held after a rollback (f2git/holds.py): not synced
 
     def to_json(self) -> dict:
         if not self.ok:
@@ -94,6 +96,10 @@ class SyncResult:
             data["status_error"] = self.status_error
         if self.withheld:
             data["withheld"] = self.withheld
+        if self.held:
+            data["held"] = self.held
+        if self.on_hold is not None:
+            data["on_hold"] = self.on_hold
         if self.dry_run:
             data["dry_run"] = True
             data["paths"] = self.paths
@@ -181,6 +187,11 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     try:
         with course_lock(config, course.name):
             restored = None if dry_run else backup.restore(config, course)  # a lost repo continues students' history
+            if not dry_run:
+                result.on_hold = holds.read(config, course.name)
+            if result.on_hold is not None:  # rolled back: nothing publishes over it until resumed
+                result.ok, result.commit = True, CourseRepo.for_course(config, course.name).head()
+                return _finish(config, result, started, report, dry_run)
             run = SyncRun(config, course, result, report, dry_run=dry_run,
                           allow_mass_delete=allow_mass_delete or course.allow_mass_delete, remember=remember)
             run.run(connector or course.connector())
@@ -213,16 +224,22 @@ def sync_course(config: Config, course: CourseConfig, *, allow_mass_delete: bool
     finally:
         traffic.reset(counting)
         read_limits.reset(limited)
+    return _finish(config, result, started, report, dry_run)
+
+
+def _finish(config: Config, result: SyncResult, started: float, report: Callable[[Progress], None],
+            dry_run: bool) -> SyncResult:
     result.duration = time.time() - started
     if result.ok and dry_run:  # a preview changes nothing, so it never says "changed"
-        log.info("%s: preview: %s", course.name, "the next sync would change files" if result.changed else "no change")
+        log.info("%s: preview: %s", result.course, "the next sync would change files" if result.changed else "no change")
     elif result.ok:
-        log.info("%s: %s", course.name, "changed, " + (result.commit or "")[:10] if result.changed else "no change")
+        log.info("%s: %s", result.course, "changed, " + (result.commit or "")[:10] if result.changed else
+                 "on hold" if result.on_hold is not None else "no change")
     else:
-        log.warning("%s: sync failed: %s", course.name, result.error)
+        log.warning("%s: sync failed: %s", result.course, result.error)
     if not dry_run:
         result.status_error = status.record(config, result, started)
-    report(Progress(course.name, "finished"))
+    report(Progress(result.course, "finished"))
     return result
 
 
@@ -308,6 +325,7 @@ class SyncRun:
         self.unread: set[str] = set()  # listed but gone when opened (EntryGone): as they were in `head`
         self.recorded: tuple[dict[str, Row], list[str] | set[str]] = ({}, [])  # rows written, removed
         self.commit_id: str | None = None
+        self.unheld: list[str] = []  # retracted files whose new version this run publishes
 
     def run(self, connector: Connector) -> None:
         try:
@@ -415,7 +433,11 @@ class SyncRun:
     def plan(self) -> None:
         """What to download (new or changed version) and delete; refuse a mass delete."""
         looked_at = self.wanted.keys() if self.candidates is None else self.candidates & self.wanted.keys()
-        self.fetch = sorted(path for path in looked_at
+        # Retracted files (release.py) stay out while the source offers the version retracted.
+        held = {path: version for path, version in self.store.held().items() if path in self.wanted}
+        self.unheld = [path for path, version in held.items() if version and self.wanted[path].version != version]
+        self.result.held = sorted(held.keys() - set(self.unheld))
+        self.fetch = sorted(path for path in looked_at if path not in held or path in self.unheld
                             if (row := self.known.get(path)) is None or row.version != self.wanted[path].version)
         gone = self.current.keys() - self.wanted.keys() if self.candidates is None else \
             (path for path in self.candidates if path in self.current and path not in self.wanted)
@@ -461,7 +483,7 @@ class SyncRun:
 
     def _writer(self) -> SnapshotWriter:
         if self.writer is None:
-            self.writer = self.repo.writer(self.head)
+            self.writer = self.repo.writer(self.head or self.repo.empty_root())
         return self.writer
 
     def commit(self) -> None:
@@ -501,6 +523,8 @@ class SyncRun:
         if self.commit_id != self.head:
             self.writer.publish(self.commit_id, self.head)
         self.result.commit = self.commit_id
+        if self.unheld:  # the source has a new version of a retracted file: it is released again
+            self.store.unhold(self.unheld)
 
     def remember(self) -> None:
         """Keep this run's selection and state for the next run of the course (see _Memory)."""

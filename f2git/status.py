@@ -136,6 +136,18 @@ def applied(current: CourseStatus, result: "SyncResult", started: float) -> Cour
     return current
 
 
+def record_event(config: "Config", name: str, event: dict[str, Any], mapping: dict[str, str] | None = None) -> None:
+    """Add a release-control event (retract, rollback) to the course's history; with `mapping`
+    (old -> new commit ids) the ids of earlier events follow a rewrite. Under the course lock."""
+    current = read_file(config, name)
+    for earlier in current.history:
+        if mapping and earlier.get("commit") in mapping:
+            earlier["commit"] = mapping[earlier["commit"]]
+    current.history = [event, *current.history][:HISTORY]
+    current.last_change = event["time"]
+    _write(config, current)
+
+
 def describe_os_error(error: OSError) -> str:
     if error.errno == errno.ENOSPC:
         return "the disk is full"

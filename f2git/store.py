@@ -25,6 +25,10 @@ BRANCH = "refs/heads/main"
 LEGACY_STATE_REF = "refs/f2git/state"  # where f2git 0.1 kept the sync state (see purge_legacy_state)
 INCOMING = "refs/f2git/incoming"  # fast-import's scratch refs; dropped in the same transaction
 ZERO = "0" * 40
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# Every new course repo starts with an empty commit: a file released by mistake in the first
+# snapshot can then be retracted without rewriting the root all students share (release.py).
+ROOT_MESSAGE = "f2git: the course starts here (no files)\n"
 IDENTITY = "f2git <f2git@localhost>"
 COPY_CHUNK = 1 << 16
 # Files from this size on are streamed by git in chunks (never held whole in memory), get no
@@ -167,15 +171,23 @@ class CourseRepo:
         self.git("prune", "--expire=now")  # nor loose ones
 
     def log(self, limit: int = 50) -> list[dict]:
-        """Recent snapshots, newest first."""
+        """Recent snapshots, newest first (the empty root commit is no snapshot)."""
         if self.head() is None:
             return []
-        out = self.git("log", f"-{limit}", "--format=%H%x00%ct%x00%s", BRANCH)
+        out = self.git("log", f"-{limit}", "--format=%H%x00%ct%x00%P%x00%T%x00%s", BRANCH)
         entries = []
         for line in out.splitlines():
-            sha, when, subject = line.split("\0", 2)
+            sha, when, parents, tree, subject = line.split("\0", 4)
+            if not parents and tree == EMPTY_TREE:
+                continue
             entries.append({"commit": sha, "time": int(when), "message": subject})
         return entries
+
+    def empty_root(self) -> str:
+        """A new parentless commit with no files, the base of a new course's first snapshot."""
+        self.git("hash-object", "-t", "tree", "-w", "--stdin", input=b"")
+        return self.git("-c", "user.name=f2git", "-c", "user.email=f2git@localhost", "commit-tree",
+                        EMPTY_TREE, input=ROOT_MESSAGE.encode()).strip()
 
     def writer(self, base: str | None) -> "SnapshotWriter":
         return SnapshotWriter(self, base)

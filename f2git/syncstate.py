@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, version TEXT NOT NULL, blob TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held (path TEXT PRIMARY KEY, version TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -119,6 +120,46 @@ class StateStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        finally:
+            db.close()
+
+    # -- retracted files (f2git/release.py): held back while the source offers the same version --
+
+    def held(self) -> dict[str, str]:
+        """path -> the source's version that was retracted; a sync does not publish it again."""
+        if not self.path.exists():
+            return {}
+        try:
+            db = self._connect()
+            try:
+                return dict(db.execute("SELECT path, version FROM held"))
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return {}
+
+    def retracted(self, commit: str | None, removed: Iterable[str], hold: dict[str, str]) -> None:
+        """After a history rewrite: the rows of `removed` go, the state names the rewritten
+        `commit`, and `hold` (path -> version) is held back. One transaction."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removed))
+            db.executemany("INSERT OR REPLACE INTO held (path, version) VALUES (?, ?)", hold.items())
+            if commit is not None:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('commit', ?)", (commit,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def unhold(self, paths: Iterable[str]) -> None:
+        db = self._connect()
+        try:
+            db.executemany("DELETE FROM held WHERE path = ?", ((p,) for p in paths))
         finally:
             db.close()
 

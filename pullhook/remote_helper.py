@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -40,6 +41,7 @@ from . import trust
 PLACEHOLDER = "0" * 39 + "1"  # names no object: a fetch of it could only fail
 GIT_URL = re.compile(r"^(?P<base>https?://[^/?#]+(?:/[^?#]*?)?)/git/(?P<course>[a-z0-9][a-z0-9._-]*?)(?:\.git)?/?$")
 TOKEN_VARIABLE = "JUPYTERHUB_API_TOKEN"
+BRIDGE_HEADER = "X-F2git-Bridge"  # f2git's server/rewritenotice.py: this client bridges rewritten histories
 DEFAULT_TIMEOUT = 60.0  # s; the server bounds its own wait by refresh_wait
 
 
@@ -138,21 +140,33 @@ def refuse(reason: str, stdin=None, stdout=None, stderr=None) -> int:
 
 def transport_env(env: Mapping[str, str], fetch_url: str, target: Target, token: str) -> dict[str, str]:
     """`env` plus the token as an extra header, scoped to f2git's URL, appended to GIT_CONFIG_*."""
-    result = dict(env)
     if not token or fetch_url != target.git_url:
-        return result  # a mirror never sees the hub token, even one on f2git's host
+        return dict(env)  # a mirror never sees the hub token, even one on f2git's host
+    return with_config(env, f"http.{target.git_url}.extraHeader", f"Authorization: token {token}")
+
+
+def with_config(env: Mapping[str, str], key: str, value: str) -> dict[str, str]:
+    """`env` plus one git setting, appended to GIT_CONFIG_COUNT/KEY/VALUE."""
+    result = dict(env)
     try:
         count = int(result.get("GIT_CONFIG_COUNT", "0"))
     except ValueError:
         count = 0
-    result[f"GIT_CONFIG_KEY_{count}"] = f"http.{target.git_url}.extraHeader"
-    result[f"GIT_CONFIG_VALUE_{count}"] = f"Authorization: token {token}"
+    result[f"GIT_CONFIG_KEY_{count}"] = key
+    result[f"GIT_CONFIG_VALUE_{count}"] = value
     result["GIT_CONFIG_COUNT"] = str(count + 1)
     return result
 
 
 def prepare(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """The transport command and its environment for one helper invocation."""
+    command, transport, _ = plan(remote, address, env)
+    return command, transport
+
+
+def plan(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str], Bridge | None]:
+    """prepare()'s command and environment, and the history bridge to build after the transport
+    ends (when f2git rewrote the course's history and git runs in a repository), else None."""
     target = parse_address(address)
     token = env.get(TOKEN_VARIABLE, "")
     if token and (reason := untrusted(target, env)):
@@ -168,7 +182,34 @@ def prepare(remote: str, address: str, env: Mapping[str, str]) -> tuple[list[str
     scheme = urlsplit(fetch_url).scheme
     if scheme not in ("http", "https"):
         raise HelperError(f"f2git named a mirror with an unsupported scheme: {scheme!r}")
-    return ["git", f"remote-{scheme}", remote, fetch_url], transport_env(env, fetch_url, target, token)
+    bridge = Bridge(target, token, timeout, env["GIT_DIR"]) if answer.get("rewrites") and env.get("GIT_DIR") else None
+    transport = transport_env(env, fetch_url, target, token)
+    if bridge is not None:  # f2git need not tell the student to backup and resync: this helper bridges
+        # the same URL as the token's header: git takes http.<url>.* only from the most specific URL
+        transport = with_config(transport, f"http.{target.git_url}.extraHeader", f"{BRIDGE_HEADER}: 1")
+    return ["git", f"remote-{scheme}", remote, fetch_url], transport, bridge
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """What pullhook/bridge.py needs once the fetch has brought the rewritten history."""
+
+    target: Target
+    token: str
+    timeout: float
+    git_dir: str
+
+    def run(self) -> None:
+        from pullhook import bridge
+
+        try:
+            mapping = bridge.fetch_rewrites(self.target.base, self.target.course, self.token, self.timeout)
+            if bridge.bridge(self.git_dir, mapping):
+                print(f"f2git: {self.target.course}: your instructor took back files released by mistake;"
+                      " your copy was linked to the corrected history (your edits are kept)",
+                      file=sys.stderr, flush=True)
+        except (OSError, ValueError, RuntimeError) as error:  # the merge then says what is wrong
+            print(f"f2git: could not link your copy to the corrected history: {error}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,10 +217,17 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) != 3:
         sys.exit("usage: git-remote-f2git REMOTE URL (run by git for f2git:// URLs)")
     try:
-        command, env = prepare(argv[1], argv[2], os.environ)
+        command, env, bridge = plan(argv[1], argv[2], os.environ)
     except HelperError as error:
         sys.exit(refuse(str(error)))
-    os.execvpe(command[0], command, env)
+    if bridge is None:
+        os.execvpe(command[0], command, env)
+    # git waits for this helper to exit before its fetch returns: the bridge is in place
+    # before nbgitpuller merges
+    code = subprocess.call(command, env=env)
+    if code == 0:
+        bridge.run()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

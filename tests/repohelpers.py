@@ -122,18 +122,24 @@ class SourceFolder(Folder):
 class Student(Folder):
     """A student's copy of a course, pulled by nbgitpuller through f2git's git URL."""
 
-    def __init__(self, git_url: str, path: str | os.PathLike):
+    def __init__(self, git_url: str, path: str | os.PathLike, depth: int = 1, branch: str = "main"):
         self.git_url = git_url
+        self.branch = branch  # the link's branch= (a pinned release/NAME)
         self.path = Path(path)  # created by the first pull (nbgitpuller clones into it)
+        self.depth = depth  # nbgitpuller's default 1; 0 clones the whole history
         self.log: list[str] = []
 
-    def click(self) -> list[str]:
+    def click(self, backup: bool = False) -> list[str]:
         """One nbgitpuller link click: a new GitPuller per click, as the hub handler makes.
+        `backup`: the "Backup and resync" button of nbgitpuller's merge error page.
 
         GitPuller runs git with os.environ: use `isolated_git` in the test."""
-        puller = GitPuller(self.git_url, str(self.path), branch="main", depth=1)
-        lines = list(puller.pull())
-        self.log.extend(lines)
+        puller = GitPuller(self.git_url, str(self.path), branch=self.branch, depth=self.depth, backup=backup)
+        lines: list[str] = []
+        try:
+            lines.extend(puller.pull())
+        finally:  # a failed click's lines too: what the student's page showed
+            self.log.extend(lines)
         return lines
 
     def is_shallow(self) -> bool:

@@ -84,7 +84,27 @@ class RunningServer:
         if self._thread is not None:
             self._thread.join(timeout=60)
             if self._thread.is_alive():
-                raise RuntimeError("the test server did not stop within 60 s")
+                raise RuntimeError("the test server did not stop within 60 s; its tasks:\n" + self._tasks())
+
+    def _tasks(self) -> str:
+        """The stacks of the server loop's tasks (what a stop that hangs waits for)."""
+        import io
+
+        async def stacks() -> str:
+            out = io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(file=out)
+                awaited = task.get_coro()  # the whole chain of awaits, which print_stack leaves out
+                while awaited is not None:
+                    frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+                    if frame is not None:
+                        out.write(f"  awaiting in {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
+                    awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+            return out.getvalue()
+        try:
+            return asyncio.run_coroutine_threadsafe(stacks(), self.loop).result(timeout=5)
+        except Exception as error:  # the loop is stuck itself
+            return f"(not available: {error!r})"
 
     # -- small HTTP client ---------------------------------------------------------------
 
@@ -145,3 +165,15 @@ def config_factory(folder: Path, courses: dict[str, dict], env: dict[str, str] |
         data = {"server": {"data_dir": str(folder / "data"), "port": port, **server}, "courses": courses}
         return parse(data, folder / "f2git.toml", env or {})
     return make
+
+
+def serve_local(tmp_path: Path, instructor_path: Path, course: str = "cs101", **server: Any) -> RunningServer:
+    """RunningServer of one `local` course (the instructor's folder), every click refreshing."""
+    courses = {course: {"source": "local", "path": str(instructor_path), "schedule": 0}}
+    return RunningServer(config_factory(tmp_path, courses, **{"refresh_ttl": 0, "refresh_wait": 30, **server}))
+
+
+def settled(server: RunningServer, timeout: float = 60.0) -> None:
+    """Wait until the server's pack cache computes nothing (answers built ahead included)."""
+    cache = server.server.app.settings["f2git_packcache"]
+    assert wait_until(lambda: server.call(lambda: cache.idle), timeout), "the pack cache kept computing"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from f2git import holds
 from f2git.hubconfig import render
 from tests.browserhelpers import chromium
 from tests.hubhelpers import CHP, Hub, hub_oauth_in_process
@@ -165,8 +166,7 @@ def test_while_the_source_fails_the_student_reads_the_date_then_continues_to_jup
 @pytest.mark.parametrize("locale, lang", [("en-GB", "en"), ("de-DE", "de")])
 def test_a_held_course_says_so_then_continues_to_jupyterlab(browser, hub, locale, lang):
     refresh(hub, "cs101")
-    record = hub.f2git.call(lambda: hub.f2git.server.refresher.status("cs101"))
-    hub.f2git.call(lambda: setattr(record, "held", {"reason": "rolled back to last week's notebooks"}))
+    holds.hold(hub.f2git.config, "cs101", {"reason": "rolled back to last week's notebooks"})
     try:
         page = signed_in(browser, hub, "ana", locale)
         page.goto(f"{SERVICE}/open/cs101/week1/intro.ipynb")
@@ -179,4 +179,4 @@ def test_a_held_course_says_so_then_continues_to_jupyterlab(browser, hub, locale
         in_jupyterlab(page, "ana", "cs101", "intro.ipynb")
         page.context.close()
     finally:
-        hub.f2git.call(lambda: setattr(record, "held", None))
+        holds.resume(hub.f2git.config, "cs101")

@@ -53,7 +53,7 @@ def test_two_servers_and_the_cli_never_lose_or_tear_an_update(tmp_path):
 
     fsck_clean(repo)
     history = subprocess.run(["git", "--git-dir", str(repo.path), "rev-list", "--parents", "main"],
-                             check=True, capture_output=True, text=True).stdout.split("\n")[:-1]
+                             check=True, capture_output=True, text=True).stdout.split("\n")[:-2]  # [-2]: the empty root
     assert len(history) == ROUNDS  # one commit per change, none lost, none doubled
     assert all(len(line.split()) <= 2 for line in history)  # linear: no merges
     for line, expected in zip(history, reversed(generations)):

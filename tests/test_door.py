@@ -7,6 +7,7 @@ import asyncio
 import re
 import shutil
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -17,10 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from f2git import holds
 from f2git.links import course_link
 from f2git.opens import OpenCounts
 from f2git.server.auth import Auth, Identity, request_token
 from f2git.store import CourseRepo
+from f2git import words as catalogue
 from f2git.words import WORDS, language
 from tests.hubhelpers import hub_oauth_in_process
 from tests.repohelpers import SourceFolder
@@ -168,8 +171,7 @@ def test_while_the_source_fails_the_student_reads_the_snapshot_date_and_can_cont
 
 @pytest.mark.parametrize("headers, lang", [(EN, "en"), (DE, "de")])
 def test_a_course_held_by_the_instructor_says_so_and_offers_its_snapshot(server, source, headers, lang):
-    record = server.call(lambda: server.server.refresher.status("cs101"))
-    server.call(lambda: setattr(record, "held", {"reason": "exam week: solutions withdrawn"}))
+    holds.hold(server.config, "cs101", {"reason": "exam week: solutions withdrawn"})
     source.write("solutions.ipynb", "{}\n")  # a hold means no sync publishes this
     status, answer, html = page(server, "/open/cs101", headers)
     assert status == 200
@@ -320,6 +322,24 @@ def test_the_page_language_follows_the_browsers_ranking(header, expected):
 
 def test_every_sentence_is_in_english_and_german():
     assert all(set(entry) == {"en", "de"} and all(entry.values()) for entry in WORDS.values())
+    assert sum(key.startswith("lti.") for key in WORDS) > 50  # the LTI pages' sentences are here too
+
+
+def test_both_languages_of_a_sentence_fill_the_same_fields():
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    # only English's plural ending {s} may go unused in German
+    assert not [key for key, entry in WORDS.items() if fields(entry["en"]) - {"s"} != fields(entry["de"]) - {"s"}]
+
+
+def test_every_sentence_the_lti_pages_name_is_in_the_catalogue():
+    root = Path(catalogue.__file__).parent
+    code = "".join(path.read_text() for path in [*(root / "lti").glob("*.py"), root / "server" / "lti.py"])
+    named = set(re.findall(r'"(lti\.[a-z_.]+)"', code))  # topics (Refused, say) and shared keys
+    assert len(named) > 40
+    missing = [key for key in named if key not in WORDS and f"{key}.text" not in WORDS]
+    assert not missing
 
 
 # -- f2git link --door ---------------------------------------------------------------------------

@@ -63,8 +63,14 @@ def refusal(response: requests.Response) -> str:
     """The words of a refusal page; it must be an HTML page, never a redirect."""
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     assert "Location" not in response.headers
+    return page_words(response)
+
+
+def page_words(response: requests.Response) -> str:
+    """What a person reads on one of f2git's pages for students: title, sentences, buttons."""
     assert response.headers["Content-Type"].startswith("text/html")
-    return html.unescape(re.sub(r"\s+", " ", re.search(r'id="reason">(.*?)</p>', response.text, re.S).group(1)))
+    main = re.search(r"<main[^>]*>(.*?)</main>", response.text, re.S).group(1)
+    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", main).split()))
 
 
 def git_pull_target(location: str) -> dict[str, str]:
@@ -124,7 +130,10 @@ def test_canvas_learner_in_a_frame_gets_a_new_tab_page_unless_the_item_chose(too
     custom = {"f2git_course": "cs101", "f2git_path": "syllabus.md", "f2git_app": "lab"}
     page = Browser().launch(platform, platform.add(canvas_learner("stud-2", "ctx-cs101", custom)))
     assert page.status_code == 200
-    link = re.search(r'<a class="button" id="open" href="([^"]+)" target="_blank"', page.text).group(1)
+    link = re.search(r'<a class="button" id="continue" href="([^"]+)" target="_blank" rel="noopener"',
+                     page.text).group(1)
+    assert "syllabus.md of course cs101 opens in JupyterLab in a new tab" in page_words(page)
+    assert page.headers["Content-Security-Policy"].endswith(f"frame-ancestors {platform.url} https://canvas.example.edu")
     assert git_pull_target(link.replace("&amp;", "&"))["urlpath"] == "lab/tree/cs101/syllabus.md"
     custom["f2git_target"] = "window"
     answer = Browser().launch(platform, platform.add(canvas_learner("stud-2", "ctx-cs101", custom)))

@@ -17,7 +17,7 @@ import requests
 
 from tests.ltiplatform import INSTRUCTOR, LEARNER, Browser, LtiPlatform, Message, form_of, new_key
 from tests.serverhelpers import RunningServer
-from tests.test_lti import make_config, refusal
+from tests.test_lti import make_config, page_words, refusal
 
 STUDENT = Message("stud-1", LEARNER, custom={"f2git_course": "cs101"})
 
@@ -110,6 +110,33 @@ def test_claims_that_do_not_hold_are_refused(tool, platform, changes, words):
     assert words in refusal(answer)
 
 
+GERMAN = "de-DE,de;q=0.9,en;q=0.5"
+
+
+def test_an_expired_launch_is_refused_in_the_browsers_language(tool, platform, caplog):
+    caplog.set_level(logging.INFO)
+    browser, state, token = forged(platform, exp=1_000_000_000, iat=999_999_000)
+    browser.session.headers["Accept-Language"] = GERMAN
+    answer = post_launch(browser, tool, token, state)
+    words = refusal(answer)
+    assert answer.status_code == 403 and answer.headers["Content-Language"] == "de"
+    assert "Dieser Aufruf aus dem LMS wurde abgelehnt" in words and "Dieser Aufruf ist abgelaufen." in words
+    assert "Gehen Sie zurück zu Ihrem Kurs im LMS" in words and "expired" not in words
+    # still framable by the platform only, no reload of a single-use form post offered, and the log has no token
+    assert answer.headers["Content-Security-Policy"].endswith(f"frame-ancestors {platform.url}")
+    assert "X-Frame-Options" not in answer.headers and 'id="retry"' not in answer.text
+    assert "This launch has expired." in caplog.text and token.split(".")[2] not in caplog.text
+
+
+def test_a_launch_without_the_cookie_says_what_to_do_in_german(tool, platform):
+    victim = Browser()
+    action, fields = victim.authorize(victim.login(platform, platform.add(STUDENT)))
+    other = Browser()
+    other.session.headers["Accept-Language"] = "de"
+    words = refusal(other.session.post(action, data=fields, allow_redirects=False))
+    assert "kam nicht zu dem Browser zurück" in words and "Drittanbieter-Cookies" in words
+
+
 def test_a_deployment_not_accepted_is_refused(tmp_path, source, platform):
     with serve(tmp_path, source, platform, platform_overrides={"deployment_ids": ["deploy-9"]}) as tool:
         answer = Browser().launch(platform, platform.add(STUDENT))
@@ -140,11 +167,30 @@ def test_a_state_f2git_never_issued_is_refused(tool, platform):
     assert "does not belong to a login" in refusal(post_launch(browser, tool, token, "made-up-state"))
 
 
+def test_what_is_no_launch_at_all_gets_a_page_in_words_too(tool, platform):
+    german = {"Accept-Language": GERMAN}
+    got = requests.get(tool.url + "/lti/launch", headers=german, allow_redirects=False)
+    assert got.status_code == 405 and "Die LTI-Aufrufadresse nimmt nur das Formular" in refusal(got)
+    put = requests.put(tool.url + "/lti/launch", headers=german, allow_redirects=False)  # tornado's own refusal
+    assert put.status_code == 405 and "f2git konnte diese Anfrage nicht bearbeiten (HTTP 405)" in refusal(put)
+    foreign = requests.post(tool.url + "/lti/deep-link", data={"launch": "x"}, allow_redirects=False,
+                            headers={**german, "Origin": "https://evil.example"})
+    assert foreign.status_code == 403 and "von einer anderen Website abgeschickt" in refusal(foreign)
+    stranger = requests.get(tool.url + "/lti/login", params={"iss": "https://evil.example", "login_hint": "x"},
+                            headers=german, allow_redirects=False)
+    assert stranger.status_code == 403 and "[[lti.platforms]]" in refusal(stranger)
+
+
 def test_a_learner_asking_for_deep_linking_is_refused(tool, platform):
     learner = Message("stud-1", LEARNER, deep_linking={"title": "x"})
     answer = Browser().launch(platform, platform.add(learner))
     assert answer.status_code == 403 and "Only instructors" in refusal(answer)
     assert 'name="launch"' not in answer.text
+    german = Browser()
+    german.session.headers["Accept-Language"] = GERMAN
+    answer = german.launch(platform, platform.add(learner))
+    assert answer.status_code == 403 and "Nur Lehrpersonen können f2git-Inhalte" in refusal(answer)
+    assert "Öffnen Sie die Links, die Ihre Lehrperson in den Kurs gestellt hat." in page_words(answer)
 
 
 @pytest.mark.parametrize("mode", ["down", "junk", "endless"])
@@ -210,3 +256,8 @@ def test_platform_storage_binds_the_login_when_cookies_are_blocked(tool, platfor
     binding = html.unescape(re.search(r'data-value="([^"]+)"', login.text).group(1))
     action, fields = form_of(requests.get(html.unescape(re.search(r'data-next="([^"]+)"', login.text).group(1))).text)
     assert Browser().session.post(action, data={**fields, "binding": binding}, allow_redirects=False).status_code == 303
+    # the sign-in page speaks the browser's language too, its script's error sentence included
+    german = Browser()
+    german.session.headers["Accept-Language"] = GERMAN
+    page = german.session.get(platform.login_initiation(platform.add(message)), allow_redirects=False)
+    assert "<h1>Anmeldung läuft…</h1>" in page.text and 'data-failed="Das LMS konnte die Anmeldung' in page.text

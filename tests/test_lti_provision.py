@@ -4,7 +4,9 @@ platform defaults, never from the launch."""
 from __future__ import annotations
 
 import re
+import time
 import tomllib
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -13,8 +15,9 @@ from f2git.config import parse
 from f2git.lti import provision
 from f2git.lti.launch import LTI, Launch
 from tests.ltiplatform import INSTRUCTOR, LEARNER, Browser, LtiPlatform, Message
-from tests.serverhelpers import RunningServer
-from tests.test_lti import make_config, refusal, source  # noqa: F401  (fixture)
+from f2git.server.app import Schedule
+from tests.serverhelpers import RunningServer, wait_until
+from tests.test_lti import make_config, page_words, refusal, source  # noqa: F401  (fixture)
 
 NEW = dict(context_id="ctx-new", context_title="Data Science 1")
 
@@ -56,13 +59,34 @@ def test_auto_creates_the_course_at_once_and_keeps_it_across_restarts(tmp_path, 
         assert not (tmp_path / "lti-courses" / "data-science-1-2.toml").exists()
 
 
+def test_a_course_created_from_a_launch_is_checked_on_its_schedule_without_a_restart(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "auto") as tool:
+        assert tool.get_json("/api/courses/cs101")["next_refresh"] is None  # schedule 0: clicks only
+        upload = tmp_path / "data" / "uploads" / "data-science-1"
+        answer = Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        assert answer.status_code == 303  # the dashboard, not followed: nothing here clicks or refreshes
+        (upload / "notes.md").write_text("# week 1\n")
+        course = tool.get_json("/api/courses/data-science-1")
+        assert course["schedule"] == 600 and course["next_refresh"] is not None
+        assert course["next_refresh"] <= time.time() + Schedule.FIRST_SPREAD + 1  # never checked: soon
+        # the scheduled check itself runs and publishes the uploaded file, with no click and no restart
+        assert wait_until(lambda: tool.get_json("/api/courses/data-science-1")["commit"], timeout=20)
+        after = tool.get_json("/api/courses/data-science-1")
+        assert after["last_error"] is None and after["next_refresh"] > time.time() + 500  # the next period
+
+
 def test_ask_files_a_request_a_manager_approves(tmp_path, source, platform):
     with serve(tmp_path, source, platform, "ask") as tool:
         teacher = Browser()
         hint = platform.add(Message("t", INSTRUCTOR, name="Grace Hopper", **NEW))
         filed = teacher.launch(platform, hint)
         assert filed.status_code == 202 and "request is filed" in filed.text
-        assert Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW))).status_code == 202
+        german = Browser()
+        german.session.headers["Accept-Language"] = "de"
+        again = german.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        assert again.status_code == 202 and "Location" not in again.headers
+        assert "f2git hat noch keinen Kurs für „Data Science 1“. Ihre Anfrage ist eingereicht" in page_words(again)
+        assert "Dateien aus einem lokalen Upload-Ordner" in page_words(again)
         assert not (tmp_path / "lti-courses").exists()
         manager = requests.Session()
         page = manager.get(tool.url + "/lti/requests")
@@ -77,6 +101,31 @@ def test_ask_files_a_request_a_manager_approves(tmp_path, source, platform):
         assert (tmp_path / "lti-courses" / "data-science-1.toml").exists()
         again = teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
         assert again.status_code == 303 and again.headers["Location"] == tool.url + "/courses/data-science-1"
+        assert tool.get_json("/api/courses/data-science-1")["next_refresh"] is not None  # scheduled once approved
+
+
+def course_requests_notice(page: requests.Response) -> str | None:
+    assert page.status_code == 200, page.text[:300]
+    found = re.search(r'id="course-requests"><a href="([^"]+)">(.*?)</a>', page.text, re.S)
+    return found and f"{found.group(1)} {' '.join(found.group(2).split())}"
+
+
+def test_managers_find_pending_course_requests_on_the_dashboard(tmp_path, source, platform):
+    with serve(tmp_path, source, platform, "ask") as tool:
+        manager = requests.Session()
+        assert course_requests_notice(manager.get(tool.url + "/")) is None  # nothing waits: nothing said
+        teacher = Browser()
+        assert teacher.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW))).status_code == 202
+        assert course_requests_notice(manager.get(tool.url + "/")) == \
+            "./lti/requests 1 course request from the LMS waits for approval"
+        other = Message("t2", INSTRUCTOR, context_id="ctx-other", context_title="Other")
+        assert Browser().launch(platform, platform.add(other)).status_code == 202
+        notice = course_requests_notice(manager.get(tool.url + "/"))
+        assert notice == "./lti/requests 2 course requests from the LMS wait for approval"
+        assert manager.get(urljoin(tool.url + "/", notice.split()[0])).text.count('name="request"') == 2  # the link works
+        # an instructor's LTI session (of cs101) manages its course, not f2git: no word of others' requests
+        assert teacher.launch(platform, platform.add(Message("t", INSTRUCTOR))).status_code == 303
+        assert course_requests_notice(teacher.session.get(tool.url + "/")) is None
 
 
 def test_an_lti_instructor_cannot_approve_requests(tmp_path, source, platform):
@@ -91,6 +140,12 @@ def test_off_tells_the_instructor_what_to_give_the_admin(tmp_path, source, platf
     with serve(tmp_path, source, platform, "off"):
         answer = Browser().launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
         assert answer.status_code == 404 and 'lti_contexts = ["ctx-new"]' in refusal(answer)
+        german = Browser()
+        german.session.headers["Accept-Language"] = "de-AT,de;q=0.9"
+        answer = german.launch(platform, platform.add(Message("t", INSTRUCTOR, **NEW)))
+        words = refusal(answer)
+        assert answer.status_code == 404 and answer.headers["Content-Language"] == "de"
+        assert "Bitten Sie die Hub-Administration, lti_contexts = [\"ctx-new\"] im f2git-Kurs" in words
 
 
 def launch_of(platform_config, context_id, custom):

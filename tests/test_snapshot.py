@@ -80,7 +80,9 @@ def test_history_is_append_only(course):
     for round_ in range(3):
         bucket.files[f"new{round_}.txt"] = b"x"
         commits.append(sync_course(config, c1).commit)
-    assert git(repo, "rev-list", "--first-parent", "main").split() == commits[::-1]
+    *snapshots, root = git(repo, "rev-list", "--first-parent", "main").split()
+    assert snapshots == commits[::-1]
+    assert git(repo, "ls-tree", root) == "" and git(repo, "rev-list", "--parents", "-1", root).split() == [root]
 
 
 def test_deletions_and_renames_propagate(course):

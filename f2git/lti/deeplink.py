@@ -37,8 +37,7 @@ class Request:
     def from_settings(cls, settings: dict[str, Any]) -> "Request":
         accept_types = tuple(str(t) for t in settings.get("accept_types") or ())
         if "ltiResourceLink" not in accept_types:
-            raise PickRefused(400, "This place in the LMS accepts no LTI links (accept_types lacks"
-                                   " ltiResourceLink), so f2git cannot add content here.")
+            raise PickRefused(400, "lti.no_links_here")
         offered = settings.get("accept_presentation_document_targets") or ()
         targets = tuple(t for t in TARGETS if t in offered)
         return cls(return_url=settings["deep_link_return_url"], accept_multiple=bool(settings.get("accept_multiple")),
@@ -73,7 +72,7 @@ def response(keys: "ToolKeys", *, client_id: str, issuer: str, deployment_id: st
              items: list[dict[str, Any]]) -> str:
     """The signed `LtiDeepLinkingResponse`: iss = client_id, aud = the platform, data echoed."""
     if len(items) > 1 and not request.accept_multiple:
-        raise PickRefused(400, "This place in the LMS takes one item at a time; choose a single file or folder.")
+        raise PickRefused(400, "lti.one_item")
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": client_id, "aud": issuer, "iat": now, "exp": now + RESPONSE_TTL, "nonce": secrets.token_urlsafe(16),

@@ -1,7 +1,7 @@
 """An id_token from a platform, verified into a `Launch` (LTI Core 1.3, 1EdTech Security Framework).
 
-Every check that fails raises `LaunchRefused` with words for the person who launched; the
-token itself never appears in them.
+Every check that fails raises `LaunchRefused` naming the words for the person who launched (a
+topic of f2git.words); the token itself never appears in them.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ TEACHING_ROLES = frozenset({MEMBERSHIP + "Instructor", MEMBERSHIP + "ContentDeve
 
 
 LaunchRefused = Refused
+RELAUNCH, ADMIN = "lti.relaunch.todo", "lti.admin.todo"  # shared sentences of what to do
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,12 @@ class Launch:
 def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and claims of `token`, unverified: only to pick the platform and the key."""
     if not token or len(token) > MAX_TOKEN:
-        raise LaunchRefused(400, "The launch carried no id_token, or one far too long to be one.")
+        raise LaunchRefused(400, "lti.no_token", todo=RELAUNCH)
     try:
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
-        raise LaunchRefused(400, "The launch's id_token is not a JSON Web Token.") from None
+        raise LaunchRefused(400, "lti.not_jwt", todo=RELAUNCH) from None
     return header, claims
 
 
@@ -123,13 +124,11 @@ def find_platform(lti: "LtiConfig", claims: dict[str, Any]) -> "PlatformConfig":
     audiences = audience if isinstance(audience, list) else [audience]
     candidates = [p for p in lti.platforms if p.issuer == issuer]
     if not candidates:
-        raise LaunchRefused(403, "This launch comes from a platform that is not registered with f2git"
-                                 " (unknown issuer). Ask your hub admin to add it to [[lti.platforms]].")
+        raise LaunchRefused(403, "lti.unknown_platform")
     for platform in candidates:
         if platform.client_id in audiences:
             return platform
-    raise LaunchRefused(403, "This launch is addressed to another tool (its audience is not one of"
-                             " f2git's client ids for this platform).")
+    raise LaunchRefused(403, "lti.audience", todo=ADMIN)
 
 
 async def verify(lti: "LtiConfig", token: str, keys: PlatformKeys, nonce: str) -> Launch:
@@ -137,58 +136,57 @@ async def verify(lti: "LtiConfig", token: str, keys: PlatformKeys, nonce: str) -
     header, claims = unverified(token)
     platform = find_platform(lti, claims)
     if header.get("alg") != "RS256":
-        raise LaunchRefused(403, "The launch was not signed with RS256, the only algorithm LTI 1.3 allows.")
+        raise LaunchRefused(403, "lti.alg", todo=ADMIN)
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
-        raise LaunchRefused(403, "The launch's signature names no key (no kid).")
+        raise LaunchRefused(403, "lti.no_kid", todo=ADMIN)
     try:
         key = await keys.key(platform.key_set_url, kid)
     except KeySetError as error:
-        raise LaunchRefused(403, f"The launch could not be checked: {error}.") from None
+        raise LaunchRefused(403, "lti.keyset", reason=str(error)) from None
     try:
         claims = jwt.decode(token, key, algorithms=["RS256"], audience=platform.client_id,
                             issuer=platform.issuer, leeway=LEEWAY,
                             options={"require": ["exp", "iat", "iss", "aud", "nonce"]})
     except jwt.ExpiredSignatureError:
-        raise LaunchRefused(403, "This launch has expired. Go back to your course and click the link again.") from None
+        raise LaunchRefused(403, "lti.expired", todo=RELAUNCH) from None
     except jwt.InvalidSignatureError:
-        raise LaunchRefused(403, "The launch's signature is not the platform's.") from None
+        raise LaunchRefused(403, "lti.signature", todo=ADMIN) from None
     except jwt.PyJWTError as error:
-        raise LaunchRefused(403, f"The launch was refused: {error}.") from None
+        raise LaunchRefused(403, "lti.invalid", todo=ADMIN, reason=str(error)) from None
     check_claims(platform, claims, nonce)
     return Launch(platform, claims)
 
 
 def check_claims(platform: "PlatformConfig", claims: dict[str, Any], nonce: str) -> None:
     if claims["iat"] > time.time() + LEEWAY or claims["iat"] < time.time() - MAX_AGE:
-        raise LaunchRefused(403, "The launch's issue time is not plausible; check the platform's clock.")
+        raise LaunchRefused(403, "lti.iat")
     audience = claims["aud"]
     if isinstance(audience, list) and len(audience) > 1 or "azp" in claims:
         if claims.get("azp") != platform.client_id:
-            raise LaunchRefused(403, "The launch's authorised party (azp) is not f2git's client id.")
+            raise LaunchRefused(403, "lti.azp", todo=ADMIN)
     if claims["nonce"] != nonce:
-        raise LaunchRefused(403, "The launch does not answer the login f2git started (nonce differs).")
+        raise LaunchRefused(403, "lti.nonce", todo=RELAUNCH)
     if claims.get(LTI + "version") != "1.3.0":
-        raise LaunchRefused(400, "This is not an LTI 1.3.0 launch.")
+        raise LaunchRefused(400, "lti.version", todo=ADMIN)
     message_type = claims.get(LTI + "message_type")
     if message_type not in MESSAGE_TYPES:
-        raise LaunchRefused(400, f"f2git does not handle LTI messages of type {str(message_type)[:60]!r}.")
+        raise LaunchRefused(400, "lti.message_type", todo=ADMIN, type=repr(str(message_type)[:60]))
     deployment = claims.get(LTI + "deployment_id")
     if not isinstance(deployment, str) or not deployment:
-        raise LaunchRefused(400, "The launch names no deployment.")
+        raise LaunchRefused(400, "lti.no_deployment", todo=ADMIN)
     if platform.deployment_ids and deployment not in platform.deployment_ids:
-        raise LaunchRefused(403, f"The deployment {deployment[:80]!r} of this platform is not accepted by f2git."
-                                 " Ask your hub admin to add it to deployment_ids.")
+        raise LaunchRefused(403, "lti.deployment", deployment=repr(deployment[:80]))
     roles = claims.get(LTI + "roles")
     if not isinstance(roles, list):
-        raise LaunchRefused(400, "The launch carries no roles claim.")
+        raise LaunchRefused(400, "lti.no_roles", todo=ADMIN)
     if not isinstance(claims.get("sub", ""), str):
-        raise LaunchRefused(400, "The launch's subject (sub) is not a string.")
+        raise LaunchRefused(400, "lti.sub", todo=ADMIN)
     if message_type == RESOURCE_LINK:
         link = claims.get(LTI + "resource_link")
         if not isinstance(link, dict) or not link.get("id"):
-            raise LaunchRefused(400, "The launch names no resource link.")
+            raise LaunchRefused(400, "lti.no_link", todo=ADMIN)
     else:
         settings = claims.get(DL + "deep_linking_settings")
         if not isinstance(settings, dict) or not isinstance(settings.get("deep_link_return_url"), str):
-            raise LaunchRefused(400, "The deep-linking request names no deep_link_return_url.")
+            raise LaunchRefused(400, "lti.no_return", todo=ADMIN)

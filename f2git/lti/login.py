@@ -53,7 +53,7 @@ class Logins:
             if len(self._pending) >= self.max_pending:
                 self._prune(now)
             if len(self._pending) >= self.max_pending:
-                raise LoginRefused(503, "Too many logins are waiting for their launch; try again in a few minutes.")
+                raise LoginRefused(503, "lti.logins_busy")
             self._pending[state] = Pending(platform, nonce, _hash(binding), now + self.ttl, storage_target)
         return state, nonce, binding
 
@@ -69,12 +69,9 @@ class Logins:
         with self._lock:
             pending = self._pending.pop(state, None) if state else None
         if pending is None or pending.expires < time.monotonic():
-            raise LoginRefused(403, "This launch does not belong to a login f2git started, or was already used"
-                                    " or took too long. Go back to your course and click the link again.")
+            raise LoginRefused(403, "lti.stale", todo="lti.relaunch.todo")
         if not binding or not hmac.compare_digest(_hash(binding), pending.binding_hash):
-            raise LoginRefused(403, "This launch did not come back to the browser that started it (the login"
-                                    " cookie is missing). If your browser blocks third-party cookies, allow them"
-                                    " for this site or open the link in a new tab.")
+            raise LoginRefused(403, "lti.unbound")
         return pending
 
     def _prune(self, now: float) -> None:

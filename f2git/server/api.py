@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Callable
 
 import tornado.web
 
+from f2git import holds
 from f2git.config import CourseConfig
 
 from .auth import HubUnreachable
@@ -35,6 +35,7 @@ class CourseStatusHandler(JsonHandler):
             "refreshing": self.refresher.is_running(course.name),
             "status_error": self.refresher.status_error(course.name),  # the outcome is in memory only
             "next_refresh": next_run(course.name),
+            "on_hold": holds.read(self.config, course.name),  # after a rollback: syncs publish nothing
         }
         if self.auth.may_manage(self.identity, course):
             return full
@@ -78,14 +79,7 @@ class RefreshHandler(JsonHandler):
         self.write_json(result.to_json())
 
     def refresh_options(self) -> dict[str, Any]:
-        if not self.request.body.strip():
-            return {}
-        try:
-            body = json.loads(self.request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Refusal(400, f"request body is not valid JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise Refusal(400, "request body must be a JSON object")
+        body = self.json_object()
         for key, value in body.items():
             if key not in REFRESH_OPTIONS:
                 raise Refusal(400, f"unknown option {key!r} (known: {', '.join(REFRESH_OPTIONS)})")

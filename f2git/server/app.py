@@ -24,7 +24,7 @@ from f2git.metrics import Metrics
 from f2git.opens import OpenCounts
 from f2git.roster import RosterKeeper, uses_roster
 
-from . import api, dashboard, door, git, lti, members, prometheus, pull
+from . import api, dashboard, door, git, lti, members, prometheus, pull, releasectl
 from .auth import Auth, HubAuth, TokenAuth, make_auth
 from .headers import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
@@ -65,9 +65,9 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     keep_groups(config, rosters, auth)
     tool = lti.Tool(config) if config.lti is not None else None  # creates the tool key on first start
     return tornado.web.Application(
-        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + pull.ROUTES + members.ROUTES
-                                                 + prometheus.ROUTES + door.ROUTES + dashboard.routes(refresher)
-                                                 + lti.routes(tool))
+        auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + releasectl.ROUTES + pull.ROUTES
+                                                 + members.ROUTES + prometheus.ROUTES + door.ROUTES
+                                                 + dashboard.routes(refresher) + lti.routes(tool))
         + auth.extra_handlers(),
         transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),
@@ -135,6 +135,7 @@ class Schedule:
         self.releases = ReleaseSchedule(self.scheduler, self._refresh)
         self._warming: asyncio.Task | None = None
         refresher.on_result(self.releases.after_sync)
+        refresher.on_course_added(self.add_course)
 
     @staticmethod
     def share(name: str) -> float:
@@ -152,15 +153,24 @@ class Schedule:
     def start(self) -> None:
         """Call inside the running event loop."""
         now = datetime.now(timezone.utc)
-        for name, course in self.config.courses.items():
-            if course.schedule <= 0:
-                continue
-            self.scheduler.add_job(self._refresh, IntervalTrigger(seconds=course.schedule, timezone=timezone.utc),
-                                   args=[name], id=f"schedule:{name}", name=f"refresh {name}",
-                                   next_run_time=self.first_run(name, course.schedule, now))
+        for name in self.config.courses:
+            self.plan_checks(name, now)
         self.scheduler.start()
         self.releases.restore(self.refresher.status(name) for name in self.config.courses)
         self._warming = asyncio.get_running_loop().create_task(self.refresher.load_heads())
+
+    def plan_checks(self, name: str, now: datetime) -> None:
+        course = self.config.courses[name]
+        if course.schedule > 0:
+            self.scheduler.add_job(self._refresh, IntervalTrigger(seconds=course.schedule, timezone=timezone.utc),
+                                   args=[name], id=f"schedule:{name}", name=f"refresh {name}",
+                                   next_run_time=self.first_run(name, course.schedule, now), replace_existing=True)
+
+    def add_course(self, name: str) -> None:
+        """A course created while serving (an LTI launch's) is checked on its schedule and at its
+        releases from now on, as if it had been there at the start."""
+        self.plan_checks(name, datetime.now(timezone.utc))
+        self.releases.restore([self.refresher.status(name)])
 
     def next_run(self, name: str) -> float | None:
         """Epoch seconds of the course's next background refresh, if any."""

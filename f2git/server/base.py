@@ -142,6 +142,18 @@ class JsonHandler(BaseHandler):
                 raise Refusal(415, "send the request body as JSON, with Content-Type: application/json")
         await super().prepare()
 
+    def json_object(self) -> dict[str, Any]:
+        """The request body as a JSON object ({} when empty), else a 400 that says why."""
+        if not self.request.body.strip():
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise Refusal(400, f"request body is not valid JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise Refusal(400, "request body must be a JSON object")
+        return body
+
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")

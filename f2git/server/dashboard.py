@@ -22,11 +22,12 @@ import tornado.web
 import connectors
 from connectors._time import schedulable
 from connectors.base import counted
-from f2git import explain, filetree, roster, status, words
+from f2git import explain, filetree, holds, release, roster, status, words
 from f2git.config import APPS, CourseConfig
 from f2git.links import BadLinkPath, check_in_course, course_link, door_link, snippets
 from f2git.snapshot import Progress, SyncResult, sync_course
 from f2git.store import CourseRepo
+from f2git.syncstate import StateStore
 
 from .base import BaseHandler, Refusal
 from .ltisession import frame_ancestors
@@ -133,6 +134,7 @@ class HistoryItem:
     error: str | None = None  # a failure
     repeats: int = 1  # the same failure, this many times in a row
     since: Moment | None = None  # the first of those
+    control: dict | None = None  # a retract or rollback (f2git/release.py), as the status recorded it
 
 
 def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> list[HistoryItem]:
@@ -149,6 +151,8 @@ def history(record: status.CourseStatus, log: list[dict], limit: int = 50) -> li
                 last.since = moment
             else:
                 items.append(HistoryItem(moment, error=event.get("error") or "unknown error"))
+        elif event.get("kind") in ("retract", "rollback"):
+            items.append(HistoryItem(moment, commit=event.get("commit"), control=event))
         elif event.get("changed") and event.get("commit"):
             items.append(HistoryItem(moment, commit=event["commit"], paths=event.get("paths") or {},
                                      counts={k: event.get(k, 0) for k in ("added", "modified", "deleted")}))
@@ -317,7 +321,15 @@ class IndexPage(DashboardHandler):
         failing = sum(view["health"].state == "failing" for view in views)
         stale = sum(view["health"].state == "stale" for view in views)
         broken = self.config.broken if self.auth.may_manage(self.identity, None) else {}
-        self.render_page("index.html", views=views, failing=failing, stale=stale, broken=broken)
+        self.render_page("index.html", views=views, failing=failing, stale=stale, broken=broken,
+                         course_requests=await self.course_requests())
+
+    async def course_requests(self) -> int:
+        """How many courses instructors asked for from their LMS wait for a manager (LTI provision = "ask")."""
+        tool = self.settings.get("f2git_lti")
+        if tool is None or self.identity.kind == "lti" or not self.auth.may_manage(self.identity, None):
+            return 0
+        return len(await asyncio.to_thread(tool.requests.all))
 
 
 class CoursePage(DashboardHandler):
@@ -334,9 +346,11 @@ class CoursePage(DashboardHandler):
         app = self.get_query_argument("app", "")
         apps = self.config.hub.apps
         app = app if app in apps else apps[0]
-        link = course_link(self.config, course.name, path or None, app=app)
-        door = door_link(self.config, course.name, path or None, app=app)
-        self.render_page("course.html", **view, path=path, app=app, link=link, door=door,
+        branch = self.get_query_argument("branch", "main")
+        branch = branch if branch in view["branches"] else "main"
+        link = course_link(self.config, course.name, path or None, app=app, branch=branch)
+        door = door_link(self.config, course.name, path or None, app=app, branch=branch)
+        self.render_page("course.html", **view, path=path, app=app, link=link, door=door, branch=branch,
                          apps=[(name, APPS[name][0]) for name in apps],
                          snippets=snippets(door, link_title(course.name, path)),
                          opened=self.settings["f2git_opens"].by_path(course.name), opened_by=opened_by)
@@ -346,7 +360,10 @@ class CoursePage(DashboardHandler):
         view = self.course_view(course, time.time())
         files = filetree.snapshot_files(repo, view["record"].commit)
         return {**view, "tree": filetree.tree(files), "paths": filetree.paths(files),
-                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS)), "members": self.members_view(course)}
+                "history": history(view["record"], repo.log(HISTORY_SNAPSHOTS)), "members": self.members_view(course),
+                "held": sorted(StateStore.for_course(self.config, course.name).held()),
+                "on_hold": holds.read(self.config, course.name),
+                "branches": ["main", *(f"release/{pin}" for pin in sorted(release.pins(self.config, course.name)))]}
 
     def members_view(self, course: CourseConfig) -> dict[str, Any] | None:
         """The roster panel of a course whose members come from the LMS (f2git/roster.py)."""
@@ -468,17 +485,22 @@ class LinkAction(DashboardHandler):
         app = self.get_query_argument("app", "") or self.config.hub.apps[0]
         if app not in self.config.hub.apps:
             raise Refusal(400, f"app {app!r} is not one of this hub's apps: {', '.join(self.config.hub.apps)}")
+        branch = self.get_query_argument("branch", "") or "main"
         repo = CourseRepo.for_course(self.config, course.name)
-        files = await asyncio.to_thread(lambda: filetree.paths(filetree.snapshot_files(repo, repo.head())))
+        commit = await asyncio.to_thread(repo.resolve, f"refs/heads/{branch}") if branch.startswith("release/") \
+            else await asyncio.to_thread(repo.head) if branch == "main" else None
+        if commit is None:
+            raise Refusal(400, f"course {course.name} serves no branch {branch!r}")
+        files = await asyncio.to_thread(lambda: filetree.paths(filetree.snapshot_files(repo, commit)))
         try:
             check_in_course(path, files)
-            link = course_link(self.config, course.name, path or None, app=app)
-            door = door_link(self.config, course.name, path or None, app=app)
+            link = course_link(self.config, course.name, path or None, app=app, branch=branch)
+            door = door_link(self.config, course.name, path or None, app=app, branch=branch)
         except BadLinkPath as error:
             raise Refusal(400, str(error)) from None
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"door": door, "link": link, "path": path, "app": app,
+        self.finish(json.dumps({"door": door, "link": link, "path": path, "app": app, "branch": branch,
                                 **snippets(door, link_title(course.name, path))}))
 
 
@@ -494,6 +516,8 @@ def link_title(course: str, path: str) -> str:
 
 def routes(refresher: Refresher) -> list[tuple]:
     """The dashboard's routes; `refresher` is the server's, shared with clicks and the schedule."""
+    from . import releasepages  # its handlers are dashboard pages
+
     board = ProgressBoard(refresher)
     course = r"/courses/(?P<name>[^/]+)"
     return [
@@ -503,5 +527,6 @@ def routes(refresher: Refresher) -> list[tuple]:
         (course + r"/events", ProgressEvents, {"board": board}),
         (course + r"/preview", PreviewAction),
         (course + r"/link", LinkAction),
+        *releasepages.routes(course),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
     ]

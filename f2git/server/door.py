@@ -45,7 +45,8 @@ class DoorHandler(BaseHandler):
             student_page(self, "refused", refusal.status_code, reason=refusal.message,
                          user=self.identity.name, course=course)
             return
-        await hand_off(self, found, path, self.get_query_argument("app", "") or None)
+        await hand_off(self, found, path, self.get_query_argument("app", "") or None,
+                       self.get_query_argument("branch", "") or "main")
 
 
 ROUTES = [(r"/open/(?P<course>[^/]+)(?:/(?P<path>.+))?", DoorHandler)]

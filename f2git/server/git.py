@@ -28,8 +28,10 @@ import tornado.iostream
 import tornado.web
 
 from f2git.config import Config, CourseConfig
+from f2git.release import pins_stamp
 from f2git.store import git_command
 
+from . import rewritenotice
 from .base import BaseHandler, Refusal
 from .packcache import CHUNK, GitRequest, PackCache, Reader
 from .refresh import Refresher
@@ -40,11 +42,12 @@ UPLOAD_PACK = "git-upload-pack"
 LS_REFS = b"0014command=ls-refs"  # how protocol v2 starts an ls-remote's POST (never gzipped: small)
 RECEIVE_PACK = "git-receive-pack"
 # Set through the environment so no repo config can turn them off: no pushes, and clients
-# see HEAD and main only (the sync state lives in refs/f2git/state).
+# see HEAD, main and the pins release/* only (the sync state lives in refs/f2git/state).
 BACKEND_CONFIG = (
     ("http.receivepack", "false"),
     ("uploadpack.hideRefs", "refs/"),
     ("uploadpack.hideRefs", "!refs/heads/main"),
+    ("uploadpack.hideRefs", "!refs/heads/release/"),  # pins (f2git/release.py), snapshots of main
 )
 # The backend gets this much of the server's environment, never the sources' secrets.
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GIT_EXEC_PATH")
@@ -112,6 +115,7 @@ class Backends:
 
     def __init__(self, limit: int = 0, stall_timeout: float = STALL_TIMEOUT) -> None:
         self._running: set[asyncio.subprocess.Process] = set()
+        self._starting: set[asyncio.Future] = set()  # git processes being started (never cancelled)
         # A herd of clicks queues here instead of running hundreds of pack-objects at once.
         self.limit = limit or 4 * (os.cpu_count() or 1)
         self._slots = asyncio.Semaphore(self.limit)
@@ -149,9 +153,19 @@ class Backends:
         async with self.slot():
             # Its own process group: git runs http-backend, which runs upload-pack and
             # pack-objects; killing the group ends them all, not just the first.
-            process = await asyncio.create_subprocess_exec(
+            spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
                 *git_command("http-backend"), env=env, start_new_session=True,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
+            self._starting.add(spawn)
+            spawn.add_done_callback(self._starting.discard)
+            try:
+                process = await asyncio.shield(spawn)
+            except asyncio.CancelledError:
+                # Cancelled while git starts (the server stops): asyncio's own clean-up of a start cut
+                # short can wait forever (CPython 3.11). Let it start, then end its whole group;
+                # close() waits for such starts, so the loop's shutdown never cancels one.
+                spawn.add_done_callback(_kill_once_started)
+                raise
             self.spawned += 1
             self._running.add(process)
             loop = asyncio.get_running_loop()
@@ -162,13 +176,15 @@ class Backends:
                     write(chunk)
                 code = await process.wait()
             finally:
-                _kill(process)
-                # wait() may return only once every pipe has closed: drain what is left.
-                while await process.stdout.read(CHUNK):
-                    pass
-                code = await process.wait()
-                await asyncio.gather(stderr, feeder, return_exceptions=True)
-                self._running.discard(process)
+                try:
+                    _kill(process)
+                    # wait() may return only once every pipe has closed: drain what is left.
+                    while await process.stdout.read(CHUNK):
+                        pass
+                    code = await process.wait()
+                    await asyncio.gather(stderr, feeder, return_exceptions=True)
+                finally:  # also when cancelled here (the server stops): close() must not wait for it
+                    self._running.discard(process)
         if code == 0:
             return None
         text = stderr.result().decode("utf-8", "replace").strip() or "(no error output)"
@@ -178,11 +194,18 @@ class Backends:
     async def close(self, timeout: float = 30) -> None:
         for closer in self._closers:
             await closer()
+        if self._starting:
+            await asyncio.wait(list(self._starting), timeout=timeout)
         for process in list(self._running):
             _kill(process)
         deadline = time.monotonic() + timeout
         while self._running and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # their runs reap them
+
+
+def _kill_once_started(spawn: asyncio.Future) -> None:
+    if not spawn.cancelled() and spawn.exception() is None:
+        _kill(spawn.result())
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
@@ -219,6 +242,7 @@ def make_pack_cache(config: Config, backends: Backends, refresher: Refresher) ->
 
     cache = PackCache(config.server.data_dir / "packcache", config.repos_dir, list(config.courses),
                       config.server.pack_cache_size, run)
+    cache.refs_of = lambda course: pins_stamp(config.repos_dir / f"{course}.git")
     refresher.on_result(lambda result: cache.snapshot_published(result.course) if result.ok else None)
     backends.on_close(cache.close)
     return cache
@@ -274,6 +298,8 @@ def check_request(body: bytes) -> set[str]:
 class GitHandler(BaseHandler):
     _client_gone = False
     refused = ""  # why the asker may not fetch (members = "lms"): answered in git's words
+    _notice: str | None = None
+    _sideband = False
     _body: bytearray | None = None
     _body_too_large = False
 
@@ -349,6 +375,9 @@ class GitHandler(BaseHandler):
         wants = check_request(body)
         if not body.startswith(LS_REFS):  # a fetch: the last git request of a click
             self.refresher.click_fetched(self.course.name, self.click_client())
+            self._notice = rewritenotice.notice(self.config, self.course.name, body,
+                                                bool(self.request.headers.get(rewritenotice.BRIDGE_HEADER)))
+            self._sideband = b"side-band" in body
         commit = self.cache.head(self.course.name)
         if commit is None:  # no snapshot: the fetch after a placeholder advertisement
             self.answer_no_snapshot()
@@ -404,7 +433,10 @@ class GitHandler(BaseHandler):
             # The backend reads nothing else from the query: other parameters must not split the cache.
             query=f"service={UPLOAD_PACK}" if self.request.method == "GET" else "",
             content_type=self.request.headers.get("Content-Type", ""),
-            protocol=protocol if _GIT_PROTOCOL.match(protocol) else "", body=body)
+            protocol=protocol if _GIT_PROTOCOL.match(protocol) else "", body=body,
+            # answers that list refs change with the pins
+            refs=pins_stamp(self.config.repos_dir / f"{self.course.name}.git")
+            if self.request.method == "GET" or body.startswith(LS_REFS) else "")
         reader = self.cache.open(request, self.click_client())
         try:
             await self.relay(reader)
@@ -420,9 +452,13 @@ class GitHandler(BaseHandler):
                 raise Refusal(502, "git http-backend failed: " + (reader.failure or "its answer has no CGI head"))
             head += chunk
         self._apply_cgi_headers(head[:split])
+        chunk, added = head[split + 4:], 0
+        if self._notice:  # a student a retract left behind reads why (rewritenotice.py)
+            chunk, added = rewritenotice.insert(chunk, self._notice, self._sideband)
+            while not added and len(chunk) <= 65536 and (more := await reader.read(4096)):
+                chunk, added = rewritenotice.insert(chunk + more, self._notice, self._sideband)  # up to the pack
         if reader.size is not None:  # a stored answer: its length is known, from its own file
-            self.set_header("Content-Length", str(reader.size - split - 4))
-        chunk = head[split + 4:]
+            self.set_header("Content-Length", str(reader.size - split - 4 + added))
         connection = self.request.connection
         try:
             if reader.stored_file and hasattr(connection, "_expected_content_remaining") \

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.template
 
-from f2git import words
+from f2git import holds, release, words
 from f2git.links import BadLinkPath, course_link
 from f2git.opens import OpenCounts
 from f2git.store import CourseRepo
@@ -30,7 +30,7 @@ from .refresh import click_client
 if TYPE_CHECKING:
     import tornado.web
 
-    from f2git.config import CourseConfig
+    from f2git.config import Config, CourseConfig
     from f2git.status import CourseStatus
 
     from .base import BaseHandler
@@ -41,9 +41,14 @@ RETRY_AFTER = 60  # s a busy f2git or hub asks the browser to wait
 
 
 def student_page(handler: "tornado.web.RequestHandler", topic: str, status: int, *, reason: str | None = None,
-                 continue_url: str | None = None, retry_after: int | None = None, **values: Any) -> None:
+                 continue_url: str | None = None, retry_after: int | None = None, title: str | None = None,
+                 todo: str | None = None, retry: bool | None = None, continue_label: str = "continue",
+                 new_tab: bool = False, **values: Any) -> None:
     """Finish the request with the page `topic` (`<topic>.title/.text/.todo` in f2git.words), in
-    the language the browser asks for. `reason`: a sentence from elsewhere (a roster), shown as is."""
+    the language the browser asks for. `reason`: a sentence from elsewhere (a roster), shown as is.
+    `title`, `todo`, `continue_label`: other catalogue keys than the topic's own; `retry`: offer
+    "Try again" (a reload; by default when there is nothing to continue to); `new_tab`: Continue
+    opens a new tab (out of an LMS's frame)."""
     lang = words.language(handler.request.headers.get("Accept-Language"))
     handler.clear_header("Location")
     handler.set_status(status)
@@ -53,14 +58,15 @@ def student_page(handler: "tornado.web.RequestHandler", topic: str, status: int,
     handler.set_header("Cache-Control", "no-store")
     if retry_after:
         handler.set_header("Retry-After", str(retry_after))
-    todo = f"{topic}.todo"
+    todo = todo or f"{topic}.todo"
     page = LOADER.load("student.html").generate(
         lang=lang, base=app_base(handler), brand=words.say(lang, "brand"),
-        title=words.say(lang, f"{topic}.title", **values), text=words.say(lang, f"{topic}.text", **values),
+        title=words.say(lang, title or f"{topic}.title", **values), text=words.say(lang, f"{topic}.text", **values),
         todo=words.say(lang, todo, **values) if todo in words.WORDS else words.say(lang, "busy.todo"),
         reason=reason, reason_label=words.say(lang, "reason"),
-        continue_url=continue_url, continue_label=words.say(lang, "continue"),
-        retry=bool(retry_after) or continue_url is None, retry_label=words.say(lang, "try_again"))
+        continue_url=continue_url, continue_label=words.say(lang, continue_label), new_tab=new_tab,
+        retry=(bool(retry_after) or continue_url is None) if retry is None else retry,
+        retry_label=words.say(lang, "try_again"))
     handler.finish(page)
 
 
@@ -83,13 +89,13 @@ def student_key(handler: "BaseHandler") -> str:
     return click_client(identity.kind, identity.name, handler.request.remote_ip)
 
 
-def held(record: "CourseStatus") -> tuple[bool, str | None]:
-    """Whether the instructor holds the course (after a rollback no sync publishes over it), and
-    their reason if the record has one. Read defensively: records before holds have no field."""
-    value = getattr(record, "held", None)
-    if not value:
+def held(config: "Config", course: str) -> tuple[bool, str | None]:
+    """Whether the instructor holds the course (after a rollback no sync publishes over it:
+    f2git/holds.py), and their reason if they gave one."""
+    value = holds.read(config, course)
+    if value is None:
         return False, None
-    reason = value.get("reason") if isinstance(value, dict) else None
+    reason = value.get("reason")
     return True, reason if isinstance(reason, str) and reason else None
 
 
@@ -110,19 +116,21 @@ async def snapshot_moment(handler: "BaseHandler", record: "CourseStatus") -> flo
 
 
 async def hand_off(handler: "BaseHandler", course: "CourseConfig", path: str | None = None,
-                   app: str | None = None) -> None:
+                   app: str | None = None, branch: str = "main") -> None:
     """Refresh `course` like a click, then send the browser to its nbgitpuller link; or answer
     the page that says why not."""
     app = app or handler.config.hub.apps[0]
     try:
         if app not in handler.config.hub.apps:
             raise BadLinkPath(f"app {app!r} is not one of {', '.join(handler.config.hub.apps)}")
-        link = course_link(handler.config, course.name, path or None, app=app)
+        if branch != "main" and branch.removeprefix("release/") not in release.pins(handler.config, course.name):
+            raise BadLinkPath(f"course {course.name} serves no branch {branch!r}")
+        link = course_link(handler.config, course.name, path or None, app=app, branch=branch)
     except BadLinkPath as error:
         student_page(handler, "badlink", 400, course=course.name, detail=str(error))
         return
     opens(handler).opened(course.name, path or "", student_key(handler))
-    is_held, why = held(handler.refresher.status(course.name))
+    is_held, why = held(handler.config, course.name)
     if is_held and await handler.refresher.has_snapshot(course.name):
         record = await handler.refresher.course_status(course.name)
         date = words.when(words.language(handler.request.headers.get("Accept-Language")),

@@ -1,7 +1,9 @@
 """The LTI 1.3 tool's pages: `/lti/login`, `/lti/launch`, `/lti/jwks`, `/lti/deep-link`, `/lti/config`.
 
 The checks live in `f2git/lti/`; this module speaks HTTP. Every refusal is an HTML page (4xx)
-in words, logged without the token, never a redirect. Pages the LMS frames allow exactly the
+in words, logged without the token, never a redirect; it and the other pages a launch can end on
+(request filed, open in a new tab) are the door's student pages (handoff.student_page), in the
+browser's language, every sentence from the catalogue f2git.words. Pages the LMS frames allow exactly the
 configured platforms' origins (and the origin the verified launch names) as frame ancestors.
 """
 from __future__ import annotations
@@ -12,16 +14,16 @@ import json
 import re
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
 import tornado.web
 from cryptography.hazmat.primitives import serialization
 
-from f2git import filetree
+from f2git import filetree, words
 from f2git.config import APPS
 from f2git.links import BadLinkPath, check_in_course, course_link
-from f2git.lti import deeplink, provision
+from f2git.lti import Refused, deeplink, provision
 from f2git.lti.contexts import ContextStore
 from f2git.lti.keys import ToolKeys
 from f2git.lti.launch import DEEP_LINKING, Launch, LaunchRefused, verify
@@ -31,7 +33,7 @@ from f2git.store import CourseRepo
 
 from .base import BaseHandler, Refusal
 from .dashboard import DashboardHandler
-from .handoff import hand_off
+from .handoff import hand_off, student_page
 from .ltisession import COOKIE as SESSION_COOKIE, secret_for, session_cookie
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ log = logging.getLogger("f2git.lti")
 
 PICKER_TTL = 3600  # s an instructor may spend in the picker
 NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+# a page's title when its topic has none of its own (f2git.words)
+TITLES = {400: "lti.unusable.title", 403: "lti.refused.title", 404: "lti.missing.title", 405: "lti.unusable.title"}
 
 
 class Tool:
@@ -105,6 +109,14 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
+class LtiRefusal(Refusal):
+    """A `Refused` on its way to the page that says it."""
+
+    def __init__(self, refused: Refused):
+        super().__init__(refused.status, refused.message)
+        self.refused = refused
+
+
 class LtiPage(BaseHandler):
     """No hub login here: the platform's signed statement is the login."""
 
@@ -122,15 +134,36 @@ class LtiPage(BaseHandler):
 
         return str(TEMPLATES)
 
-    def refuse(self, status: int, message: str) -> None:
-        log.warning("LTI %s refused (%d): %s", self.request.path, status, message)
-        raise Refusal(status, message)
+    def refuse(self, status: int, topic: str, **details: Any) -> NoReturn:
+        self.refused(Refused(status, topic, **details))
+
+    def refused(self, error: Refused) -> NoReturn:
+        log.warning("LTI %s refused (%d): %s", self.request.path, error.status, error.message)  # never the token
+        raise LtiRefusal(error)
+
+    def say(self, status: int, topic: str, *, title: str | None = None, todo: str | None = None,
+            **details: Any) -> None:
+        """Answer the page `topic` of f2git.words in the browser's language, framable by the LMS.
+        No "Try again": a launch is a single-use form post, so a reload would be refused."""
+        own_title, own_todo = f"{topic}.title", f"{topic}.todo"
+        self.allow_frames()
+        student_page(self, topic, status, title=own_title if own_title in words.WORDS else
+                     title or TITLES.get(status, "lti.failed.title"),
+                     todo=own_todo if own_todo in words.WORDS else todo or "lti.relaunch.todo", retry=False, **details)
 
     def allow_frames(self) -> None:
         """This answer may show inside the LMS's frame (and only there)."""
         self.set_header("Content-Security-Policy",
                         "default-src 'self'; style-src 'self'; script-src 'self'; base-uri 'none';"
                         " frame-ancestors " + (" ".join(self.frame_origins) or "'none'"))
+
+    def signing_in(self, **values: Any) -> None:
+        """The page that keeps or fetches the login's binding in the platform's storage (lti.js)."""
+        lang = words.language(self.request.headers.get("Accept-Language"))
+        self.set_header("Content-Language", lang)
+        self.set_header("Vary", "Accept-Language")
+        self.page("lti_storage.html", heading=words.say(lang, "lti.signing_in"),
+                  failed=words.say(lang, "lti.storage_failed"), **values)
 
     def page(self, template: str, **values: Any) -> None:
         from .dashboard import STATIC_VERSION
@@ -140,9 +173,9 @@ class LtiPage(BaseHandler):
         self.render(template, root=self.root, static_version=STATIC_VERSION, identity=None, **values)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.clear_header("Location")
-        self.page("lti_message.html", status=status_code, message=self.error_message(status_code, **kwargs),
-                  link=None)
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        refused = error.refused if isinstance(error, LtiRefusal) else Refused(status_code, "lti.error", code=status_code)
+        self.say(refused.status, refused.topic, todo=refused.todo, reason=refused.reason, **refused.values)
 
     def set_lti_cookie(self, name: str, value: str | bytes, max_age: float) -> None:
         # LMSes frame tools, so the cookie must travel in a third-party context
@@ -165,25 +198,23 @@ class LoginHandler(LtiPage):
         login_hint = self.get_argument("login_hint", "")
         target = self.get_argument("target_link_uri", "")
         if not issuer or not login_hint:
-            self.refuse(400, "This login request lacks iss or login_hint: start from a link in your LMS.")
+            self.refuse(400, "lti.login_incomplete", todo="lti.from_lms.todo")
         platforms = [p for p in self.tool.lti.platforms if p.issuer == issuer
                      and (not client_id or p.client_id == client_id)]
         if not platforms:
-            self.refuse(403, "This login comes from a platform that is not registered with f2git"
-                             " (unknown issuer or client id). Ask your hub admin to add it to [[lti.platforms]].")
+            self.refuse(403, "lti.unknown_platform")
         if len(platforms) > 1:
-            self.refuse(400, "Several registrations share this issuer and the login named no client_id;"
-                             " configure the LMS to send client_id.")
+            self.refuse(400, "lti.ambiguous")
         platform = platforms[0]
         public = self.config.server.public_url
         if target and not (target == public or target.startswith(public + "/")):
-            self.refuse(400, "This login asks to open a page that is not f2git's (target_link_uri).")
+            self.refuse(400, "lti.foreign_target", todo="lti.from_lms.todo")
         storage = self.get_argument("lti_storage_target", "")
         storage = storage if STORAGE_TARGET.fullmatch(storage) else ""
         try:
             state, nonce, binding = self.tool.logins.begin(platform.name, storage)
         except LoginRefused as error:
-            self.refuse(error.status, error.message)
+            self.refused(error)
         self.set_lti_cookie(cookie_name(state), binding, self.tool.logins.ttl)
         params = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post", "prompt": "none",
                   "client_id": platform.client_id, "redirect_uri": self.tool.url("launch"),
@@ -195,8 +226,8 @@ class LoginHandler(LtiPage):
         separator = "&" if urlsplit(platform.auth_login_url).query else "?"
         authorize = platform.auth_login_url + separator + urlencode(params)
         if storage:  # the cookie may be blocked: keep the binding in the platform's storage too, then go on
-            self.page("lti_storage.html", action="put", target=storage, origin=origin_of(platform.auth_login_url),
-                      key=storage_key(state), value=binding, next_url=authorize, fields={})
+            self.signing_in(action="put", target=storage, origin=origin_of(platform.auth_login_url),
+                            key=storage_key(state), value=binding, next_url=authorize, fields={})
             return
         self.redirect(authorize, status=302)
 
@@ -212,21 +243,21 @@ class LaunchHandler(LtiPage):
         if not binding and started is not None and started.storage_target:
             # no cookie came back (third-party cookies blocked): fetch the binding from the platform's storage
             platform = self.tool.lti.platform(started.platform)
-            self.page("lti_storage.html", action="get", target=started.storage_target,
-                      origin=origin_of(platform.auth_login_url) if platform else "", key=storage_key(state),
-                      value="", next_url="launch", fields={"id_token": token, "state": state})
+            self.signing_in(action="get", target=started.storage_target,
+                             origin=origin_of(platform.auth_login_url) if platform else "", key=storage_key(state),
+                             value="", next_url="launch", fields={"id_token": token, "state": state})
             return
         try:
             pending = self.tool.logins.finish(state, binding or None)
         except LoginRefused as error:
-            self.refuse(error.status, error.message)
+            self.refused(error)
         self.clear_cookie(cookie_name(state), path="/")
         try:
             launch = await verify(self.tool.lti, token, self.tool.platform_keys, pending.nonce)
         except LaunchRefused as error:
-            self.refuse(error.status, error.message)
+            self.refused(error)
         if launch.platform.name != pending.platform:
-            self.refuse(403, "This launch comes from another platform than the login f2git started.")
+            self.refuse(403, "lti.other_platform", todo="lti.relaunch.todo")
         self.frame_origins = self.launch_origins(launch)
         if launch.context_id:
             await self.tool.record_context(launch)
@@ -236,7 +267,7 @@ class LaunchHandler(LtiPage):
             await self.resource_link(launch)
 
     def get(self) -> None:
-        self.refuse(405, "The LTI launch URL takes the platform's form post; start from a link in your LMS.")
+        self.refuse(405, "lti.not_a_launch", todo="lti.from_lms.todo")
 
     def launch_origins(self, launch: Launch) -> list[str]:
         origins = list(self.frame_origins)
@@ -256,24 +287,20 @@ class LaunchHandler(LtiPage):
         key = self.tool.lti.context_key(launch.platform, launch.context_id)
         mode = self.tool.lti.provision
         if not launch.teaches or not launch.context_id:
-            self.refuse(404, "f2git serves no course for this LMS course yet. Tell your instructor.")
+            self.refuse(404, "lti.unserved")
         if mode == "off":
-            self.refuse(404, f"No f2git course serves this LMS course yet. Ask your hub admin to add"
-                             f" lti_contexts = [\"{key}\"] to the f2git course for it.")
+            self.refuse(404, "lti.off", context_key=key)
         request = provision.request_for(self.config, launch, self.instructor_name(launch))
         if mode == "ask":
             filed = await asyncio.to_thread(self.tool.requests.add, request)
             log.info("LTI provision: %s asks for a course for %s (%s)", filed.instructor, filed.key, filed.context_title)
-            self.set_status(202)
-            self.page("lti_message.html", status=202, link=None,
-                      message=f"f2git has no course for \"{filed.context_title}\" yet. Your request is filed: an"
-                              f" f2git manager approves it on the dashboard (course \"{filed.course}\", files from"
-                              f" {filed.source_words()}). Open this link again once it is approved.")
+            self.say(202, "lti.filed", context=filed.context_title, course=filed.course,
+                     source=source_words(self.request.headers.get("Accept-Language"), filed.table))
             return None
         try:
             course = await asyncio.to_thread(provision.create, self.config, request)
         except provision.ProvisionError as error:
-            self.refuse(409, f"f2git could not create a course for this LMS course: {error}. Tell your hub admin.")
+            self.refuse(409, "lti.create_failed", todo="lti.admin.todo", reason=str(error))
         self.refresher.add_course(course.name)
         log.info("LTI provision: created course %s for %s (%s)", course.name, request.key, request.context_title)
         return [course]
@@ -290,11 +317,9 @@ class LaunchHandler(LtiPage):
         if name:
             course = self.config.courses.get(name)
             if course is None:
-                self.refuse(404, f"The course {name!r} this link opens is no longer served by f2git."
-                                 " Tell your instructor so they can replace the link.")
+                self.refuse(404, "lti.course_gone", todo="lti.instructor.todo", course=repr(name))
             if course not in claiming:
-                self.refuse(403, f"This link opens f2git course {name!r}, which does not belong to the LMS course"
-                                 " you launched it from. Use the links in your own course.")
+                self.refuse(403, "lti.other_context", course=repr(name))
             await self.open_content(launch, course, custom.get("f2git_path", ""), custom.get("f2git_app", ""),
                                     custom.get("f2git_target", ""))
             return
@@ -319,14 +344,15 @@ class LaunchHandler(LtiPage):
             try:
                 check_in_course(path, [info.path for info in files])
             except BadLinkPath:
-                self.refuse(404, f"The file {path!r} this link opens is not in course {course.name!r} any more."
-                                 " Tell your instructor so they can replace the link.")
+                self.refuse(404, "lti.file_gone", todo="lti.instructor.todo", path=repr(path),
+                            course=repr(course.name))
         if launch.document_target in ("iframe", "frame") and target not in ("iframe", "window"):
             # JupyterLab inside an LMS frame is no place to work: offer a new tab. An item that asked
             # for a window was opened in one (Canvas says "iframe" for every launch, jwt_message.rb).
             link = course_link(self.config, course.name, path or None, app=app)
-            self.page("lti_message.html", status=200, message=f"{course.name}: {path or 'the course folder'}"
-                      f" opens in {APPS[app][0]} in a new tab.", link=link)
+            self.say(200, "lti.new_tab" if path.strip("/") else "lti.new_tab_folder", todo="lti.new_tab.todo",
+                     title="lti.new_tab.title", continue_url=link, continue_label="lti.new_tab.open", new_tab=True,
+                     path=path.strip("/"), course=course.name, app=APPS[app][0])
             return
         self.allow_frames()  # the handoff's own pages (source failing, held, busy) show in the LMS's frame too
         await hand_off(self, course, path or None, app)
@@ -343,8 +369,7 @@ class LaunchHandler(LtiPage):
 
     async def picker(self, launch: Launch) -> None:
         if not launch.teaches:
-            self.refuse(403, "Only instructors can add f2git content to a course; your role in this course"
-                             " does not allow it.")
+            self.refuse(403, "lti.learner_picker")
         courses = self.claiming(launch)
         if not courses:
             courses = await self.unclaimed(launch)
@@ -353,7 +378,7 @@ class LaunchHandler(LtiPage):
         try:
             request = deeplink.Request.from_settings(launch.deep_linking)
         except deeplink.PickRefused as error:
-            self.refuse(error.status, error.message)
+            self.refused(error)
         sealed = self.tool.seal("picker", {
             "platform": launch.platform.name, "deployment": launch.deployment_id, "request": request.to_json(),
             "courses": [c.name for c in courses], "frame": self.frame_origins})
@@ -367,6 +392,15 @@ class LaunchHandler(LtiPage):
         self.page("lti_picker.html", launch_value=sealed, views=views, multiple=request.accept_multiple,
                   apps=[(name, APPS[name][0]) for name in self.config.hub.apps], targets=request.targets,
                   title=str(launch.deep_linking.get("title") or ""))
+
+
+def source_words(accept_language: str | None, table: dict[str, Any]) -> str:
+    """Where a requested course's files would come from, in the browser's language."""
+    lang = words.language(accept_language)
+    if table.get("source") == "local":
+        return words.say(lang, "lti.source_local", path=table.get("path", ""))
+    return words.say(lang, "lti.source_lms", source=table.get("source"), course_id=table.get("course_id"),
+                     url=table.get("url"))
 
 
 def picker_entries(files: list[filetree.FileInfo]) -> list[tuple[str, str, bool]]:
@@ -388,22 +422,28 @@ class DeepLinkHandler(LtiPage):
     """The picker's own form: answers the signed LtiDeepLinkingResponse as a self-posting form."""
 
     async def post(self) -> None:
-        self.check_same_origin()
+        try:
+            self.check_same_origin()
+        except Refusal:
+            self.refuse(403, "lti.cross_site", todo="lti.picker_expired.todo")
         data = self.tool.unseal("picker", self.get_body_argument("launch", ""), PICKER_TTL)
         if data is None:
-            self.refuse(400, "This picker has expired or was not opened by f2git. Open it again from your LMS.")
+            self.refuse(400, "lti.picker_expired")
         self.frame_origins = data["frame"]
         platform = self.tool.lti.platform(data["platform"])
         if platform is None:
-            self.refuse(403, "The platform of this picker is no longer registered with f2git.")
+            self.refuse(403, "lti.platform_gone", todo="lti.admin.todo")
         name = self.get_body_argument("course", "")
         if name not in data["courses"]:
-            self.refuse(403, f"Course {name!r} does not belong to the LMS course this picker was opened from.")
-        course = self.find_course(name)
+            self.refuse(403, "lti.picker_course", todo="lti.picker_expired.todo", course=repr(name))
+        course = self.config.courses.get(name)
+        if course is None:
+            self.refuse(404, "lti.course_gone", todo="lti.picker_expired.todo", course=repr(name))
         request = deeplink.Request.from_json(data["request"])
         app = self.get_body_argument("app", "")
         if app not in self.config.hub.apps:
-            self.refuse(400, f"Choose one of the hub's apps ({', '.join(self.config.hub.apps)}), not {app!r}.")
+            self.refuse(400, "lti.picker_app", todo="lti.one_item.todo", apps=", ".join(self.config.hub.apps),
+                        app=repr(app))
         target = self.get_body_argument("target", "")
         target = target if target in request.targets else (request.targets[0] if request.targets else "")
         paths = [p.strip("/") for p in self.get_body_arguments("path")] or [""]
@@ -417,14 +457,14 @@ class DeepLinkHandler(LtiPage):
             try:
                 check_in_course(path, names)
             except BadLinkPath:
-                self.refuse(400, f"{path!r} is not in course {course.name!r}.")
+                self.refuse(400, "lti.picker_path", todo="lti.one_item.todo", path=repr(path), course=repr(course.name))
             label = title if title and len(paths) == 1 else (path.rsplit("/", 1)[-1] or course.name)
             items.append(deeplink.content_item(self.tool.url("launch"), course.name, path, app, label, target))
         try:
             token = deeplink.response(self.tool.keys, client_id=platform.client_id, issuer=platform.issuer,
                                       deployment_id=data["deployment"], request=request, items=items)
         except deeplink.PickRefused as error:
-            self.refuse(error.status, error.message)
+            self.refused(error)
         log.info("LTI deep link: %d item(s) of course %s for platform %s", len(items), course.name, platform.name)
         self.page("lti_return.html", return_url=request.return_url, token=token, count=len(items))
 

@@ -73,12 +73,13 @@ class GitRequest:
     content_type: str
     protocol: str  # the Git-Protocol header passed to git ("" for v0)
     body: bytes  # decoded
+    refs: str = ""  # the served refs beside main (pins), for answers that advertise refs
 
     @property
     def key(self) -> str:
         digest = hashlib.sha256()
         for part in (self.course, self.commit, self.method, self.action, self.query, self.content_type,
-                     self.protocol):
+                     self.protocol, self.refs):
             digest.update(part.encode() + b"\0")
         digest.update(self.body)
         return digest.hexdigest()
@@ -268,6 +269,9 @@ Run = Callable[[GitRequest, Callable[[bytes], None]], Awaitable[str | None]]
 class PackCache:
     """Every stored and running answer, bounded by `limit` bytes (what entries take on disk and
     in bookkeeping; least recently used go first), kept in `root` across restarts."""
+
+    # course -> GitRequest.refs of its ref advertisements now (the server sets it: pins)
+    refs_of: Callable[[str], str] = staticmethod(lambda course: "")
 
     def __init__(self, root: Path, repos_dir: Path, courses: list[str], limit: int, run: Run):
         """`run(request, write)` runs git for `request`, passes its output to `write` and
@@ -527,16 +531,18 @@ class PackCache:
         self._spawn(self._prebuild(course, head))
 
     def drop_course(self, course: str) -> None:
-        """Forget every stored answer and learnt template of `course`, on disk and in memory
-        (after a history rewrite nothing of the old history may be served, also after a
-        restart); answers being computed now are served to who asked, never stored."""
+        """Forget every stored answer of `course` and the learnt templates that name its commits,
+        on disk and in memory (after a history rewrite nothing of the old history may be served,
+        also after a restart); answers being computed now are served to who asked, never stored.
+        Then build ahead for the `main` served now, from the templates that name no commit."""
         self._generations[course] = self._generations.get(course, 0) + 1
         for key in [key for key, entry in self._entries.items() if entry.course == course]:
             self._drop(key)
         shutil.rmtree(self.root / course, ignore_errors=True)
-        self.templates.drop(course)
+        self.templates.forget_naming_objects(course)
         for known in (self._heads, self._history, self._snapshots):
             known.pop(course, None)
+        self.head(course)
 
     # -- ready before the click (the templates: packtemplates.py) -------------------------------
 
@@ -558,7 +564,9 @@ class PackCache:
             body = fill(template, snapshots)
             if body is None:
                 continue  # e.g. a fetch from a snapshot this course does not have
-            request = GitRequest(course, head, method, action, query, content_type, protocol, body)
+            lists_refs = method == "GET" or body.startswith(b"0014command=ls-refs")
+            request = GitRequest(course, head, method, action, query, content_type, protocol, body,
+                                 self.refs_of(course) if lists_refs else "")
             if request.key in self._entries or request.key in self._running:
                 continue
             self.prebuilt += 1

@@ -234,6 +234,16 @@ class TemplateBook:
         learnt = self._courses.get(course, {})
         return sorted(learnt, key=lambda template: learnt[template].rank(), reverse=True)
 
+    def forget_naming_objects(self, course: str) -> None:
+        """Forget the course's templates that name an object id (after a history rewrite they may
+        name retracted commits); the shapes of clones and fetches, which name none, are kept."""
+        learnt = self._courses.get(course)
+        if not learnt:
+            return
+        for template in [template for template in learnt if OID.search(template[5])]:
+            del learnt[template]
+        self._changed(course)
+
     def drop(self, course: str) -> None:
         """Forget a course's templates, also on disk (after any write of them still pending)."""
         self._courses.pop(course, None)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from f2git import explain, status
+from f2git.release import rewritten
 from f2git.links import BadLinkPath, course_link, git_url, repo_url
 from f2git.mirror import without_userinfo
 
@@ -36,7 +37,8 @@ class RemoteHandler(JsonHandler):
             record = await self.refresher.course_status(name)
             mirror = self.mirror_for_students(course.mirror, record.mirror_error)
         self.write_json({"course": name, "git_url": git_url(self.config, name), "mirror": mirror,
-                         "notice": self.notice(source_label(course), record, time.time())})
+                         "notice": self.notice(source_label(course), record, time.time()),
+                         "rewrites": rewritten(self.config, name)})  # pullhook then asks /rewrites
 
     @staticmethod
     def notice(source: str, record: status.CourseStatus, now: float) -> str | None:

@@ -95,6 +95,7 @@ class Refresher:
         self._result_listeners: list[Callable[[SyncResult], None]] = []
         self._progress_listeners: list[Callable[[Progress], None]] = []
         self._click_listeners: list[Callable[[str, str, float], None]] = []
+        self._added_listeners: list[Callable[[str], None]] = []
         self._disk_problem: list[str] = []
         self._disk_checked = float("-inf")
         self._disk_probe: asyncio.Future | None = None
@@ -103,6 +104,12 @@ class Refresher:
         """Serve a course created while running (an LTI launch's): a fresh state, no status yet."""
         if name not in self._courses:
             self._courses[name] = CourseState(name, status.read_file(self.config, name), checked=0.0, failed=None)
+            for listener in self._added_listeners:
+                listener(name)
+
+    def on_course_added(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(name)` in the event loop when `add_course` serves a new course."""
+        self._added_listeners.append(listener)
 
     def on_result(self, listener: Callable[[SyncResult], None]) -> None:
         """Call `listener(result)` in the event loop after every sync."""

@@ -106,7 +106,8 @@ async function reloadLiveParts() {
 }
 
 function linkBuilder(form) {
-  const select = form.querySelector("select");
+  const select = form.querySelector("select[name=app]");
+  const branch = form.querySelector("select[name=branch]");  // only when the course has pins
   const pathInput = form.querySelector("input[name=path]");
   const target = form.querySelector(".link-target strong");
   const endpoint = new URL(form.dataset.link, location.href);
@@ -116,6 +117,7 @@ function linkBuilder(form) {
   async function show(path) {
     endpoint.searchParams.set("path", path);
     endpoint.searchParams.set("app", select.value);
+    if (branch) endpoint.searchParams.set("branch", branch.value);
     const answer = await fetch(endpoint, {headers: {"Accept": "application/json"}, credentials: "same-origin"});
     const body = await answer.json().catch(() => ({}));
     if (!answer.ok) { say(status, body.error || `No link (${answer.status}).`, "failed"); return; }
@@ -132,10 +134,12 @@ function linkBuilder(form) {
     const url = new URL(location.href);
     if (path) url.searchParams.set("path", path); else url.searchParams.delete("path");
     url.searchParams.set("app", select.value);
+    if (branch) url.searchParams.set("branch", branch.value);
     history.replaceState(null, "", url);
   }
 
   select.addEventListener("change", () => show(pathInput.value));
+  if (branch) branch.addEventListener("change", () => show(pathInput.value));
   // a file picked in the tree (or "the course folder"): one listener for rows added later too
   document.addEventListener("click", (click) => {
     const pick = click.target.closest("a.pick");

@@ -21,7 +21,7 @@ function platformStorage(form) {
     if (event.origin !== data.origin || answer.message_id !== id) return;
     if (answer.error) {
       const reason = document.getElementById("reason");
-      reason.textContent = "The LMS could not keep the sign-in: " + (answer.error.message || answer.error.code);
+      reason.textContent = data.failed + " " + (answer.error.message || answer.error.code);
       reason.hidden = false;
       return;
     }
