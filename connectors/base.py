@@ -197,6 +197,8 @@ class Connector(AbstractContextManager):
 
     source: ClassVar[str]  # the `source = "…"` name in the config
     label: ClassVar[str]  # how users call the service, for messages ("Canvas")
+    # the user fields `hub_username` may name, when the service has a roster (`read_roster`)
+    roster_fields: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type]  # dataclass of the course keys this source takes
 
     def __init__(self, options: Any, *, course: str = "", env: Mapping[str, str] | None = None):

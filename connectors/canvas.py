@@ -64,6 +64,7 @@ class CanvasOptions:
 class CanvasConnector(SessionConnector, Connector):
     source = "canvas"
     label = "Canvas"
+    roster_fields = HUB_USERNAME_FIELDS
     Options = CanvasOptions
 
     @classmethod

@@ -237,6 +237,7 @@ class _Walk:
 class MoodleConnector(SessionConnector, Connector):
     source = "moodle"
     label = "Moodle"
+    roster_fields = HUB_USERNAME_FIELDS
     Options = MoodleOptions
 
     # Injectable for tests: the clock and the sleep used between retries.

@@ -76,6 +76,7 @@ def unix_time(value: Any) -> datetime | None:
 class StudipConnector(SessionConnector, Connector):
     source = "studip"
     label = "Stud.IP"
+    roster_fields = HUB_USERNAME_FIELDS
     Options = StudipOptions
 
     @classmethod

@@ -13,21 +13,9 @@ import time
 from connectors.base import counted
 
 from . import __version__, envfile, explain, hubconfig, release_cli, status
+from .console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, safe, say
 from .config import Config, ConfigError, is_http_url, load
 from .links import DEMO_TOKEN_ENV, course_link, git_url, link_in_course, with_token
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def safe(text: object) -> str:
-    """Text for a terminal: control characters (escape sequences, newlines, bells) shown escaped."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
-
-
-def say(*lines: object, file=None) -> None:
-    """Each argument as one line, control characters escaped (a newline inside one too)."""
-    print(*(safe(line) for line in lines), sep="\n", file=file or sys.stdout, flush=True)
-
 
 class SafeFormatter(logging.Formatter):
     """Log lines (serve logs to the terminal too) with control characters escaped, line by line."""

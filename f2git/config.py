@@ -38,9 +38,17 @@ COURSE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 AUTH_MODES = ("none", "token", "jupyterhub")
 MEMBERS_MODES = ("hub", "lms", "any")
 PROVISION_MODES = ("ask", "auto", "off")
+# The apps a link can open, as nbgitpuller's `urlpath` for a folder or file: name → (label, how).
+# RStudio opens itself, not a file; `[hub] apps` says which of these the hub has.
+APPS = {
+    "lab": ("JupyterLab", "lab/tree/{target}"),
+    "notebook": ("Jupyter Notebook", "tree/{target}"),
+    "rstudio": ("RStudio", "rstudio/"),
+}
 # Sources whose own API has the course's roster (the connector's `read_roster`).
 ROSTER_SOURCES = ("canvas", "moodle", "studip")
 DEFAULT_CONFIG = Path("config/f2git.toml")
+COURSE_STORE = "lti-courses"  # beside the config: courses LTI launches created, one TOML file each
 EXAMPLE_CONFIG = Path("config/f2git.example.toml")
 # What Jupyter, Python and file managers leave behind; excluded unless `exclude_debris = false`.
 DEBRIS = ["**/.ipynb_checkpoints/**", "**/__pycache__/**", "**/.DS_Store", "**/Thumbs.db"]
@@ -105,11 +113,9 @@ class HubConfig:
     url: str = "http://127.0.0.1:8000"
     pullhook: bool = False  # links use f2git:: URLs, fetched through pullhook's git-remote-f2git
     instructors_group: str = ""  # with auth = "jupyterhub": members (and hub admins) may manage
-    apps: list[str] = field(default_factory=lambda: ["lab", "notebook"])  # what links may open (links.APPS)
+    apps: list[str] = field(default_factory=lambda: ["lab", "notebook"])  # what links may open (APPS)
 
     def validate(self) -> list[str]:
-        from .links import APPS
-
         errors = [f"key 'apps': {app!r} is not one of {', '.join(APPS)}" for app in self.apps if app not in APPS]
         if not is_http_url(self.url):  # every student link starts with it
             errors.append(f"key 'url': {shown(self.url)!r} is not an absolute http(s) URL (like https://hub.example.org)")
@@ -234,10 +240,8 @@ class CourseConfig:
         elif self.members == "lms" and self.source and self.source not in ROSTER_SOURCES and not self.lti_contexts:
             errors.append(f"key 'members': \"lms\" needs a roster, and source {self.source!r} has none;"
                           " use groups (hub groups), or LTI NRPS by naming the course's LMS context in lti_contexts")
-        else:
-            from f2git.roster import check_hub_username  # the roster's own table of user fields
-
-            errors += check_hub_username(self)
+        elif self.hub_username:
+            errors += self._check_hub_username()
         check = getattr(self.options, "validate", None)
         if check:
             try:
@@ -245,6 +249,20 @@ class CourseConfig:
             except ValueError as error:  # connectors name the key: "key 'course_id': …"
                 errors.append(str(error))
         return errors
+
+    @property
+    def roster_source(self) -> str:
+        """Where the roster comes from: the source's own API, or LTI NRPS for a course `lti_contexts` claims."""
+        return self.source if self.source in ROSTER_SOURCES and not self.lti_contexts else "lti"
+
+    def _check_hub_username(self) -> list[str]:
+        if self.roster_source == "lti":  # NRPS: user_id, email or any claim name
+            return [] if self.hub_username.strip() else ["key 'hub_username': must not be blank"]
+        connector = connectors.connector_class(self.source)
+        if self.hub_username not in connector.roster_fields:
+            return [f"key 'hub_username': {self.hub_username!r} is not a {connector.label} user field;"
+                    f" use one of {', '.join(connector.roster_fields)}"]
+        return []
 
     def normalise(self) -> None:
         if self.exclude_debris:
@@ -431,8 +449,6 @@ def parse(data: Mapping[str, Any], path: Path, env: Mapping[str, str], *, strict
         sections[name] = section
     lti = parse_lti(tables["lti"], base_dir, env, errors, path) if "lti" in data else None
     if lti is not None:  # courses that LTI launches created, one file each beside the config
-        from .lti.provision import stored_courses
-
         tables["courses"] = {**stored_courses(base_dir), **tables["courses"]}
     courses, broken = {}, {}
     for name, table in tables["courses"].items():
@@ -492,6 +508,20 @@ def parse_lti(table: Mapping[str, Any], base_dir: Path, env: Mapping[str, str], 
         label = f"[[lti.platforms]] #{index + 1}" + (f" ({shown(item['name'])})" if isinstance(item.get("name"), str) else "")
         errors += [f"{path}: {label} {error}" for error in found]
     return lti
+
+
+def stored_courses(base_dir: Path) -> dict[str, Any]:
+    """name -> [courses.<name>] table of every file in the course store beside the config
+    (`COURSE_STORE`: the courses LTI launches created, one TOML file each, written by f2git.lti.provision)."""
+    tables: dict[str, Any] = {}
+    folder = Path(base_dir) / COURSE_STORE
+    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # the config check names broken files of the admin's own; a store file is ours
+        tables.update(data.get("courses", {}) if isinstance(data.get("courses"), dict) else {})
+    return tables
 
 
 def check_lti_contexts(course: CourseConfig, lti: LtiConfig | None) -> list[str]:

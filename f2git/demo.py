@@ -25,7 +25,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from .cli import EXIT_USAGE, busy_port_message, free_port_after, port_in_use, say, use_port
+from .cli import busy_port_message, free_port_after, port_in_use, use_port
+from .console import EXIT_USAGE, say
 from .config import ConfigError, load
 from .links import DEMO_TOKEN_ENV, course_link, with_token
 

@@ -5,17 +5,8 @@ from html import escape
 from typing import Iterable
 from urllib.parse import quote, urlencode
 
-from .config import Config, ConfigError
+from .config import APPS, Config, ConfigError
 from .paths import UnsafePath, safe_path
-
-
-# The apps a link can open, as nbgitpuller's `urlpath` for a folder or file: name → (label, how).
-# RStudio opens itself, not a file; `[hub] apps` says which of these the hub has.
-APPS = {
-    "lab": ("JupyterLab", "lab/tree/{target}"),
-    "notebook": ("Jupyter Notebook", "tree/{target}"),
-    "rstudio": ("RStudio", "rstudio/"),
-}
 
 
 class BadLinkPath(ConfigError):

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .opens import OpenCounts
     from .server.packcache import PackCache
     from .server.refresh import Refresher
-    from .snapshot import SyncResult
+    from .outcome import SyncResult
 
 SYNC_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

@@ -12,7 +12,7 @@ from typing import IO, Callable, Iterator
 
 from connectors.base import counted
 
-from .snapshot import Progress
+from .outcome import Progress
 
 PLAIN_INTERVAL = 5.0  # s between two "downloading" lines of one course when not on a terminal
 

@@ -9,6 +9,7 @@ import sys
 from typing import Callable
 
 from .config import Config
+from .console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, say
 
 COMMANDS = {
     "retract": ("Take files released by mistake out of a course's served history (every snapshot).",
@@ -24,7 +25,6 @@ COMMANDS = {
 def for_course(run: Callable) -> Callable[[Config, argparse.Namespace], int]:
     """A command of one course: `run(config, course, args)`, or exit status 2 when there is none."""
     def command(config: Config, args: argparse.Namespace) -> int:
-        from .cli import EXIT_USAGE, say
 
         if args.course in config.courses:
             return run(config, config.courses[args.course], args)
@@ -37,7 +37,6 @@ def for_course(run: Callable) -> Callable[[Config, argparse.Namespace], int]:
 
 @for_course
 def cmd_pin(config: Config, course, args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, say
     from .links import link_in_course
     from .release import pin, unpin
 
@@ -56,7 +55,6 @@ def cmd_pin(config: Config, course, args: argparse.Namespace) -> int:
 
 @for_course
 def cmd_rollback(config: Config, course, args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, say
     from .release import rollback
 
     result, code = attempt(course, "NOT ROLLED BACK", lambda: rollback(config, course, args.commit, who=who()))
@@ -71,7 +69,6 @@ def cmd_rollback(config: Config, course, args: argparse.Namespace) -> int:
 
 @for_course
 def cmd_resume(config: Config, course, args: argparse.Namespace) -> int:
-    from .cli import EXIT_FAILED, EXIT_OK, say
     from .release import resume
 
     if not resume(config, course):
@@ -83,7 +80,6 @@ def cmd_resume(config: Config, course, args: argparse.Namespace) -> int:
 
 def attempt(course, refused: str, call: Callable):
     """(call()'s result, exit status 0), or (None, the exit status) after saying why it was refused."""
-    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, say
     from .release import ReleaseError
 
     try:
@@ -107,7 +103,6 @@ def who() -> str:
 
 @for_course
 def cmd_retract(config: Config, course, args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, say
     from .release import release_again, retract
 
     if args.release_again:

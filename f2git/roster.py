@@ -37,35 +37,10 @@ READ_THREADS = 4  # roster reads at once (a start with 200 stale rosters queues 
 READ_TIMEOUT = 120.0  # s: one roster read, all pages
 FETCHING_ROLES = (LEARNER, INSTRUCTOR, TA)
 ROSTER_LABELS = {"canvas": "Canvas", "moodle": "Moodle", "studip": "Stud.IP", "lti": "the LMS (LTI)"}
-# The user fields `hub_username` may name, per roster source (LTI: also any claim name).
-HUB_USERNAME_FIELDS = {"canvas": ("login_id", "email", "sis_user_id", "id"),
-                       "moodle": ("username", "email", "idnumber", "id"),
-                       "studip": ("username", "email", "id")}
-
-
-def roster_source(course: "CourseConfig") -> str:
-    """Where the course's roster comes from: its source's own API, or LTI NRPS."""
-    from f2git.config import ROSTER_SOURCES
-
-    return course.source if course.source in ROSTER_SOURCES and not course.lti_contexts else "lti"
 
 
 def uses_roster(course: "CourseConfig") -> bool:
     return course.members == "lms" or bool(course.hub_group)
-
-
-def check_hub_username(course: "CourseConfig") -> list[str]:
-    """Config errors of `hub_username` for the course's roster source."""
-    if not course.hub_username:
-        return []
-    source = roster_source(course)
-    allowed = HUB_USERNAME_FIELDS.get(source)
-    if allowed is None:  # LTI: user_id, email or any claim name
-        return [] if course.hub_username.strip() else ["key 'hub_username': must not be blank"]
-    if course.hub_username not in allowed:
-        return [f"key 'hub_username': {course.hub_username!r} is not a {ROSTER_LABELS[source]} user field;"
-                f" use one of {', '.join(allowed)}"]
-    return []
 
 
 # -- the stored roster ---------------------------------------------------------------------------
@@ -227,7 +202,7 @@ def read_enrolments(config: "Config", course: "CourseConfig") -> list[Enrolment]
     limited = read_limits.set(ReadLimits(min(course.sync_timeout or READ_TIMEOUT, READ_TIMEOUT),
                                          course.min_read_speed))
     try:
-        if roster_source(course) == "lti":
+        if course.roster_source == "lti":
             from f2git.lti.nrps import read_course_roster
 
             return read_course_roster(config, course)
@@ -245,7 +220,7 @@ def refresh_roster(config: "Config", course: "CourseConfig", store: RosterStore,
                    reader: Callable[["Config", "CourseConfig"], list[Enrolment]] = read_enrolments) -> Roster:
     """Read the roster and store it; a failure keeps the last good one and says since when."""
     last = store.load(course.name)
-    source = roster_source(course)
+    source = course.roster_source
     try:
         enrolments = reader(config, course)
     except (SourceError, OSError) as error:
@@ -349,7 +324,7 @@ class RosterKeeper:
 
 def summary(course: "CourseConfig", roster: Roster | None, membership: Membership | None) -> dict[str, Any]:
     """What the dashboard shows of a roster: where from, when, counts; no names but duplicated ones."""
-    source = ROSTER_LABELS.get(roster_source(course), "the LMS")
+    source = ROSTER_LABELS.get(course.roster_source, "the LMS")
     if roster is None or membership is None or roster.enrolments is None:
         return {"read": False, "source": source, "error": roster.error if roster else None,
                 "error_since": roster.error_since if roster else None}

@@ -15,8 +15,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable
 
@@ -24,10 +23,11 @@ from filelock import FileLock, Timeout
 
 from connectors import Connector, Entry, EntryGone, Listing, Skipped, SourceError
 from connectors._time import schedulable
-from connectors.base import AuthError, ReadLimits, Traffic, WatchedStream, counted, read_limits, traffic
+from connectors.base import AuthError, ReadLimits, WatchedStream, counted, read_limits, traffic
 
 from . import backup, holds, mirror, status
 from .config import Config, CourseConfig
+from .outcome import LISTED_PATHS, Progress, SyncResult
 from .selection import Selection, too_large
 from .store import COPY_CHUNK, LEGACY_STATE_REF, CourseRepo, GitError, SnapshotWriter, git_blob_id
 from .syncstate import Row, StateStore, SyncState
@@ -37,73 +37,7 @@ log = logging.getLogger("f2git.sync")
 SPOOL_IN_MEMORY = 1 << 20  # bodies up to 1 MiB are spooled in memory, larger ones on disk
 MASS_DELETE_MIN = 5
 LOCK_TIMEOUT = 3600.0  # s a sync waits for another sync of the same course
-LISTED_PATHS = 200  # paths per kind (and skipped files) kept in a result, the rest counted
 MAX_MEMORIES = 64  # courses whose last run a process keeps (see _Memory)
-
-
-@dataclass
-class Progress:
-    course: str
-    phase: str  # listing | downloading | writing | finished
-    done: int = 0
-    total: int = 0
-    path: str | None = None
-
-
-@dataclass
-class SyncResult:
-    course: str
-    ok: bool = False
-    changed: bool = False
-    commit: str | None = None
-    added: int = 0
-    modified: int = 0
-    deleted: int = 0
-    skipped: list[Skipped] = field(default_factory=list)  # the first LISTED_PATHS of them
-    skipped_total: int = 0
-    error: str | None = None
-    mass_delete_refused: int | None = None  # the sync stopped: it would have deleted this many files
-    auth_failed: bool = False
-    next_release: datetime | None = None
-    withheld: dict[str, int] = field(default_factory=dict)  # Listing.withheld: reason → count
-    paths: dict[str, list[str]] = field(default_factory=lambda: {"added": [], "modified": [], "deleted": []})
-    duration: float = 0.0
-    dry_run: bool = False
-    mirror_error: str | None = None  # the snapshot is fine; pushing it to `mirror` failed (retried next sync)
-    backup_error: str | None = None  # the snapshot is fine; saving it to `backup_dir` failed (retried next sync)
-    source_traffic: Traffic = field(default_factory=Traffic)  # HTTP requests and bytes (for metrics)
-    status_error: str | None = None  # why this outcome could not be written to the status file
-    listing: str = ""  # how the source was listed: "whole", or "changes" only (Connector.list_changes)
-    held: list[str] = field(default_factory=list)  # retracted files the source still offers, held back
-    on_hold: dict | None = None  # the course is held after a rollback (f2git/holds.py): not synced
-
-    def to_json(self) -> dict:
-        if not self.ok:
-            failed = {"course": self.course, "ok": False, "error": self.error}
-            if self.mass_delete_refused is not None:
-                failed["mass_delete_refused"] = self.mass_delete_refused
-            return failed
-        data = {"course": self.course, "ok": True, "changed": self.changed, "commit": self.commit,
-                "added": self.added, "modified": self.modified, "deleted": self.deleted,
-                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
-        if self.skipped_total > len(self.skipped):  # the list was cut at LISTED_PATHS
-            data["skipped_total"] = self.skipped_total
-        if self.mirror_error:
-            data["mirror_error"] = self.mirror_error
-        if self.backup_error:
-            data["backup_error"] = self.backup_error
-        if self.status_error:
-            data["status_error"] = self.status_error
-        if self.withheld:
-            data["withheld"] = self.withheld
-        if self.held:
-            data["held"] = self.held
-        if self.on_hold is not None:
-            data["on_hold"] = self.on_hold
-        if self.dry_run:
-            data["dry_run"] = True
-            data["paths"] = self.paths
-        return data
 
 
 class SyncRefused(Exception):

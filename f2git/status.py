@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import Config
-    from .snapshot import SyncResult
+    from .outcome import SyncResult
 
 HISTORY = 50  # sync outcomes kept per course
 

@@ -16,7 +16,8 @@ from connectors.base import Skipped
 from f2git import status
 from f2git.config import parse
 from f2git.server.dashboard import health, history
-from f2git.snapshot import SyncResult, sync_course
+from f2git.outcome import SyncResult
+from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
 from tests import memsource
 from tests.pagehelpers import events, read_events, xsrf

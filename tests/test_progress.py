@@ -11,7 +11,7 @@ import sys
 from rich.console import Console
 
 from f2git.progress import LiveProgress, PlainProgress, reporter
-from f2git.snapshot import Progress
+from f2git.outcome import Progress
 
 
 class FakeClock:

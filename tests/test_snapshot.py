@@ -14,7 +14,8 @@ import tracemalloc
 import pytest
 
 from f2git import status
-from f2git.snapshot import LISTED_PATHS, Spool, course_lock, sync_course, too_large
+from f2git.outcome import LISTED_PATHS
+from f2git.snapshot import Spool, course_lock, sync_course, too_large
 from f2git.store import BIG_FILE, CourseRepo, GitError, SnapshotWriter
 from f2git.syncstate import StateStore
 from tests.repocheck import fsck_clean

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from f2git.config import COURSE_STORE, check_lti_contexts, parse_course
+
 from .files import write_private
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 
     from .launch import Launch
 
-STORE = "lti-courses"
 
 
 class ProvisionError(Exception):
@@ -54,22 +55,7 @@ class Request:
 
 
 def store_dir(config_path: Path) -> Path:
-    return Path(config_path).resolve().parent / STORE
-
-
-def stored_courses(base_dir: Path) -> dict[str, Any]:
-    """name -> [courses.<name>] table of every file in the store beside the config."""
-    import tomllib
-
-    tables: dict[str, Any] = {}
-    folder = Path(base_dir) / STORE
-    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # the config check names broken files of the admin's own; a store file is ours
-        tables.update(data.get("courses", {}) if isinstance(data.get("courses"), dict) else {})
-    return tables
+    return Path(config_path).resolve().parent / COURSE_STORE
 
 
 def course_name(title: str, context_id: str, taken: set[str]) -> str:
@@ -106,8 +92,6 @@ def request_for(config: "Config", launch: "Launch", instructor: str) -> Request:
 
 def create(config: "Config", request: Request, env: dict[str, str] | None = None) -> "CourseConfig":
     """Write the course's file into the store and serve it from now on (added to `config.courses`)."""
-    from f2git.config import check_lti_contexts, parse_course
-
     if request.course in config.courses:
         raise ProvisionError(f"a course named {request.course!r} exists already")
     base_dir = Path(config.path).resolve().parent

@@ -24,9 +24,9 @@ from f2git.metrics import Metrics
 from f2git.opens import OpenCounts
 from f2git.roster import RosterKeeper, uses_roster
 
-from . import api, dashboard, door, git, lti, members, prometheus, pull, releasectl
+from . import api, dashboard, door, git, lti, members, prometheus, pull, releasectl, releasepages
 from .auth import Auth, HubAuth, TokenAuth, make_auth
-from .base import SecurityHeaders
+from .headers import SecurityHeaders
 from .connections import (LISTEN_BACKLOG, GuardedHTTPServer, connection_budget, keep_alive_hint,
                           raise_open_files_limit)
 from .git import Backends
@@ -67,7 +67,8 @@ def make_app(config: Config, *, auth: Auth | None = None, refresher: Refresher |
     return tornado.web.Application(
         auth.first_rules() + with_service_prefix(git.ROUTES + api.ROUTES + releasectl.ROUTES + pull.ROUTES
                                                  + members.ROUTES + prometheus.ROUTES + door.ROUTES
-                                                 + dashboard.routes(refresher) + lti.routes(tool))
+                                                 + dashboard.routes(refresher) + releasepages.routes(dashboard.COURSE_PAGE)
+                                                 + lti.routes(tool))
         + auth.extra_handlers(),
         transforms=[SecurityHeaders, keep_alive_hint(config.server.header_timeout)],
         **auth.app_settings(),

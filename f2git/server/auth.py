@@ -38,7 +38,7 @@ import tornado.web
 from tornado.httputil import url_concat
 
 from f2git.config import ConfigError
-from f2git.roster import Access, Membership, Roster, RosterStore, roster_source
+from f2git.roster import Access, Membership, Roster, RosterStore
 
 from .connections import OnceAMinute
 
@@ -309,7 +309,7 @@ class HubAuth(Auth):
     def roster_access(self, identity: Identity, course: "CourseConfig") -> Access:
         membership = self.rosters.membership(course.name) if self.rosters else None
         if membership is None:  # never read: nobody but hub admins
-            membership = Membership(Roster(course.name, roster_source(course)))
+            membership = Membership(Roster(course.name, course.roster_source))
         return membership.access(identity.name, course.name)
 
     def refusal(self, identity, course):

@@ -20,28 +20,6 @@ if TYPE_CHECKING:
     from .refresh import Refresher
 
 
-# On every answer, error pages, git and static files included (SecurityHeaders adds them);
-# a handler may set a stricter Content-Security-Policy of its own (the dashboard does).
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-}
-
-
-class SecurityHeaders(tornado.web.OutputTransform):
-    """Adds SECURITY_HEADERS to every response of the application that lacks them."""
-
-    def transform_first_chunk(self, status_code, headers, chunk, finishing):
-        for name, value in SECURITY_HEADERS.items():
-            if name not in headers:
-                headers[name] = value
-        if "frame-ancestors 'none'" not in headers.get("Content-Security-Policy", ""):
-            headers.pop("X-Frame-Options", None)  # a page framed by the LMS lists its origins in the CSP
-        return status_code, headers, chunk
-
-
 class Refusal(tornado.web.HTTPError):
     """An expected refusal whose message the client reads (no traceback, no error log)."""
 

@@ -37,6 +37,7 @@ import tornado.web
 from tornado.ioloop import IOLoop
 
 from .budgets import BodyBudget, digest
+from .headers import SECURITY_HEADERS
 
 log = logging.getLogger("f2git.connections")
 
@@ -423,8 +424,6 @@ class _Busy(tornado.httputil.HTTPMessageDelegate):
 
 
 def _refuse(stream: Any, message: str) -> None:
-    from .base import SECURITY_HEADERS
-
     body = message.encode()
     head = ["HTTP/1.1 503 Service Unavailable", "Content-Type: text/plain; charset=utf-8",
             f"Content-Length: {len(body)}", "Connection: close", "Retry-After: 10"]

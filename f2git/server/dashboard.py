@@ -23,9 +23,10 @@ import connectors
 from connectors._time import schedulable
 from connectors.base import counted
 from f2git import explain, filetree, holds, release, roster, status, words
-from f2git.config import CourseConfig
-from f2git.links import APPS, BadLinkPath, check_in_course, course_link, door_link, snippets
-from f2git.snapshot import Progress, SyncResult, sync_course
+from f2git.config import APPS, CourseConfig
+from f2git.links import BadLinkPath, check_in_course, course_link, door_link, snippets
+from f2git.outcome import Progress, SyncResult
+from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
 from f2git.syncstate import StateStore
 
@@ -514,12 +515,13 @@ def link_title(course: str, path: str) -> str:
     return f"{path.rsplit('/', 1)[-1]} ({course})" if path else f"Course files of {course}"
 
 
+COURSE_PAGE = r"/courses/(?P<name>[^/]+)"
+
+
 def routes(refresher: Refresher) -> list[tuple]:
     """The dashboard's routes; `refresher` is the server's, shared with clicks and the schedule."""
-    from . import releasepages  # its handlers are dashboard pages
-
     board = ProgressBoard(refresher)
-    course = r"/courses/(?P<name>[^/]+)"
+    course = COURSE_PAGE
     return [
         (r"/", IndexPage),
         (course, CoursePage),
@@ -527,6 +529,5 @@ def routes(refresher: Refresher) -> list[tuple]:
         (course + r"/events", ProgressEvents, {"board": board}),
         (course + r"/preview", PreviewAction),
         (course + r"/link", LinkAction),
-        *releasepages.routes(course),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
     ]

@@ -21,7 +21,8 @@ import tornado.web
 from cryptography.hazmat.primitives import serialization
 
 from f2git import filetree, words
-from f2git.links import APPS, BadLinkPath, check_in_course, course_link
+from f2git.config import APPS
+from f2git.links import BadLinkPath, check_in_course, course_link
 from f2git.lti import Refused, deeplink, provision
 from f2git.lti.contexts import ContextStore
 from f2git.lti.keys import ToolKeys

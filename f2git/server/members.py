@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from f2git.roster import Membership, Roster, roster_source
+from f2git.roster import Membership, Roster
 
 from .base import JsonHandler, Refusal
 
@@ -29,7 +29,7 @@ class MembersHandler(JsonHandler):
             raise Refusal(404, f"course {name!r} does not take its members from the LMS (members = \"{course.members}\")")
         keeper = self.settings["f2git_rosters"]
         entry = keeper.store.entry(name) or (None, None)
-        self.write_json(members_json(name, roster_source(course), *entry))
+        self.write_json(members_json(name, course.roster_source, *entry))
 
 
 ROUTES = [(r"/api/courses/([^/]+)/members/?", MembersHandler)]

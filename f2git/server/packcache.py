@@ -39,14 +39,11 @@ import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from f2git.store import git_command
 
 from .packtemplates import TemplateBook, fill, templates_of
-
-if TYPE_CHECKING:
-    from .git import Backends
 
 log = logging.getLogger("f2git.packcache")
 

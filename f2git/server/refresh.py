@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable
 from connectors.base import counted
 from f2git import status
 from f2git.config import Config, CourseConfig
-from f2git.snapshot import Progress, SyncResult, sync_course
+from f2git.outcome import Progress, SyncResult
+from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
 
 from .lanes import Job, SyncLanes

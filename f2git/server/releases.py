@@ -19,7 +19,7 @@ from connectors._time import any_time, schedulable
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
-    from f2git.snapshot import SyncResult
+    from f2git.outcome import SyncResult
     from f2git.status import CourseStatus
 
 log = logging.getLogger("f2git.releases")
