@@ -146,6 +146,8 @@ def test_link_builder_finds_a_file_in_the_tree_and_its_link_is_one_nbgitpuller_p
     expect(page.locator(".copy-status")).to_have_text("Copied the Markdown.")
     assert page.evaluate("navigator.clipboard.readText()") == f"[01-welcome.ipynb (demo)]({door_box.input_value()})"
     page.get_by_label("Open in").select_option(label="JupyterLab")
+    # the box is filled by the server's answer: copy what it shows once it shows the new pick
+    expect(link_box).to_have_value(re.compile(re.escape("urlpath=lab%2Ftree%2Fdemo%2Fweek1%2F01-welcome.ipynb")))
     page.get_by_role("button", name="Copy link").click()
     expect(page.locator(".copy-status")).to_have_text("Copied the link.")
     link = page.evaluate("navigator.clipboard.readText()")
