@@ -212,8 +212,11 @@ def test_ctrl_c_during_sync_says_the_last_snapshot_is_kept(tmp_path):
         web.put("/notes.txt", b"y" * 100_000)
         web.fault, web.trickle_interval = "trickle", 0.05
         before = web.bytes_sent
+        # as from a terminal: Ctrl-C's default action (a test before may have left SIGINT ignored in
+        # this process, and an ignored signal stays ignored in its children: Python then never raises)
         process = subprocess.Popen([sys.executable, "-m", "f2git.cli", "--config", str(config), "sync"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while web.bytes_sent < before + 20 and time.monotonic() < deadline:
             time.sleep(0.05)  # another process's download: nothing to await
