@@ -8,12 +8,13 @@ out of step (a crash between the two) and is re-verified, never trusted.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 if TYPE_CHECKING:
     from .config import Config
@@ -101,10 +102,23 @@ class StateStore:
                 raise OSError(errno.EIO, f"the sync state was damaged and is reset: {error}") from None
             self._record(commit, changed, [], source, next_release, True, legacy)
 
-    def _record(self, commit, changed, removed, source, next_release, replace, legacy) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the state: all of it or none."""
         db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def _record(self, commit, changed, removed, source, next_release, replace, legacy) -> None:
+        with self._transaction() as db:
             if replace:
                 db.execute("DELETE FROM files")
             else:
@@ -115,13 +129,6 @@ class StateStore:
                 ("commit", commit or ""), ("next_release", next_release or ""),
                 ("source", json.dumps(source, sort_keys=True, separators=(",", ":"))),
                 ("legacy", legacy or "")])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
 
     # -- retracted files (f2git/release.py): held back while the source offers the same version --
 
@@ -141,20 +148,11 @@ class StateStore:
     def retracted(self, commit: str | None, removed: Iterable[str], hold: dict[str, str]) -> None:
         """After a history rewrite: the rows of `removed` go, the state names the rewritten
         `commit`, and `hold` (path -> version) is held back. One transaction."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction() as db:
             db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removed))
             db.executemany("INSERT OR REPLACE INTO held (path, version) VALUES (?, ?)", hold.items())
             if commit is not None:
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('commit', ?)", (commit,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
 
     def unhold(self, paths: Iterable[str]) -> None:
         db = self._connect()
