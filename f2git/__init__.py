@@ -1,3 +1,3 @@
 """f2git: released course files as hidden, read-only git repositories for nbgitpuller."""
 
-__version__ = "0.2.1"  # the one place the version is written: pyproject.toml reads it from here
+__version__ = "0.3.0"  # the one place the version is written: pyproject.toml reads it from here
