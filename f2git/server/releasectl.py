@@ -36,6 +36,14 @@ def json_body(handler: JsonHandler, shape: dict[str, type], required: tuple[str,
     return body
 
 
+async def released(work, *args: Any, **kwargs: Any) -> Any:
+    """`work` (a function of f2git/release.py) in a worker thread; its refusal answered in words."""
+    try:
+        return await asyncio.to_thread(work, *args, **kwargs)
+    except release.ReleaseError as error:
+        raise Refusal(error.status, str(error)) from None
+
+
 async def after_rewrite(handler: JsonHandler, course: str, commit: str, rewritten: bool = True) -> None:
     """The server forgets what it knew of the old main: stored answers of a rewritten history,
     and the cached head and status."""
@@ -53,12 +61,9 @@ class RetractHandler(JsonHandler):
         course = self.find_course(name)
         self.require_manage(course)
         body = json_body(self, {"paths": list, "reason": str}, ("paths",))
-        try:
-            result = await asyncio.to_thread(release.retract, self.config, course, body["paths"],
-                                             reason=body.get("reason", ""), who=self.identity.name,
-                                             timeout=LOCK_WAIT)
-        except release.ReleaseError as error:
-            raise Refusal(error.status, str(error)) from None
+        result = await released(release.retract, self.config, course, body["paths"],
+                                reason=body.get("reason", ""), who=self.identity.name,
+                                timeout=LOCK_WAIT)
         await after_rewrite(self, name, result.commit)
         self.write_json(result.to_json())
 
@@ -68,12 +73,9 @@ class ReleaseAgainHandler(JsonHandler):
         course = self.find_course(name)
         self.require_manage(course)
         body = json_body(self, {"paths": list}, ("paths",))
-        try:
-            released = await asyncio.to_thread(release.release_again, self.config, course, body["paths"])
-        except release.ReleaseError as error:
-            raise Refusal(error.status, str(error)) from None
+        again = await released(release.release_again, self.config, course, body["paths"])
         result = await self.refresher.refresh(course)
-        self.write_json({"course": name, "released": released, "sync": result.to_json()})
+        self.write_json({"course": name, "released": again, "sync": result.to_json()})
 
 
 class RollbackHandler(JsonHandler):
@@ -81,11 +83,8 @@ class RollbackHandler(JsonHandler):
         course = self.find_course(name)
         self.require_manage(course)
         body = json_body(self, {"commit": str}, ("commit",))
-        try:
-            result = await asyncio.to_thread(release.rollback, self.config, course, body["commit"],
-                                             who=self.identity.name, timeout=LOCK_WAIT)
-        except release.ReleaseError as error:
-            raise Refusal(error.status, str(error)) from None
+        result = await released(release.rollback, self.config, course, body["commit"],
+                                who=self.identity.name, timeout=LOCK_WAIT)
         await after_rewrite(self, name, result.commit, rewritten=False)
         self.write_json(result.to_json())
 
@@ -105,15 +104,12 @@ class PinHandler(JsonHandler):
         course = self.find_course(name)
         self.require_manage(course)
         body = json_body(self, {"name": str, "commit": str, "remove": bool}, ("name",))
-        try:
-            if body.get("remove"):
-                await asyncio.to_thread(release.unpin, self.config, course, body["name"], timeout=LOCK_WAIT)
-                commit = None
-            else:
-                commit = await asyncio.to_thread(release.pin, self.config, course, body["name"], body.get("commit"),
-                                                 timeout=LOCK_WAIT)
-        except release.ReleaseError as error:
-            raise Refusal(error.status, str(error)) from None
+        if body.get("remove"):
+            await released(release.unpin, self.config, course, body["name"], timeout=LOCK_WAIT)
+            commit = None
+        else:
+            commit = await released(release.pin, self.config, course, body["name"], body.get("commit"),
+                                    timeout=LOCK_WAIT)
         self.write_json({"course": name, "branch": f"release/{body['name']}", "commit": commit})
 
 

@@ -15,7 +15,7 @@ from f2git import release
 
 from .base import Refusal
 from .dashboard import DashboardHandler
-from .releasectl import LOCK_WAIT, after_rewrite
+from .releasectl import LOCK_WAIT, after_rewrite, released
 
 
 class RetractAction(DashboardHandler):
@@ -26,12 +26,9 @@ class RetractAction(DashboardHandler):
         if self.get_body_argument("confirm", "") != "yes":
             raise Refusal(400, "Tick the box that confirms what a retract does and cannot do, then retract again.")
         paths = [line.strip() for line in self.get_body_argument("paths", "").splitlines() if line.strip()]
-        try:
-            result = await asyncio.to_thread(release.retract, self.config, course, paths,
-                                             reason=self.get_body_argument("reason", ""), who=self.identity.name,
-                                             timeout=LOCK_WAIT)
-        except release.ReleaseError as error:
-            raise Refusal(error.status, str(error)) from None
+        result = await released(release.retract, self.config, course, paths,
+                                reason=self.get_body_argument("reason", ""), who=self.identity.name,
+                                timeout=LOCK_WAIT)
         await after_rewrite(self, course.name, result.commit)
         self.redirect(f"../{course.name}#release-control", status=303)
 
@@ -41,10 +38,7 @@ class ReleaseAgainAction(DashboardHandler):
 
     async def post(self, name: str) -> None:
         course = self.managed_course(name)
-        try:
-            await asyncio.to_thread(release.release_again, self.config, course, [self.get_body_argument("path", "")])
-        except release.ReleaseError as error:
-            raise Refusal(error.status, str(error)) from None
+        await released(release.release_again, self.config, course, [self.get_body_argument("path", "")])
         self.refresher.start(course)  # publishes it when the source offers it
         self.redirect(f"../{course.name}#release-control", status=303)
 
@@ -54,12 +48,9 @@ class RollbackAction(DashboardHandler):
 
     async def post(self, name: str) -> None:
         course = self.managed_course(name)
-        try:
-            result = await asyncio.to_thread(release.rollback, self.config, course,
-                                             self.get_body_argument("commit", "").strip(), who=self.identity.name,
-                                             timeout=LOCK_WAIT)
-        except release.ReleaseError as error:
-            raise Refusal(error.status, str(error)) from None
+        result = await released(release.rollback, self.config, course,
+                                self.get_body_argument("commit", "").strip(), who=self.identity.name,
+                                timeout=LOCK_WAIT)
         await after_rewrite(self, course.name, result.commit, rewritten=False)
         self.redirect(f"../{course.name}#release-control", status=303)
 
