@@ -119,6 +119,12 @@ def with_token(link: str, token: str | None) -> str:
     return f"{link}&{urlencode({'token': token})}" if token else link
 
 
+def with_backup(link: str) -> str:
+    """The nbgitpuller link that first moves the student's folder aside to `<folder>_backup_<time>`
+    (nbgitpuller 1.3's "Backup and resync"), then clones afresh."""
+    return f"{link}&{urlencode({'backup': 'true'})}"
+
+
 def snippets(link: str, title: str) -> dict[str, str]:
     """The link as Markdown and as HTML, ready to paste into an LMS page."""
     markdown_title = title.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")

@@ -226,7 +226,9 @@ def rewritten(config: "Config", name: str) -> bool:
 
 
 def rewrite_info(config: "Config", name: str) -> dict:
-    """The whole record: `map`, `last` (time of the last retract), `root` (a root was rewritten)."""
+    """The whole record: `map`, `last` (time of the last retract), `root` (a root was rewritten),
+    `since` (when the first snapshot the last retract rewrote was made: students whose copy began
+    from then until `last` cannot merge the new history without pullhook)."""
     try:
         data = json.loads(rewrites_path(config, name).read_text())
         return data if isinstance(data, dict) else {}
@@ -234,7 +236,7 @@ def rewrite_info(config: "Config", name: str) -> dict:
         return {}
 
 
-def _save_rewrites(config: "Config", name: str, mapping: dict[str, str], root: bool) -> None:
+def _save_rewrites(config: "Config", name: str, mapping: dict[str, str], root: bool, since: float) -> None:
     """Add one retract's mapping; earlier ones are carried forward to the newest ids."""
     known = rewrite_info(config, name)
     combined = {old: mapping.get(new, new) for old, new in rewrites(config, name).items()}
@@ -243,8 +245,8 @@ def _save_rewrites(config: "Config", name: str, mapping: dict[str, str], root: b
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, scratch = tempfile.mkstemp(prefix=f".{name}.", dir=target.parent)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"course": name, "map": combined, "last": time.time(), "root": root or bool(known.get("root"))},
-                  handle)
+        json.dump({"course": name, "map": combined, "last": time.time(), "root": root or bool(known.get("root")),
+                   "since": since}, handle)
     os.replace(scratch, target)
 
 
@@ -334,7 +336,7 @@ def _retract_locked(config: "Config", course: "CourseConfig", targets: list[str]
     lines += ["prepare", "commit"]
     repo.git("update-ref", "--stdin", input=("\n".join(lines) + "\n").encode())
     # From here on the new history is served; what follows removes the old one everywhere.
-    _save_rewrites(config, course.name, mapping, root)
+    _save_rewrites(config, course.name, mapping, root, float(repo.git("show", "-s", "--format=%ct", first)))
     purge(repo.path)
     _drop_stored_answers(config, course.name, new_head)
     store = StateStore.for_course(config, course.name)

@@ -76,6 +76,31 @@ WORDS: dict[str, dict[str, str]] = {
     "held.todo": {
         "en": "Continue to work with these files; your own changes are kept.",
         "de": "Arbeiten Sie mit diesen Dateien weiter; Ihre eigenen Änderungen bleiben erhalten."},
+    # after a retract (the door says it once per browser; pullhook's students need not know)
+    "rewritten.title": {"en": "Your instructor took back files of this course",
+                        "de": "Ihre Lehrperson hat Dateien dieses Kurses zurückgenommen"},
+    "rewritten.text": {
+        "en": "On {date}, files of {course} that had been released by mistake were taken back, and every snapshot"
+              " since {since} was replaced by one without them. If you first opened this course between {since}"
+              " and {date}, your copy began at a snapshot that no longer exists and cannot be updated in place.",
+        "de": "Am {date} wurden versehentlich freigegebene Dateien von {course} zurückgenommen, und jeder Stand seit"
+              " dem {since} wurde durch einen ohne sie ersetzt. Wenn Sie diesen Kurs zum ersten Mal zwischen dem"
+              " {since} und dem {date} geöffnet haben, beginnt Ihre Kopie bei einem Stand, den es nicht mehr gibt,"
+              " und lässt sich nicht an Ort und Stelle aktualisieren."},
+    "rewritten_root.text": {
+        "en": "On {date}, files of {course} that had been released by mistake were taken back, and every snapshot"
+              " was replaced by one without them. If you opened this course before {date}, your copy cannot be"
+              " updated in place.",
+        "de": "Am {date} wurden versehentlich freigegebene Dateien von {course} zurückgenommen, und jeder Stand wurde"
+              " durch einen ohne sie ersetzt. Wenn Sie diesen Kurs vor dem {date} geöffnet haben, lässt sich Ihre"
+              " Kopie nicht an Ort und Stelle aktualisieren."},
+    "rewritten.todo": {
+        "en": "In that case choose “Fresh copy”: your folder is kept beside it as a backup, with your own changes,"
+              " and you get the corrected files. Otherwise continue as usual; your own changes are kept.",
+        "de": "Wählen Sie in diesem Fall „Neue Kopie“: Ihr Ordner bleibt daneben als Sicherung mit Ihren"
+              " Änderungen erhalten, und Sie erhalten die korrigierten Dateien. Andernfalls machen Sie wie gewohnt"
+              " weiter; Ihre Änderungen bleiben erhalten."},
+    "fresh_copy": {"en": "Fresh copy (keep mine as a backup)", "de": "Neue Kopie (meine als Sicherung behalten)"},
     # overloaded
     "busy.title": {"en": "Too many people are opening course files right now",
                    "de": "Gerade öffnen zu viele Personen Kursdateien"},

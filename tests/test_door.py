@@ -18,9 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from f2git import holds
+from f2git import holds, release
 from f2git.links import course_link
 from f2git.opens import OpenCounts
+from f2git.server import handoff, rewritenotice
 from f2git.server.auth import Auth, Identity, request_token
 from f2git.store import CourseRepo
 from f2git import words as catalogue
@@ -255,6 +256,77 @@ def test_the_door_answers_under_the_hub_service_prefix(tmp_path, source, monkeyp
         status, _, html = page(server, "/services/f2git/open/old-name")
         assert status == 404 and 'href="/services/f2git/static/dashboard.css"' in html
         assert server.request("GET", "/services/f2git/static/dashboard.css")[0] == 200
+
+
+# -- after a retract (students without pullhook: the door cannot see whose copy is stranded) ----
+
+def retract(server: RunningServer, path: str) -> dict:
+    status, answer = server.post_json("/api/courses/cs101/retract", {"paths": [path]})
+    assert status == 200, answer
+    return answer
+
+
+def fresh_and_continue(html: str) -> tuple[str, str]:
+    found = {name: unescape(href) for name, href in re.findall(r'id="(continue|fresh)" href="([^"]+)"', html)}
+    return found["continue"], found["fresh"]
+
+
+@pytest.mark.parametrize("headers, lang", [(EN, "en"), (DE, "de")])
+def test_after_a_retract_each_browser_reads_once_what_it_did_and_can_get_a_fresh_copy(server, source, headers, lang):
+    before = CourseRepo.for_course(server.config, "cs101").log(1)[0]["time"]
+    time.sleep(1.1)  # the leak's snapshot is newer than the one before it: the page names when it began
+    source.write("solutions.ipynb", '{"answer": 42}\n')
+    assert server.post_json("/api/courses/cs101/refresh")[1]["changed"]
+    leaked = CourseRepo.for_course(server.config, "cs101").log(1)[0]["time"]
+    retract(server, "solutions.ipynb")
+
+    status, answer, html = page(server, "/open/cs101/README.md", headers)
+    assert status == 200
+    assert_student_page(answer, html, lang)
+    words = text_of(html)
+    assert WORDS["rewritten.title"][lang] in words and WORDS["rewritten.todo"][lang] in words
+    since = release.rewrite_info(server.config, "cs101")["since"]
+    assert since == leaked > before and catalogue.when(lang, since) in words
+    assert "solutions.ipynb" not in html  # the page does not advertise what was taken back
+    link = course_link(server.config, "cs101", "README.md")
+    go_on, fresh = fresh_and_continue(html)
+    assert go_on == link
+    assert parse_qs(urlsplit(fresh).query) == {**parse_qs(urlsplit(link).query), "backup": ["true"]}
+    cookie = answer["Set-Cookie"]
+    assert cookie.startswith("f2git-retract-cs101=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+    told = {"Cookie": cookie.split(";")[0], **headers}
+    status, answer, _ = page(server, "/open/cs101/README.md", told)
+    assert status == 303 and answer["Location"] == link  # told once: the next open goes straight on
+    assert page(server, "/open/cs101", headers)[0] == 200  # another browser (no cookie) is told too
+
+    source.write("week 2/more.ipynb", "{}\n")
+    assert server.post_json("/api/courses/cs101/refresh")[1]["changed"]
+    retract(server, "week 2/more.ipynb")  # a second retract: told again, with its own time
+    assert page(server, "/open/cs101", told)[0] == 200
+
+
+def test_a_root_leak_tells_everyone_who_opened_before_the_retract(tmp_path, source, monkeypatch):
+    source.write("solutions.ipynb", '{"answer": 42}\n')
+    monkeypatch.setattr(CourseRepo, "empty_root", lambda self: None)  # a repo older f2git made
+    with RunningServer(config_factory(tmp_path, courses(tmp_path, source), refresh_ttl=0)) as server:
+        assert server.post_json("/api/courses/cs101/refresh")[1]["ok"]
+        retract(server, "solutions.ipynb")
+        status, _, html = page(server, "/open/cs101", DE)
+        assert status == 200 and WORDS["rewritten_root.text"]["de"].split("{date}")[0] in text_of(html)
+
+
+def test_with_pullhook_or_long_after_a_retract_the_door_goes_straight_on(server, source, monkeypatch):
+    source.write("solutions.ipynb", '{"answer": 42}\n')
+    assert server.post_json("/api/courses/cs101/refresh")[1]["changed"]
+    retract(server, "solutions.ipynb")
+    monkeypatch.setattr(server.config.hub, "pullhook", True)  # pullhook bridges every copy itself
+    assert page(server, "/open/cs101")[0] == 303
+    monkeypatch.setattr(server.config.hub, "pullhook", False)
+    assert page(server, "/open/cs101")[0] == 200
+    later = time.time() + (rewritenotice.DOOR_DAYS + 1) * 86400  # nbgitpuller's log line still says it
+    monkeypatch.setattr(handoff.time, "time", lambda: later)
+    assert page(server, "/open/cs101")[0] == 303
 
 
 # -- counts, not names ---------------------------------------------------------------------------

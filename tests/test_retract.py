@@ -3,10 +3,13 @@ next click still works. Everything is real: the `local` source, a running f2git 
 smart HTTP (protocol v0 and v2), unmodified nbgitpuller, and pullhook as git runs it."""
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -219,7 +222,11 @@ def test_a_late_joiner_without_pullhook_gets_backup_and_resync(tmp_path, instruc
         assert failed.value.cmd[5] == "merge"
         told = [line for line in late.log if "remote: f2git:" in line]
         assert len(told) == 1 and "took back files" in told[0] and "Backup and resync" in told[0], late.log
-        late.click(backup=True)
+        # the front door says it too, and its "Fresh copy" is nbgitpuller's backup-and-resync link
+        door = requests.get(f"{server.url}/open/{COURSE}", allow_redirects=False, timeout=30)
+        assert door.status_code == 200 and "took back files" in door.text
+        fresh = html.unescape(re.search(r'id="fresh" href="([^"]+)"', door.text).group(1))
+        late.click(backup=parse_qs(urlsplit(fresh).query)["backup"][0])  # as nbgitpuller's handler passes it
         backups = [p for p in late.path.parent.iterdir() if p.name.startswith(f"{COURSE}_backup_")]
         assert len(backups) == 1 and (backups[0] / "my-notes.md").read_text() == "notes of late\n"
         assert (backups[0] / "week1" / "exercise.ipynb").read_text() == mine

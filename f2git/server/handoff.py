@@ -6,7 +6,7 @@ each has decided in its own way that the student may have the course: count the 
 names, see f2git.opens), check the course is not held or f2git overloaded, refresh like a click
 (bounded by `refresh_wait`), then `303` to `<hub>/hub/user-redirect/git-pull?…` — or a page
 saying why not (source failing: the snapshot's date and Continue; held: Continue; no files yet;
-overloaded: 503 with Retry-After).
+overloaded: 503 with Retry-After; after a retract, once per browser, what it did and a fresh copy).
 
 `student_page` renders any of those pages (LTI refusals too) in the browser's language, with
 every sentence from f2git.words.
@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tornado.template
 
 from f2git import holds, release, words
-from f2git.links import BadLinkPath, course_link
+from f2git.links import BadLinkPath, course_link, with_backup
 from f2git.opens import OpenCounts
 from f2git.store import CourseRepo
 
+from . import rewritenotice
 from .refresh import click_client
 
 if TYPE_CHECKING:
@@ -43,12 +45,12 @@ RETRY_AFTER = 60  # s a busy f2git or hub asks the browser to wait
 def student_page(handler: "tornado.web.RequestHandler", topic: str, status: int, *, reason: str | None = None,
                  continue_url: str | None = None, retry_after: int | None = None, title: str | None = None,
                  todo: str | None = None, retry: bool | None = None, continue_label: str = "continue",
-                 new_tab: bool = False, **values: Any) -> None:
+                 new_tab: bool = False, fresh_url: str | None = None, **values: Any) -> None:
     """Finish the request with the page `topic` (`<topic>.title/.text/.todo` in f2git.words), in
     the language the browser asks for. `reason`: a sentence from elsewhere (a roster), shown as is.
     `title`, `todo`, `continue_label`: other catalogue keys than the topic's own; `retry`: offer
     "Try again" (a reload; by default when there is nothing to continue to); `new_tab`: Continue
-    opens a new tab (out of an LMS's frame)."""
+    opens a new tab (out of an LMS's frame); `fresh_url`: a second way on, "Fresh copy"."""
     lang = words.language(handler.request.headers.get("Accept-Language"))
     handler.clear_header("Location")
     handler.set_status(status)
@@ -65,6 +67,7 @@ def student_page(handler: "tornado.web.RequestHandler", topic: str, status: int,
         todo=words.say(lang, todo, **values) if todo in words.WORDS else words.say(lang, "busy.todo"),
         reason=reason, reason_label=words.say(lang, "reason"),
         continue_url=continue_url, continue_label=words.say(lang, continue_label), new_tab=new_tab,
+        fresh_url=fresh_url, fresh_label=words.say(lang, "fresh_copy"),
         retry=(bool(retry_after) or continue_url is None) if retry is None else retry,
         retry_label=words.say(lang, "try_again"))
     handler.finish(page)
@@ -150,4 +153,25 @@ async def hand_off(handler: "BaseHandler", course: "CourseConfig", path: str | N
                           await snapshot_moment(handler, record))
         student_page(handler, "failing", 200, continue_url=link, course=course.name, date=date)
         return
+    if tell_of_retract(handler, course.name, link):
+        return
     handler.redirect(link, status=303)
+
+
+def tell_of_retract(handler: "BaseHandler", course: str, link: str) -> bool:
+    """Once per browser after a retract (without pullhook): the page that says what it did, with
+    Continue and a fresh copy (nbgitpuller's backup=true) for a copy that began at a replaced
+    snapshot. Whether one did is in the student's server, which f2git cannot see."""
+    cookie = rewritenotice.DOOR_COOKIE + course
+    info = rewritenotice.door_notice(handler.config, course, handler.get_cookie(cookie), time.time())
+    if info is None:
+        return False
+    handler.set_cookie(cookie, rewritenotice.door_stamp(info), path=app_base(handler) + "/",
+                       expires_days=rewritenotice.DOOR_DAYS, httponly=True, samesite="Lax",
+                       secure=handler.request.protocol == "https")
+    lang = words.language(handler.request.headers.get("Accept-Language"))
+    root = bool(info.get("root"))
+    student_page(handler, "rewritten_root" if root else "rewritten", 200, title="rewritten.title",
+                 todo="rewritten.todo", continue_url=link, fresh_url=with_backup(link), course=course,
+                 date=words.when(lang, info["last"]), since=words.when(lang, info.get("since") or info["last"]))
+    return True

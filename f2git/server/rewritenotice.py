@@ -5,6 +5,9 @@ rewritten root, cannot merge the new history: nbgitpuller then fails its merge a
 "Backup and resync". Before that, their fetch carries one progress line (sideband band 2,
 which git prints as `remote: …` and nbgitpuller streams to its log) that says what happened
 and what to do. pullhook announces that it bridges the histories itself (BRIDGE_HEADER).
+
+The front door cannot see a student's copy, so it tells every browser once (a cookie per course
+and retract) for DOOR_DAYS after a retract, unless the hub's links go through pullhook.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from f2git.config import Config
 
 BRIDGE_HEADER = "X-F2git-Bridge"
+DOOR_DAYS = 28  # a student who clicks less often still reads nbgitpuller's log line
+DOOR_COOKIE = "f2git-retract-"  # + course name (a-z0-9._-): the retract this browser was told of
 _NAMED = re.compile(rb"[0-9a-f]{4}(shallow|have) ([0-9a-f]{40})")
 _cache: dict[tuple[str, str], tuple[tuple, dict]] = {}
 
@@ -53,6 +58,23 @@ def notice(config: "Config", course: str, body: bytes, bridged: bool) -> str | N
             " mistake, and its history was rewritten. Your copy began at a snapshot that no longer exists,"
             " so it cannot be updated in place: choose 'Backup and resync' - your folder is kept as a"
             " backup with your edits, and you get a fresh copy.")
+
+
+def door_notice(config: "Config", course: str, told: str | None, now: float) -> dict | None:
+    """The course's rewrite record when the front door should tell this browser of its last
+    retract (`told`: the browser's cookie), else None."""
+    if config.hub.pullhook or not release.rewritten(config, course):
+        return None
+    info = _info(config, course)
+    last = info.get("last")
+    if not isinstance(last, (int, float)) or now - last > DOOR_DAYS * 86400 or told == door_stamp(info):
+        return None
+    return info
+
+
+def door_stamp(info: dict) -> str:
+    """What the door's cookie holds once a browser was told of the retract in `info`."""
+    return f"{float(info.get('last') or 0):.6f}"  # two retracts in one second differ
 
 
 def insert(chunk: bytes, message: str, sideband: bool) -> tuple[bytes, int]:
