@@ -9,13 +9,14 @@ import os
 import socket
 import sys
 import time
+from urllib.parse import urlencode
 
 from connectors.base import counted
 
 from . import __version__, envfile, explain, hubconfig, release_cli, status
 from .console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, safe, say
 from .config import Config, ConfigError, is_http_url, load
-from .links import DEMO_TOKEN_ENV, course_link, git_url, link_in_course, with_token
+from .links import DEMO_PARAM, DEMO_TOKEN_ENV, course_link, git_url, link_in_course, with_token
 
 class SafeFormatter(logging.Formatter):
     """Log lines (serve logs to the terminal too) with control characters escaped, line by line."""
@@ -229,7 +230,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
             f"    clone:             git clone --depth 1 {url}")
     for name, error in config.broken.items():
         say("", f"  {name}: NOT SERVED: {error}")
-    say("", f"  dashboard:           {config.server.public_url}/", "")
+    demo = os.environ.get(DEMO_TOKEN_ENV)  # `make run`: the dashboard then hands its browser the token
+    say("", f"  dashboard:           {config.server.public_url}/"
+        + (f"?{urlencode({DEMO_PARAM: demo})}" if demo else ""), "")
     try:
         serve(config)
     except OSError as error:

@@ -110,8 +110,10 @@ def link_in_course(config: Config, course: str, path: str | None = None, hub_url
 
 
 # `make run` hands its serve the demo JupyterLab's token here, for the links it prints on the
-# terminal; never for pages (the dashboard has no login in the demo, and the token guards JupyterLab).
+# terminal; pages hand it only to a browser that opened the printed dashboard link, which
+# carries it as DEMO_PARAM (f2git/server/demokey.py: the demo's dashboard has no login).
 DEMO_TOKEN_ENV = "F2GIT_DEMO_TOKEN"
+DEMO_PARAM = "demo"
 
 
 def with_token(link: str, token: str | None) -> str:

@@ -103,6 +103,20 @@ def test_make_run_link_opens_jupyterlab_keeps_the_edit_brings_the_change_and_sto
     assert (student / "data" / "temperatures.csv").read_text() == "day,temp\n1,20\n"
     assert "My notes from the lab." in (student / "README.md").read_text()
 
+    # a fresh browser opens the dashboard link `make run` printed; its "Try this link" opens JupyterLab
+    dashboard = wait_for_line(log, r"dashboard:\s+(\S+)", process).group(1)
+    assert "demo=" in dashboard
+    fresh = page.context.browser.new_context()
+    owner = fresh.new_page()
+    owner.goto(dashboard)
+    owner.goto(re.sub(r"/\?demo=.*$", "/courses/demo", dashboard))
+    with fresh.expect_page() as opened:
+        owner.locator("#try-link").click()
+    tab = opened.value
+    tab.wait_for_url(re.compile(r"/lab/tree/demo"), timeout=90_000)  # no token asked for
+    expect(tab.locator(".jp-DirListing-content")).to_contain_text("week2", timeout=90_000)
+    fresh.close()
+
     # Ctrl-C: both processes end
     children = descendants(process.pid)
     assert len(children) >= 2

@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from html import unescape
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -171,6 +173,51 @@ def test_the_course_page_counts_right_and_offers_the_course_folder_instead_only_
     instead = re.compile(r'<span class="folder-instead"( hidden)?>')
     assert instead.search(folder_page).group(1) == " hidden"  # the folder is chosen: no "instead"
     assert instead.search(file_page).group(1) is None
+
+
+# --- `make run`: the dashboard hands the demo JupyterLab's token only to a browser that showed it ----
+
+DEMO_TOKEN = "demo-tok-Qz8-distinctive"
+
+
+def try_link(html: str) -> str:
+    return unescape(re.search(r'id="try-link" class="[^"]*" href="([^"]+)"', html).group(1))
+
+
+def test_the_demo_dashboard_gives_its_try_link_the_token_only_after_the_printed_link(tmp_path, folder, monkeypatch):
+    monkeypatch.setenv("F2GIT_DEMO_TOKEN", DEMO_TOKEN)  # what `make run` hands its serve
+    make = config_factory(tmp_path, {"c": {"source": "local", "path": str(folder), "schedule": 0}}, auth="none")
+    with RunningServer(make) as server:
+        server.post_json("/api/courses/c/refresh")
+        stranger = requests.Session()  # another local user: the dashboard has no login in the demo
+        assert "token=" not in try_link(stranger.get(server.url + "/courses/c").text)
+        answer = stranger.get(server.url + "/?demo=guessed", allow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["Location"] == "/" and "Set-Cookie" not in answer.headers
+        assert "token=" not in stranger.get(server.url + "/courses/c/link", params={"path": "a.txt"}).json()["try"]
+        assert "token=" not in stranger.get(server.url + "/open/c", allow_redirects=False).headers["Location"]
+
+        owner = requests.Session()  # the browser that opened the dashboard link `make run` printed
+        answer = owner.get(f"{server.url}/courses/c?path=a.txt&demo={DEMO_TOKEN}", allow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["Location"] == "/courses/c?path=a.txt"  # no token kept
+        cookie = answer.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and DEMO_TOKEN not in cookie
+        page = owner.get(server.url + answer.headers["Location"]).text
+        assert parse_qs(urlsplit(try_link(page)).query)["token"] == [DEMO_TOKEN]
+        assert f"token={DEMO_TOKEN}" in owner.get(server.url + "/courses/c/link", params={"path": "a.txt"}).json()["try"]
+        assert f"token={DEMO_TOKEN}" in owner.get(server.url + "/open/c", allow_redirects=False).headers["Location"]
+        # the link to copy into the LMS never carries it
+        assert "token=" not in unescape(re.search(r'id="link" class="link" type="text" readonly value="([^"]+)"', page).group(1))
+
+
+def test_without_make_runs_token_the_demo_parameter_opens_nothing(tmp_path, folder, monkeypatch):
+    monkeypatch.delenv("F2GIT_DEMO_TOKEN", raising=False)
+    make = config_factory(tmp_path, {"c": {"source": "local", "path": str(folder), "schedule": 0}}, auth="none")
+    with RunningServer(make) as server:
+        server.post_json("/api/courses/c/refresh")
+        browser = requests.Session()
+        answer = browser.get(server.url + "/?demo=", allow_redirects=False)
+        assert answer.status_code == 303 and "Set-Cookie" not in answer.headers
+        assert "token=" not in try_link(browser.get(server.url + "/courses/c").text)
 
 
 # --- preview, mass delete, Ctrl-C ----------------------------------------------------------------

@@ -30,6 +30,7 @@ from f2git.snapshot import sync_course
 from f2git.store import CourseRepo
 from f2git.syncstate import StateStore
 
+from . import demokey
 from .base import BaseHandler, Refusal
 from .ltisession import frame_ancestors
 from .refresh import Refresher
@@ -257,6 +258,7 @@ class DashboardHandler(BaseHandler):
         self.count_against(identity)
         if self.request.method == "POST":
             self.check_xsrf_cookie()
+        demokey.admit(self)  # `make run`'s printed dashboard link: its browser may open the demo's JupyterLab
 
     def get_template_namespace(self) -> dict[str, Any]:
         return {**super().get_template_namespace(), "moment": Moment, "megabytes": explain.megabytes,
@@ -352,6 +354,7 @@ class CoursePage(DashboardHandler):
         link = course_link(self.config, course.name, path or None, app=app, branch=branch)
         door = door_link(self.config, course.name, path or None, app=app, branch=branch)
         self.render_page("course.html", **view, path=path, app=app, link=link, door=door, branch=branch,
+                         try_link=demokey.link_for(self, link),
                          apps=[(name, APPS[name][0]) for name in apps],
                          snippets=snippets(door, link_title(course.name, path)),
                          opened=self.settings["f2git_opens"].by_path(course.name), opened_by=opened_by)
@@ -501,7 +504,8 @@ class LinkAction(DashboardHandler):
             raise Refusal(400, str(error)) from None
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"door": door, "link": link, "path": path, "app": app, "branch": branch,
+        self.finish(json.dumps({"door": door, "link": link, "try": demokey.link_for(self, link), "path": path,
+                                "app": app, "branch": branch,
                                 **snippets(door, link_title(course.name, path))}))
 
 

@@ -26,7 +26,7 @@ from f2git.links import BadLinkPath, course_link, with_backup
 from f2git.opens import OpenCounts
 from f2git.store import CourseRepo
 
-from . import rewritenotice
+from . import demokey, rewritenotice
 from .refresh import click_client
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ async def hand_off(handler: "BaseHandler", course: "CourseConfig", path: str | N
             raise BadLinkPath(f"app {app!r} is not one of {', '.join(handler.config.hub.apps)}")
         if branch != "main" and branch.removeprefix("release/") not in release.pins(handler.config, course.name):
             raise BadLinkPath(f"course {course.name} serves no branch {branch!r}")
-        link = course_link(handler.config, course.name, path or None, app=app, branch=branch)
+        link = demokey.link_for(handler, course_link(handler.config, course.name, path or None, app=app, branch=branch))
     except BadLinkPath as error:
         student_page(handler, "badlink", 400, course=course.name, detail=str(error))
         return

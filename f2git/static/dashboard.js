@@ -128,7 +128,7 @@ function linkBuilder(form) {
     document.getElementById("link").value = body.link;
     document.getElementById("link-markdown").value = body.markdown;
     document.getElementById("link-html").value = body.html;
-    document.getElementById("try-link").href = body.link;
+    document.getElementById("try-link").href = body.try;
     for (const row of document.querySelectorAll(".tree li.file")) row.classList.toggle("picked", row.dataset.path === path);
     say(status, path ? `The link opens ${path}.` : "The link opens the course folder.", "done");
     const url = new URL(location.href);
