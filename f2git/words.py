@@ -162,11 +162,6 @@ WORDS: dict[str, dict[str, str]] = {
     "lti.foreign_target.text": {
         "en": "This login asks to open a page that is not f2git's (target_link_uri).",
         "de": "Diese Anmeldung will eine Seite öffnen, die nicht zu f2git gehört (target_link_uri)."},
-    "lti.logins_busy.title": {"en": "Too many sign-ins at once", "de": "Zu viele Anmeldungen gleichzeitig"},
-    "lti.logins_busy.text": {"en": "Too many logins are waiting for their launch.",
-                             "de": "Zu viele Anmeldungen warten auf ihren Aufruf."},
-    "lti.logins_busy.todo": {"en": "Try again in a few minutes.",
-                             "de": "Versuchen Sie es in ein paar Minuten erneut."},
     "lti.stale.text": {
         "en": "This launch does not belong to a login f2git started, or was already used or took too long.",
         "de": "Dieser Aufruf gehört zu keiner Anmeldung, die f2git begonnen hat, oder er wurde schon verwendet"

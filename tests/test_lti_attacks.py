@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -165,6 +166,44 @@ def test_a_launch_without_the_logins_browser_binding_is_refused(tool, platform):
 def test_a_state_f2git_never_issued_is_refused(tool, platform):
     browser, _, token = forged(platform)
     assert "does not belong to a login" in refusal(post_launch(browser, tool, token, "made-up-state"))
+
+
+def test_a_flood_of_logins_costs_no_memory_and_crowds_out_no_real_launch(tool, platform):
+    """Logins need no sign-in: each used to be kept until its launch, up to a cap a flood filled
+    (every real login then refused for minutes). The state now carries the login, signed."""
+    flooder = requests.Session()
+    url = platform.login_initiation(platform.add(STUDENT))
+    for _ in range(500):
+        assert flooder.get(url, allow_redirects=False, timeout=30).status_code == 302
+    logins = tool.server.app.settings["f2git_lti"].logins
+    assert logins.used() == 0 and not [name for name, value in vars(logins).items()
+                                       if isinstance(value, (dict, list, set)) and value]
+    assert Browser().launch(platform, platform.add(STUDENT)).status_code == 303
+    assert logins.used() == 1  # only a used state is kept, against replay, until it expires
+
+
+def test_a_state_altered_or_signed_by_another_tool_is_refused(tmp_path, source, platform):
+    with serve(tmp_path / "other", source, platform) as other:
+        foreign, _ = Browser().pending(platform, platform.add(STUDENT))  # another f2git's (another key) login
+    with serve(tmp_path, source, platform) as tool:
+        browser, state, token = forged(platform)
+        header, claims, signature = state.split(".")
+        changed = json.loads(base64.urlsafe_b64decode(claims + "=="))
+        changed["exp"] += 3600  # a longer life, the signature kept
+        for bad in (f"{header}.{b64(json.dumps(changed).encode())}.{signature}", foreign):
+            answer = post_launch(browser, tool, token, bad)
+            assert answer.status_code == 403 and "does not belong to a login" in refusal(answer)
+        assert post_launch(browser, tool, token, state).status_code == 303  # the real one still works
+
+
+def test_a_login_begun_before_a_restart_launches_after_it(tmp_path, source, platform):
+    with serve(tmp_path, source, platform):
+        browser = Browser()
+        login = browser.login(platform, platform.add(STUDENT))
+        action, fields = browser.authorize(login)
+    with serve(tmp_path, source, platform) as again:  # same data dir, same tool key (another port here)
+        answer = browser.session.post(again.url + urlsplit(action).path, data=fields, allow_redirects=False)
+        assert answer.status_code == 303, refusal(answer)
 
 
 def test_what_is_no_launch_at_all_gets_a_page_in_words_too(tool, platform):

@@ -48,7 +48,7 @@ TITLES = {400: "lti.unusable.title", 403: "lti.refused.title", 404: "lti.missing
 
 
 class Tool:
-    """What the LTI pages share: the tool's keys, the platforms' keys, the pending logins."""
+    """What the LTI pages share: the tool's keys, the platforms' keys, the logins."""
 
     def __init__(self, config: "Config"):
         assert config.lti is not None
@@ -56,13 +56,13 @@ class Tool:
         self.lti = config.lti
         self.keys = ToolKeys.for_config(config.lti)
         self.platform_keys = PlatformKeys()
-        self.logins = Logins()
         self.contexts = ContextStore.for_config(config)
         self.requests = provision.Requests.for_config(config)
         self._recorded: dict[tuple[str, str], tuple[str, str]] = {}
         der = self.keys.signing.private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         self.secret = secret_for(der)
+        self.logins = Logins(self.secret)  # states signed with it: no memory per login
 
     async def record_context(self, launch: Launch) -> None:
         """Tell the context store what this launch says, when it says something new (the file stays
