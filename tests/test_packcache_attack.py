@@ -94,6 +94,30 @@ def test_two_servers_on_one_data_dir_serve_whole_clones(tmp_path, source):
         assert "Traceback" not in first.output() + second.output()
 
 
+def test_two_servers_on_one_data_dir_keep_to_pack_cache_size_together(tmp_path, source):
+    """Each server used to bound only what it stored itself: two flooded servers kept twice
+    `pack_cache_size` on the shared disk. Now each keeps to its share."""
+    config = serve_config(tmp_path, source, pack_cache_size=256 * 1024)
+    cache = tmp_path / "data" / "packcache"
+    with ServeProcess(config) as first, ServeProcess(config) as second:
+        clone(first.git_url(COURSE), tmp_path / "clone")
+        time.sleep(2.5)  # the first counts the servers sharing its cache every 2 s
+        for number in range(300):
+            server = (first, second)[number % 2]
+            assert post_git(server.git_url(COURSE), flood_body(number, size=600), source="127.0.0.2") == 200
+        time.sleep(2)
+        answers = [path for path in cache.rglob("*") if path.is_file() and path.parent.parent.name == COURSE]
+        assert sum(path.stat().st_blocks * 512 for path in answers) <= 256 * 1024
+        assert len(answers) > 16  # both still store
+    # alone again, a server has the whole size
+    with ServeProcess(config) as alone:
+        for number in range(300, 420):
+            assert post_git(alone.git_url(COURSE), flood_body(number, size=600), source="127.0.0.2") == 200
+        time.sleep(1)
+        answers = [path for path in cache.rglob("*") if path.is_file() and path.parent.parent.name == COURSE]
+        assert 128 * 1024 < sum(path.stat().st_blocks * 512 for path in answers) <= 256 * 1024
+
+
 def test_a_stored_answer_cut_short_is_computed_again_or_ends_with_an_error(tmp_path, source, monkeypatch):
     """A stored file cut short (by a hand other than f2git) is never served as whole: at open
     it is computed again; cut while it is being sent, the response ends at once, no spin."""

@@ -17,7 +17,7 @@ own temp folder and renamed into place, its header carrying the answer's length:
 the length from the file it opened, so another server sharing the data dir may replace it
 (two replicas, a rolling update), and a half-written or cut entry (crash, full disk) is never
 served. What an entry costs (its disk blocks and its bookkeeping) counts against
-`pack_cache_size`. Everything is private to the server's user (0700 folders, 0600 files).
+`pack_cache_size`; servers sharing a data dir each keep to their share of it. Everything is private to the server's user (0700 folders, 0600 files).
 (Design after GitLab
 Gitaly's pack-objects cache and its streamcache: key by the exact input, one writer to a
 file, many readers following it; f2git caches the whole upload-pack answer instead of
@@ -36,6 +36,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ BLOCK = 4096  # a file takes whole blocks on disk
 ENTRY_OVERHEAD = 1024  # an entry's index in memory and its directory entry
 TEMPLATES = ".templates"  # beside the course folders; no course name starts with a dot
 TEMP = ".tmp"  # one folder per running server below it, locked while it runs
+SHARE_CHECK = 2.0  # s between counts of the servers sharing this cache (each keeps its share)
 CHUNK = 256 * 1024
 OID = re.compile(rb"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
@@ -291,6 +293,7 @@ class PackCache:
         self.size = self.memory = 0  # what entries cost (see Entry.cost), and bytes kept in memory too
         self.hits = self.misses = self.computed = self.prebuilt = 0
         self._lock: int | None = None
+        self._servers, self._servers_counted = 1, float("-inf")
         self._temp = self.root / TEMP / f"{os.getpid()}-{secrets.token_hex(4)}"
         self.templates = TemplateBook(self.root / TEMPLATES)
         self._load(set(courses))
@@ -308,7 +311,8 @@ class PackCache:
             # Read-only: flock needs no more, and a file open for writing would keep the
             # data dir's disk from being remounted read-only.
             self._lock = os.open(self._temp / "lock", os.O_RDONLY | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # blocking: a new folder is only ever probed for a moment by another server (_running)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
         except OSError as error:
             log.warning("pack cache %s is not writable (%s): answers are computed, not stored", self.root, error)
             return
@@ -340,21 +344,21 @@ class PackCache:
             if not folder.is_dir() or folder.is_symlink():
                 folder.unlink(missing_ok=True)  # f2git before issue 18 wrote here directly
                 continue
+            if _running(folder) is False:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def share(self) -> int:
+        """What this server's entries may take: `limit` split between the servers running on
+        this data dir now (they store into one folder; together they keep to `limit`)."""
+        now = time.monotonic()
+        if self._lock is not None and now - self._servers_counted >= SHARE_CHECK:
             try:
-                lock = os.open(folder / "lock", os.O_RDONLY)
-            except FileNotFoundError:
-                lock = None  # never locked: its server died at once
+                others = sum(_running(folder) is True for folder in (self.root / TEMP).iterdir()
+                             if folder != self._temp and folder.is_dir() and not folder.is_symlink())
             except OSError:
-                continue  # not ours to judge
-            try:
-                if lock is not None:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # held: that server is running
-                continue
-            finally:
-                if lock is not None:
-                    os.close(lock)
-            shutil.rmtree(folder, ignore_errors=True)
+                others = self._servers - 1
+            self._servers, self._servers_counted = 1 + others, now
+        return self.limit // self._servers
 
     def _read_entry(self, course: str, commit: str, path: Path) -> Entry | None:
         """A stored entry, or None (and its file gone) when it is not whole."""
@@ -464,7 +468,7 @@ class PackCache:
         request = computation.request
         return computation.on_disk and len(request.body) <= MAX_STORED_BODY \
             and computation.generation == self._generations.get(request.course, 0) \
-            and entry_cost(computation.written) <= self.limit \
+            and entry_cost(computation.written) <= self.share() \
             and self.head(request.course) == request.commit and _succeeded(computation.fd)
 
     def _store(self, computation: Computation) -> None:
@@ -512,7 +516,8 @@ class PackCache:
             entry.path.unlink(missing_ok=True)
 
     def _evict(self) -> None:
-        while self._entries and (self.size > self.limit or len(self._entries) > MAX_ENTRIES):
+        share = self.share()
+        while self._entries and (self.size > share or len(self._entries) > MAX_ENTRIES):
             self._drop(next(iter(self._entries)))
 
     def _new_head(self, course: str, head: str) -> None:
@@ -619,6 +624,23 @@ class PackCache:
         return {"entries": len(self._entries), "bytes": self.size, "running": len(self._running),
                 "hits": self.hits, "misses": self.misses, "computed": self.computed, "prebuilt": self.prebuilt}
 
+
+
+def _running(folder: Path) -> bool | None:
+    """Whether the server that owns temp `folder` runs (its lock is held); None: not ours to judge."""
+    try:
+        lock = os.open(folder / "lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # never locked: its server died at once
+    except OSError:
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:  # held: that server is running
+        return True
+    finally:
+        os.close(lock)
 
 
 def _succeeded(fd: int) -> bool:
