@@ -258,6 +258,11 @@ class Hub:
             self._log.close()
 
 
+def shown(events: list[dict]) -> str:
+    """What the student's nbgitpuller page shows of a click: the streamed git output and the error."""
+    return "".join(str(event.get("output", "")) + str(event.get("message", "")) for event in events)
+
+
 def process_environ(pid: int) -> dict[str, str]:
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()

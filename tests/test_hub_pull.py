@@ -15,7 +15,7 @@ from f2git.config import load
 from f2git.hubconfig import render
 from f2git.links import repo_url
 from tests.heldrequests import hold_requests, release, still_open
-from tests.hubhelpers import CHP, GitHost, Hub, browser_login, free_port, server_token, service_toml
+from tests.hubhelpers import CHP, GitHost, Hub, browser_login, free_port, server_token, service_toml, shown
 from tests.repohelpers import SourceFolder
 
 pytestmark = pytest.mark.slow
@@ -104,11 +104,6 @@ def test_a_student_outside_the_course_groups_is_refused(hub):
     direct = requests.get(f"{hub.f2git_url}/git/{COURSE}/info/refs", params={"service": "git-upload-pack"},
                           headers={"Authorization": f"token {token}"}, timeout=30)
     assert direct.status_code == 403
-
-
-def shown(events: list[dict]) -> str:
-    """What the student's nbgitpuller page shows: the streamed git output and the error."""
-    return "".join(str(event.get("output", "")) + str(event.get("message", "")) for event in events)
 
 
 def test_a_student_reads_why_a_click_failed_on_nbgitpullers_page(hub):

@@ -16,7 +16,7 @@ from f2git.hubconfig import render
 from f2git.links import repo_url
 from tests import canvasfake, moodlefake
 from tests.canvasfake import FakeCanvas
-from tests.hubhelpers import CHP, Hub, free_port, service_toml, toml_table
+from tests.hubhelpers import CHP, Hub, free_port, service_toml, shown, toml_table
 from tests.lmshttp import ServedFake
 from tests.serverhelpers import wait_until
 from tests.moodlefake import FakeMoodle
@@ -80,10 +80,6 @@ def f2git_service_token(hub: Hub) -> str:
         except (OSError, KeyError):
             continue
     raise AssertionError("the f2git service process was not found")
-
-
-def shown(events: list[dict]) -> str:
-    return "".join(str(event.get("output", "")) + str(event.get("message", "")) for event in events)
 
 
 def folder(hub: Hub, user: str) -> Path:

@@ -17,7 +17,7 @@ import requests
 from f2git.config import load
 from f2git.hubconfig import render
 from f2git.links import repo_url
-from tests.hubhelpers import CHP, GitHost, Hub, free_port, git, server_token
+from tests.hubhelpers import CHP, GitHost, Hub, free_port, git, server_token, shown
 from tests.repohelpers import SourceFolder
 
 pytestmark = pytest.mark.slow
@@ -84,10 +84,6 @@ schedule = 0
             running.wait_for_url(f"{config.server.public_url}/healthz", "the f2git service behind the hub")
             running.tokens = {name: running.start_user(name) for name in ("ana", "mallory")}
             yield running
-
-
-def shown(events: list[dict]) -> str:
-    return "".join(str(event.get("output", "")) + str(event.get("message", "")) for event in events)
 
 
 def recorded(hub: Hub) -> list[dict]:
