@@ -124,6 +124,14 @@ def test_jupyterhub_instructors_group_and_admins_manage():
     assert not no_group.may_manage(Identity("s", kind="user", groups=frozenset({""})), None)
 
 
+def test_an_instructor_outside_a_courses_groups_may_fetch_the_course_they_manage():
+    """Their dashboard shows the files, and "Try this link" must open for them too."""
+    auth, cfg = hub_auth("teachers")
+    teacher = Identity("tina", kind="user", groups=frozenset({"teachers"}))
+    assert not auth._member(teacher, cfg.courses["ml"]) and auth.may_fetch(teacher, cfg.courses["ml"])
+    assert not auth.may_fetch(Identity("bob", kind="user", groups=frozenset({"bio"})), cfg.courses["ml"])
+
+
 def test_jupyterhub_read_metrics_scope_may_scrape_but_not_manage(monkeypatch):
     """The Prometheus that scrapes the hub's /hub/metrics (a service token with read:metrics)
     may read f2git's /metrics, and nothing more."""
