@@ -7,6 +7,8 @@ f2git runs as `f2git serve` (its own process); the platform is lti1p3platform ov
 127.0.0.1 (tests/ltiplatform.py). Each launch is the whole flow a browser makes (login at f2git,
 the platform's /authorize, the form post to /lti/launch); the figure is the form post alone,
 the part f2git answers with the 303 (verifying the id_token, the course's context, the handoff).
+Then a flood of logins that never launch (they need no sign-in): f2git's memory before and
+after, and whether a real launch still gets through.
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ import time
 from pathlib import Path
 
 from tests.ltiplatform import LEARNER, Browser, LtiPlatform, Message
-from tests.serveprocess import ServeProcess, free_port, write_config
+from tests.serveprocess import ServeProcess, free_port, rss, write_config
 
 from .common import generate_course, median, percentile, table
 
 GOAL_P99 = 0.050  # s
+FLOOD = 10_000  # logins that never launch
 
 
 def launch_once(platform: LtiPlatform, hint: str, results: list[float], errors: list[str]) -> None:
@@ -40,6 +43,34 @@ def launch_once(platform: LtiPlatform, hint: str, results: list[float], errors: 
         results.append(took)
     else:
         errors.append(f"HTTP {answer.status_code}")
+
+
+def flood_logins(platform: LtiPlatform, server: ServeProcess, custom: dict) -> list[tuple[str, str]]:
+    url = platform.login_initiation(platform.add(Message("flood", LEARNER, custom=custom)))
+    before = rss(server.pid)
+    answered: list[int] = []
+
+    def some(count: int) -> None:
+        import requests
+        with requests.Session() as session:
+            for _ in range(count):
+                answered.append(session.get(url, allow_redirects=False, timeout=30).status_code)
+                session.cookies.clear()  # a flooder keeps no cookies (a browser's would grow each request)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=some, args=(FLOOD // 8,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = time.monotonic() - start
+    after = rss(server.pid)
+    results: list[float] = []
+    errors: list[str] = []
+    launch_once(platform, platform.add(Message("after-flood", LEARNER, custom=custom)), results, errors)
+    return [("logins answered 302", f"{answered.count(302)} of {len(answered)} in {took:.1f} s"),
+            ("f2git's RSS before → after", f"{before / 2**20:.0f} → {after / 2**20:.0f} MiB"),
+            ("a real launch after the flood", "303" if results else f"failed: {errors}")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             for thread in threads:
                 thread.join()
             served = [float(m) / 1000 for m in re.findall(r"303 POST /lti/launch \(\S+\) ([0-9.]+)ms", server.output())]
+            flood = flood_logins(platform, server, custom)
     p99 = percentile(results, 0.99) if results else float("nan")
     table(f"LTI launch → 303 ({args.rate:g} launches/min for {args.seconds:g} s, JWKS cached, f2git serve process)", [
         ("launches answered 303", f"{len(results)} of {count} ({len(errors)} failed{': ' + errors[0] if errors else ''})"),
@@ -93,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                             f" max {1000 * max(results):.1f} ms"),
         ("platform key set reads", f"{platform.jwks_requests} (one for the whole run)"),
     ])
+    table(f"A flood of {FLOOD} LTI logins that never launch", flood)
 
 
 if __name__ == "__main__":
