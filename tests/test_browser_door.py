@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from f2git import holds
+from f2git import holds, release
 from f2git.hubconfig import render
 from tests.browserhelpers import chromium
 from tests.hubhelpers import CHP, Hub, hub_oauth_in_process
@@ -42,8 +42,11 @@ def hub(tmp_path_factory):
     cs101.write("week1/intro.ipynb", '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
     flaky = SourceFolder(work / "flaky")
     flaky.write("notes.md", "# Notes\n")
+    algebra = SourceFolder(work / "algebra")
+    algebra.write("sheet1.md", "# Sheet 1\n")
     courses = {"cs101": {"source": "local", "path": str(cs101.path), "schedule": 0, "groups": ["cs101-students"]},
-               "stats": {"source": "local", "path": str(flaky.path), "schedule": 0}}
+               "stats": {"source": "local", "path": str(flaky.path), "schedule": 0},
+               "algebra": {"source": "local", "path": str(algebra.path), "schedule": 0}}
     token = secrets.token_hex(16)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("F2GIT_HUB_TOKEN", token)
@@ -61,6 +64,7 @@ def hub(tmp_path_factory):
         with hub_oauth_in_process(), f2git, hub:
             hub.f2git = f2git
             hub.flaky = flaky
+            hub.algebra = algebra
             hub.wait_for_url(f"{hub.url}{SERVICE}/healthz", "f2git behind the hub's proxy")
             hub.start_user("ana")  # bob is created when he signs in: he never gets a server of his own here
             yield hub
@@ -186,3 +190,29 @@ def test_a_held_course_says_so_then_continues_to_jupyterlab(browser, hub, locale
         page.context.close()
     finally:
         holds.resume(hub.f2git.config, "cs101")
+
+
+@pytest.mark.parametrize("locale, lang", [("en-GB", "en"), ("de-DE", "de")])
+def test_after_a_retract_a_student_without_pullhook_reads_what_happened_and_for_whom(browser, hub, locale, lang,
+                                                                                       monkeypatch):
+    server = hub.f2git
+    if not release.rewritten(server.config, "algebra"):
+        hub.algebra.write("solutions.md", "# Solutions\n")
+        refresh(hub, "algebra")
+        release.retract(server.config, server.config.courses["algebra"], ["solutions.md"], who="tina")
+        server.call(lambda: server.server.app.settings["f2git_packcache"].drop_course("algebra"))
+    monkeypatch.setattr(server.config.hub, "pullhook", False)  # a hub whose image has no pullhook
+    page = signed_in(browser, hub, "ana", locale)
+    page.goto(f"{SERVICE}/open/algebra/sheet1.md")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        {"en": "Your instructor took back files of this course",
+         "de": "Ihre Lehrperson hat Dateien dieses Kurses zurückgenommen"}[lang])
+    expect(page.locator("main")).to_contain_text({"en": "If you first opened this course between",
+                                                  "de": "zum ersten Mal zwischen"}[lang])
+    expect(page.locator("main")).not_to_contain_text("solutions.md")
+    assert "backup=true" in page.locator("#fresh").get_attribute("href")
+    assert "backup=" not in page.locator("#continue").get_attribute("href")
+    shot(page, f"door-retracted-{lang}")
+    page.goto(f"{SERVICE}/open/algebra/sheet1.md", wait_until="commit")  # told once: this browser goes on
+    page.wait_for_url(re.compile(r"/(hub|user)/"), timeout=60_000)
+    page.context.close()
