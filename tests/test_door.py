@@ -4,6 +4,7 @@ keep no names, and `f2git link --door`."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import socket
@@ -314,6 +315,18 @@ def test_a_root_leak_tells_everyone_who_opened_before_the_retract(tmp_path, sour
         retract(server, "solutions.ipynb")
         status, _, html = page(server, "/open/cs101", DE)
         assert status == 200 and WORDS["rewritten_root.text"]["de"].split("{date}")[0] in text_of(html)
+
+
+def test_a_retract_record_without_its_start_tells_everyone_who_opened_before_it(server, source):
+    source.write("solutions.ipynb", '{"answer": 42}\n')
+    assert server.post_json("/api/courses/cs101/refresh")[1]["changed"]
+    retract(server, "solutions.ipynb")
+    record = release.rewrites_path(server.config, "cs101")
+    kept = json.loads(record.read_text())
+    del kept["since"]  # as f2git wrote it before it kept when the leak began
+    record.write_text(json.dumps(kept))
+    status, _, html = page(server, "/open/cs101")
+    assert status == 200 and WORDS["rewritten_root.text"]["en"].split("{date}")[0] in text_of(html)
 
 
 def test_with_pullhook_or_long_after_a_retract_the_door_goes_straight_on(server, source, monkeypatch):

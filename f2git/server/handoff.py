@@ -170,8 +170,9 @@ def tell_of_retract(handler: "BaseHandler", course: str, link: str) -> bool:
                        expires_days=rewritenotice.DOOR_DAYS, httponly=True, samesite="Lax",
                        secure=handler.request.protocol == "https")
     lang = words.language(handler.request.headers.get("Accept-Language"))
-    root = bool(info.get("root"))
-    student_page(handler, "rewritten_root" if root else "rewritten", 200, title="rewritten.title",
+    since = info.get("since")  # a record written before f2git kept it: "before <date>" holds too
+    everyone = bool(info.get("root")) or not isinstance(since, (int, float))
+    student_page(handler, "rewritten_root" if everyone else "rewritten", 200, title="rewritten.title",
                  todo="rewritten.todo", continue_url=link, fresh_url=with_backup(link), course=course,
-                 date=words.when(lang, info["last"]), since=words.when(lang, info.get("since") or info["last"]))
+                 date=words.when(lang, info["last"]), since=words.when(lang, since if not everyone else info["last"]))
     return True
