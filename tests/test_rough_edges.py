@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from html import unescape
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,6 +22,7 @@ import requests
 
 from connectors.base import counted
 from f2git.config import ConfigError, parse
+from f2git.server import demokey
 from f2git.snapshot import sync_course
 from tests.httpserver import FileServer
 from tests.serverhelpers import RunningServer, config_factory
@@ -184,29 +188,57 @@ def try_link(html: str) -> str:
     return unescape(re.search(r'id="try-link" class="[^"]*" href="([^"]+)"', html).group(1))
 
 
-def test_the_demo_dashboard_gives_its_try_link_the_token_only_after_the_printed_link(tmp_path, folder, monkeypatch):
+def test_the_demo_dashboard_gives_the_token_to_its_own_users_browser_and_no_other(tmp_path, folder, monkeypatch):
     monkeypatch.setenv("F2GIT_DEMO_TOKEN", DEMO_TOKEN)  # what `make run` hands its serve
     make = config_factory(tmp_path, {"c": {"source": "local", "path": str(folder), "schedule": 0}}, auth="none")
     with RunningServer(make) as server:
         server.post_json("/api/courses/c/refresh")
-        stranger = requests.Session()  # another local user: the dashboard has no login in the demo
+        # this test's browser runs as the same local user as f2git: the kernel's socket table says so
+        mine = requests.Session()
+        assert parse_qs(urlsplit(try_link(mine.get(server.url + "/courses/c").text)).query)["token"] == [DEMO_TOKEN]
+        assert f"token={DEMO_TOKEN}" in mine.get(server.url + "/courses/c/link", params={"path": "a.txt"}).json()["try"]
+        assert f"token={DEMO_TOKEN}" in mine.get(server.url + "/open/c", allow_redirects=False).headers["Location"]
+        page = mine.get(server.url + "/courses/c").text  # the link to copy into the LMS never carries it
+        assert "token=" not in unescape(re.search(r'id="link" class="link" type="text" readonly value="([^"]+)"', page).group(1))
+
+        # f2git run by another local user than this browser's: no token
+        monkeypatch.setattr(demokey, "server_uid", lambda: os.geteuid() + 1)
+        stranger = requests.Session()
         assert "token=" not in try_link(stranger.get(server.url + "/courses/c").text)
         answer = stranger.get(server.url + "/?demo=guessed", allow_redirects=False)
         assert answer.status_code == 303 and answer.headers["Location"] == "/" and "Set-Cookie" not in answer.headers
         assert "token=" not in stranger.get(server.url + "/courses/c/link", params={"path": "a.txt"}).json()["try"]
         assert "token=" not in stranger.get(server.url + "/open/c", allow_redirects=False).headers["Location"]
 
-        owner = requests.Session()  # the browser that opened the dashboard link `make run` printed
+        # the dashboard link `make run` printed works for a browser the socket table cannot place
+        owner = requests.Session()
         answer = owner.get(f"{server.url}/courses/c?path=a.txt&demo={DEMO_TOKEN}", allow_redirects=False)
         assert answer.status_code == 303 and answer.headers["Location"] == "/courses/c?path=a.txt"  # no token kept
         cookie = answer.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and DEMO_TOKEN not in cookie
         page = owner.get(server.url + answer.headers["Location"]).text
         assert parse_qs(urlsplit(try_link(page)).query)["token"] == [DEMO_TOKEN]
-        assert f"token={DEMO_TOKEN}" in owner.get(server.url + "/courses/c/link", params={"path": "a.txt"}).json()["try"]
         assert f"token={DEMO_TOKEN}" in owner.get(server.url + "/open/c", allow_redirects=False).headers["Location"]
-        # the link to copy into the LMS never carries it
-        assert "token=" not in unescape(re.search(r'id="link" class="link" type="text" readonly value="([^"]+)"', page).group(1))
+
+
+def test_the_socket_tables_owner_is_read_for_ipv4_and_ipv6_loopback():
+    """The kernel table's own format: the peer of a real loopback connection is found, with its owner."""
+    found = []
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            listener = socket.socket(family)
+            listener.bind((host, 0))
+        except OSError:  # a machine without IPv6 on its loopback
+            listener.close()
+            continue
+        with listener:
+            listener.listen()
+            with socket.create_connection(listener.getsockname()[:2]), listener.accept()[0] as accepted:
+                handler = SimpleNamespace(request=SimpleNamespace(connection=SimpleNamespace(
+                    stream=SimpleNamespace(socket=accepted))))
+                assert demokey.peer_uid(handler) == os.geteuid()
+                found.append(host)
+    assert "127.0.0.1" in found
 
 
 def test_without_make_runs_token_the_demo_parameter_opens_nothing(tmp_path, folder, monkeypatch):
